@@ -1,0 +1,375 @@
+//! The service call graph: per-trace facts folded into mergeable per-node and per-edge
+//! aggregates.
+//!
+//! Edges come from
+//! - a client-like span and its server child in another service (or, with kinds missing, any
+//!   parent/child pair across services, as Jaeger draws them);
+//! - a client span with no instrumented child, to the database or external peer it names;
+//! - messaging: producer → broker → consumer when the broker is known (`messaging.system` or
+//!   the peer a producer names), producer → consumer directly otherwise, with the queue delay
+//!   (consumer start − producer end) on the hop into the consumer.
+
+use std::collections::BTreeSet;
+
+use rustc_hash::FxHashMap;
+
+use super::tree::{Ix, Trace};
+use crate::hist::Hist;
+use crate::model::{NodeKey, NodeType, Span, SpanKind, Sym};
+
+/// Dense id of a graph node within one engine.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct NodeId(pub u32);
+
+/// Node keys ↔ dense ids. Bounded: past `max_nodes`, new nodes fold into one overflow node
+/// (and are counted), so a flood of distinct peer names cannot grow the graph without limit.
+#[derive(Debug)]
+pub struct NodeTable {
+    keys: Vec<NodeKey>,
+    ids: FxHashMap<NodeKey, NodeId>,
+    max_nodes: usize,
+    pub overflowed: u64,
+}
+
+impl NodeTable {
+    pub fn new(max_nodes: usize) -> Self {
+        NodeTable {
+            keys: Vec::new(),
+            ids: FxHashMap::default(),
+            max_nodes: max_nodes.max(1),
+            overflowed: 0,
+        }
+    }
+
+    pub fn id(&mut self, key: NodeKey) -> NodeId {
+        if let Some(&id) = self.ids.get(&key) {
+            return id;
+        }
+        if self.keys.len() >= self.max_nodes {
+            self.overflowed += 1;
+            return NodeId(self.max_nodes as u32 - 1);
+        }
+        let id = NodeId(self.keys.len() as u32);
+        self.keys.push(key);
+        self.ids.insert(key, id);
+        id
+    }
+
+    pub fn get(&self, key: &NodeKey) -> Option<NodeId> {
+        self.ids.get(key).copied()
+    }
+
+    pub fn key(&self, id: NodeId) -> NodeKey {
+        self.keys[id.0 as usize]
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// How a caller reaches a callee; the names are those of Grafana's service graph
+/// (`connection_type` label).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub enum ConnType {
+    /// Synchronous request/response between instrumented services.
+    Sync,
+    /// Producer → broker, broker → consumer, or producer → consumer.
+    Messaging,
+    /// Client span to a database seen only from the caller.
+    Database,
+    /// Client span to an uninstrumented peer.
+    Virtual,
+}
+
+impl ConnType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnType::Sync => "",
+            ConnType::Messaging => "messaging_system",
+            ConnType::Database => "database",
+            ConnType::Virtual => "virtual_node",
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct EdgeKey {
+    pub from: NodeId,
+    pub to: NodeId,
+    pub conn: ConnType,
+}
+
+/// Distinct instances of a node, bounded. Observations without identity are counted apart:
+/// a node seen only without identity has *unknown* redundancy, not one instance.
+#[derive(Clone, Debug, Default)]
+pub struct InstanceSet {
+    pub known: BTreeSet<Sym>,
+    /// More distinct instances were seen than the set keeps.
+    pub overflow: bool,
+    pub unknown_observations: u64,
+}
+
+impl InstanceSet {
+    pub const MAX: usize = 256;
+
+    pub fn observe(&mut self, instance: Option<Sym>) {
+        match instance {
+            None => self.unknown_observations += 1,
+            Some(i) => {
+                if self.known.len() < Self::MAX {
+                    self.known.insert(i);
+                } else if !self.known.contains(&i) {
+                    self.overflow = true;
+                }
+            }
+        }
+    }
+
+    pub fn merge(&mut self, other: &InstanceSet) {
+        for i in &other.known {
+            self.observe(Some(*i));
+        }
+        self.overflow |= other.overflow;
+        self.unknown_observations += other.unknown_observations;
+    }
+
+    /// Distinct instances seen, or `None` when no observation carried an identity.
+    pub fn count(&self) -> Option<usize> {
+        (!self.known.is_empty()).then_some(self.known.len())
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct NodeAgg {
+    /// Requests into the node: server and consumer spans and roots for services; client spans
+    /// reaching it for virtual nodes.
+    pub requests: u64,
+    pub errors: u64,
+    /// Request latency: server-side duration for services, client-side for virtual nodes.
+    pub latency: Hist,
+    /// Per request, time spent in the service's own spans, excluding time waiting on callees.
+    pub self_time: Hist,
+    pub instances: InstanceSet,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct EdgeAgg {
+    pub calls: u64,
+    pub errors: u64,
+    /// Duration of the caller's span (client or producer).
+    pub client: Hist,
+    /// Duration of the callee's span (server or consumer), when instrumented.
+    pub server: Hist,
+    /// Messaging only: consumer start − producer end.
+    pub queue: Hist,
+}
+
+/// The graph of one window (or of several, merged). Everything in it adds up.
+#[derive(Clone, Debug, Default)]
+pub struct GraphAgg {
+    pub traces: u64,
+    pub spans: u64,
+    pub fragmented_traces: u64,
+    pub nodes: FxHashMap<NodeId, NodeAgg>,
+    pub edges: FxHashMap<EdgeKey, EdgeAgg>,
+}
+
+impl GraphAgg {
+    pub fn merge(&mut self, other: &GraphAgg) {
+        self.traces += other.traces;
+        self.spans += other.spans;
+        self.fragmented_traces += other.fragmented_traces;
+        for (id, n) in &other.nodes {
+            let m = self.nodes.entry(*id).or_default();
+            m.requests += n.requests;
+            m.errors += n.errors;
+            m.latency.add(&n.latency);
+            m.self_time.add(&n.self_time);
+            m.instances.merge(&n.instances);
+        }
+        for (k, e) in &other.edges {
+            let m = self.edges.entry(*k).or_default();
+            m.calls += e.calls;
+            m.errors += e.errors;
+            m.client.add(&e.client);
+            m.server.add(&e.server);
+            m.queue.add(&e.queue);
+        }
+    }
+
+    fn edge(&mut self, from: NodeId, to: NodeId, conn: ConnType) -> &mut EdgeAgg {
+        self.edges.entry(EdgeKey { from, to, conn }).or_default()
+    }
+
+    /// Folds one trace into the graph.
+    pub fn add_trace(&mut self, t: &Trace, nodes: &mut NodeTable) {
+        self.traces += 1;
+        self.spans += t.len() as u64;
+        if t.fragmented {
+            self.fragmented_traces += 1;
+        }
+        let svc = |nodes: &mut NodeTable, s: &Span| {
+            nodes.id(NodeKey {
+                ty: NodeType::Service,
+                name: s.service,
+            })
+        };
+        // Per-request self time: accumulated on the entry span that owns each local span.
+        let mut owner: Vec<Ix> = vec![0; t.len()];
+        let mut self_acc: FxHashMap<Ix, u64> = FxHashMap::default();
+        for i in 0..t.len() as Ix {
+            let s = t.span(i);
+            let node = svc(nodes, s);
+            let parent = t.parent[i as usize];
+            let is_entry = match parent {
+                None => true,
+                Some(p) => {
+                    matches!(s.kind, SpanKind::Server | SpanKind::Consumer)
+                        || t.span(p).service != s.service
+                }
+            };
+            owner[i as usize] = match parent {
+                Some(p) if !is_entry => owner[p as usize],
+                _ => i,
+            };
+            let n = self.nodes.entry(node).or_default();
+            n.instances.observe(s.instance);
+            if is_entry {
+                n.requests += 1;
+                n.errors += u64::from(s.error);
+                n.latency.record_ns(s.duration_ns());
+            }
+            if !t.is_client_like(i) {
+                *self_acc.entry(owner[i as usize]).or_default() += exclusive_ns(t, i);
+            }
+            self.span_edges(t, i, node, nodes);
+        }
+        let mut owners: Vec<(Ix, u64)> = self_acc.into_iter().collect();
+        owners.sort_unstable();
+        for (entry, ns) in owners {
+            let node = svc(nodes, t.span(entry));
+            if let Some(n) = self.nodes.get_mut(&node) {
+                n.self_time.record_ns(ns);
+            }
+        }
+    }
+
+    /// The edges span `i` (in service node `node`) takes part in as the callee side, plus
+    /// the virtual edges it makes as an unresolved client.
+    fn span_edges(&mut self, t: &Trace, i: Ix, node: NodeId, nodes: &mut NodeTable) {
+        let s = t.span(i);
+        let parent = t.parent[i as usize];
+        // Messaging: into a consumer.
+        if s.kind == SpanKind::Consumer {
+            let producer = parent
+                .filter(|&p| t.span(p).kind == SpanKind::Producer)
+                .or_else(|| linked_producer(t, s));
+            let broker = s
+                .peer
+                .filter(|p| p.node.ty == NodeType::Messaging)
+                .or_else(|| producer.and_then(|p| t.span(p).peer))
+                .filter(|p| p.node.ty == NodeType::Messaging);
+            let from = match (broker, producer) {
+                (Some(b), _) => Some(nodes.id(b.node)),
+                (None, Some(p)) => Some(nodes.id(NodeKey {
+                    ty: NodeType::Service,
+                    name: t.span(p).service,
+                })),
+                (None, None) => None,
+            };
+            if let Some(from) = from {
+                let e = self.edge(from, node, ConnType::Messaging);
+                e.calls += 1;
+                e.errors += u64::from(s.error);
+                e.server.record_ns(s.duration_ns());
+                if let Some(p) = producer {
+                    e.queue
+                        .record_ns(s.start_ns.saturating_sub(t.span(p).end_ns));
+                }
+            }
+            return;
+        }
+        // Synchronous: a server (or cross-service) child of this span's parent.
+        if let Some(p) = parent {
+            let ps = t.span(p);
+            let crosses = ps.service != s.service;
+            let rpc_pair = ps.kind == SpanKind::Client && s.kind == SpanKind::Server;
+            if (crosses || rpc_pair) && ps.kind != SpanKind::Producer {
+                let from = nodes.id(NodeKey {
+                    ty: NodeType::Service,
+                    name: ps.service,
+                });
+                let client_like = t.is_client_like(p);
+                let e = self.edge(from, node, ConnType::Sync);
+                e.calls += 1;
+                e.errors += u64::from(s.error);
+                e.server.record_ns(s.duration_ns());
+                if client_like {
+                    e.client.record_ns(ps.duration_ns());
+                }
+            }
+        }
+        // A client or producer naming a peer, with no instrumented callee under it.
+        let Some(peer) = s.peer else { return };
+        // A broker is always on the path; a database or HTTP peer only when no instrumented
+        // server answered the call.
+        let resolved = peer.node.ty != NodeType::Messaging
+            && t.children(i).iter().any(|&c| {
+                let cs = t.span(c);
+                cs.service != s.service || matches!(cs.kind, SpanKind::Server | SpanKind::Consumer)
+            });
+        let waits = matches!(s.kind, SpanKind::Client | SpanKind::Producer)
+            || (s.kind == SpanKind::Unspecified && peer.node.ty != NodeType::Messaging);
+        if resolved || !waits {
+            return;
+        }
+        let conn = match peer.node.ty {
+            NodeType::Database => ConnType::Database,
+            NodeType::Messaging => ConnType::Messaging,
+            _ => ConnType::Virtual,
+        };
+        let to = nodes.id(peer.node);
+        let e = self.edge(node, to, conn);
+        e.calls += 1;
+        e.errors += u64::from(s.error);
+        e.client.record_ns(s.duration_ns());
+        let v = self.nodes.entry(to).or_default();
+        v.requests += 1;
+        v.errors += u64::from(s.error);
+        v.latency.record_ns(s.duration_ns());
+        v.instances.observe(peer.address);
+    }
+}
+
+/// A producer span in the same trace that a consumer links to.
+fn linked_producer(t: &Trace, s: &Span) -> Option<Ix> {
+    s.links.iter().find_map(|l| {
+        if l.trace_id != t.id {
+            return None;
+        }
+        (0..t.len() as Ix)
+            .find(|&j| t.span(j).span_id == l.span_id && t.span(j).kind == SpanKind::Producer)
+    })
+}
+
+/// The part of span `i` not covered by any of its children (children clamped to the span).
+pub fn exclusive_ns(t: &Trace, i: Ix) -> u64 {
+    let s = t.span(i);
+    let mut covered = 0u64;
+    let mut cursor = s.start_ns;
+    // Children are sorted by start; merge their intervals as we go.
+    for &c in t.children(i) {
+        let cs = t.span(c);
+        let (a, b) = (cs.start_ns.max(cursor), cs.end_ns.min(s.end_ns));
+        if b > a {
+            covered += b - a;
+            cursor = b;
+        }
+    }
+    s.duration_ns().saturating_sub(covered)
+}

@@ -1,0 +1,4 @@
+//! What chokepoint shows the outside world. Only types here derive `Serialize`; internal
+//! aggregates are converted at this edge, once.
+
+pub mod dto;

@@ -1,0 +1,267 @@
+//! Spans → complete traces, bounded.
+//!
+//! A trace is complete when no span of it has arrived for `trace_idle` (measured on whatever
+//! clock the caller passes: span time in replay, wall time live) or at the end of input. When
+//! the in-flight limits are reached the least recently touched trace is completed early; when
+//! one trace exceeds its own span limit, its further spans are dropped. Both are counted.
+
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
+
+use crate::model::{Span, TraceId};
+
+/// Limits and timing for assembly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AssemblerConfig {
+    /// A trace with no new span for this long is complete (nanoseconds of the caller's clock).
+    pub trace_idle_ns: u64,
+    /// Traces held at once.
+    pub max_traces: usize,
+    /// Spans held at once, over all traces.
+    pub max_spans: usize,
+    /// Spans kept for one trace; later ones are dropped.
+    pub max_spans_per_trace: usize,
+}
+
+impl Default for AssemblerConfig {
+    fn default() -> Self {
+        AssemblerConfig {
+            trace_idle_ns: 10_000_000_000,
+            max_traces: 100_000,
+            max_spans: 2_000_000,
+            max_spans_per_trace: 100_000,
+        }
+    }
+}
+
+/// What assembly did, for metrics and the replay summary.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct AssemblerStats {
+    pub spans_in: u64,
+    pub traces_completed: u64,
+    /// Traces completed before their idle timeout because the in-flight limits were reached.
+    pub traces_completed_early: u64,
+    /// Spans dropped because their trace already held `max_spans_per_trace`.
+    pub spans_dropped_trace_full: u64,
+}
+
+struct Pending {
+    spans: Vec<Span>,
+    /// Clock value when the last span arrived.
+    last_touch: u64,
+}
+
+/// Groups spans by trace id until each trace is complete.
+pub struct Assembler {
+    cfg: AssemblerConfig,
+    pending: FxHashMap<TraceId, Pending>,
+    /// `(touch time, trace)` in touch order. An entry is stale when its trace has been touched
+    /// since (or completed); stale entries are skipped when they reach the front.
+    touched: VecDeque<(u64, TraceId)>,
+    spans_held: usize,
+    pub stats: AssemblerStats,
+}
+
+impl Assembler {
+    pub fn new(cfg: AssemblerConfig) -> Self {
+        Assembler {
+            cfg,
+            pending: FxHashMap::default(),
+            touched: VecDeque::new(),
+            spans_held: 0,
+            stats: AssemblerStats::default(),
+        }
+    }
+
+    pub fn traces_in_flight(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn spans_in_flight(&self) -> usize {
+        self.spans_held
+    }
+
+    /// Adds one span observed at clock value `now`; traces completed early to make room are
+    /// passed to `done`.
+    pub fn push(&mut self, span: Span, now: u64, done: &mut impl FnMut(Vec<Span>)) {
+        self.stats.spans_in += 1;
+        let id = span.trace_id;
+        if !self.pending.contains_key(&id) {
+            while self.pending.len() >= self.cfg.max_traces.max(1)
+                || self.spans_held >= self.cfg.max_spans.max(1)
+            {
+                if !self.complete_oldest(done) {
+                    break;
+                }
+                self.stats.traces_completed_early += 1;
+            }
+        } else if self.spans_held >= self.cfg.max_spans.max(1) {
+            // Make room without completing the trace this span belongs to.
+            self.complete_oldest_except(id, done);
+        }
+        let entry = self.pending.entry(id).or_insert_with(|| Pending {
+            spans: Vec::new(),
+            last_touch: u64::MAX,
+        });
+        if entry.spans.len() >= self.cfg.max_spans_per_trace {
+            self.stats.spans_dropped_trace_full += 1;
+            return;
+        }
+        entry.spans.push(span);
+        self.spans_held += 1;
+        if entry.last_touch != now {
+            entry.last_touch = now;
+            self.touched.push_back((now, id));
+        }
+        if self.touched.len() > 2 * self.cfg.max_spans.max(16) {
+            self.compact();
+        }
+    }
+
+    /// Completes every trace idle since before `now - trace_idle`.
+    pub fn expire(&mut self, now: u64, done: &mut impl FnMut(Vec<Span>)) {
+        let cutoff = now.saturating_sub(self.cfg.trace_idle_ns);
+        while let Some(&(t, id)) = self.touched.front() {
+            if t >= cutoff {
+                break;
+            }
+            self.touched.pop_front();
+            if self.pending.get(&id).is_some_and(|p| p.last_touch == t) {
+                self.finish(id, done);
+            }
+        }
+    }
+
+    /// Completes everything (end of input, shutdown).
+    pub fn flush(&mut self, done: &mut impl FnMut(Vec<Span>)) {
+        while let Some((t, id)) = self.touched.pop_front() {
+            if self.pending.get(&id).is_some_and(|p| p.last_touch == t) {
+                self.finish(id, done);
+            }
+        }
+        // Anything left (should be nothing) in a deterministic order.
+        let mut rest: Vec<TraceId> = self.pending.keys().copied().collect();
+        rest.sort_unstable();
+        for id in rest {
+            self.finish(id, done);
+        }
+    }
+
+    fn finish(&mut self, id: TraceId, done: &mut impl FnMut(Vec<Span>)) {
+        if let Some(p) = self.pending.remove(&id) {
+            self.spans_held -= p.spans.len();
+            self.stats.traces_completed += 1;
+            done(p.spans);
+        }
+    }
+
+    fn complete_oldest(&mut self, done: &mut impl FnMut(Vec<Span>)) -> bool {
+        while let Some((t, id)) = self.touched.pop_front() {
+            if self.pending.get(&id).is_some_and(|p| p.last_touch == t) {
+                self.finish(id, done);
+                return true;
+            }
+        }
+        false
+    }
+
+    fn complete_oldest_except(&mut self, keep: TraceId, done: &mut impl FnMut(Vec<Span>)) {
+        let mut skipped = Vec::new();
+        while let Some((t, id)) = self.touched.pop_front() {
+            if !self.pending.get(&id).is_some_and(|p| p.last_touch == t) {
+                continue;
+            }
+            if id == keep {
+                skipped.push((t, id));
+                continue;
+            }
+            self.finish(id, done);
+            self.stats.traces_completed_early += 1;
+            break;
+        }
+        for e in skipped.into_iter().rev() {
+            self.touched.push_front(e);
+        }
+    }
+
+    fn compact(&mut self) {
+        let pending = &self.pending;
+        self.touched
+            .retain(|(t, id)| pending.get(id).is_some_and(|p| p.last_touch == *t));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{SpanId, SpanKind, Sym};
+
+    fn span(trace: u8, id: u8, t: u64) -> Span {
+        Span {
+            trace_id: TraceId([trace; 16]),
+            span_id: SpanId([id; 8]),
+            parent: None,
+            service: Sym(1),
+            instance: None,
+            name: Sym(1),
+            kind: SpanKind::Server,
+            start_ns: t,
+            end_ns: t,
+            error: false,
+            peer: None,
+            links: Vec::new(),
+        }
+    }
+
+    fn collect(out: &mut Vec<Vec<Span>>) -> impl FnMut(Vec<Span>) + '_ {
+        move |t| out.push(t)
+    }
+
+    #[test]
+    fn idle_traces_complete_and_busy_ones_wait() {
+        let mut a = Assembler::new(AssemblerConfig {
+            trace_idle_ns: 10,
+            ..Default::default()
+        });
+        let mut out = Vec::new();
+        a.push(span(1, 1, 0), 0, &mut collect(&mut out));
+        a.push(span(2, 1, 5), 5, &mut collect(&mut out));
+        a.push(span(1, 2, 8), 8, &mut collect(&mut out));
+        a.expire(16, &mut collect(&mut out));
+        assert!(out.is_empty(), "trace 1 was touched at 8, trace 2 at 5");
+        a.expire(17, &mut collect(&mut out));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0][0].trace_id, TraceId([2; 16]));
+        a.flush(&mut collect(&mut out));
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].len(), 2);
+        assert_eq!(a.traces_in_flight(), 0);
+    }
+
+    #[test]
+    fn limits_complete_oldest_early_and_count() {
+        let mut a = Assembler::new(AssemblerConfig {
+            trace_idle_ns: 1000,
+            max_traces: 2,
+            max_spans: 100,
+            max_spans_per_trace: 2,
+        });
+        let mut out = Vec::new();
+        for t in 1..=3u8 {
+            a.push(
+                span(t, 1, u64::from(t)),
+                u64::from(t),
+                &mut collect(&mut out),
+            );
+        }
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0][0].trace_id, TraceId([1; 16]));
+        assert_eq!(a.stats.traces_completed_early, 1);
+        for id in 2..=4u8 {
+            a.push(span(3, id, 4), 4, &mut collect(&mut out));
+        }
+        assert_eq!(a.stats.spans_dropped_trace_full, 2);
+        assert!(a.traces_in_flight() <= 2 && a.spans_in_flight() <= 100);
+    }
+}

@@ -1,0 +1,135 @@
+//! The pipeline without its transport: normalize → assemble → analyze → windows. Replay drives
+//! it from files with span time as its clock; the daemon will drive the same code from its
+//! receivers with wall time.
+
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+
+use crate::analyze::graph::{GraphAgg, NodeTable};
+use crate::analyze::tree::Trace;
+use crate::assemble::{Assembler, AssemblerConfig, AssemblerStats};
+use crate::ingest::{BatchReport, Normalizer};
+use crate::model::{Interner, Span};
+use crate::window::Windows;
+
+#[derive(Debug, Clone, Copy)]
+pub struct EngineConfig {
+    pub assembler: AssemblerConfig,
+    /// Width of a time window; `u64::MAX` for one window over all input.
+    pub window_ns: u64,
+    pub max_windows: usize,
+    pub max_nodes: usize,
+    pub max_names: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            assembler: AssemblerConfig::default(),
+            window_ns: u64::MAX,
+            max_windows: 1440,
+            max_nodes: 10_000,
+            max_names: 1_000_000,
+        }
+    }
+}
+
+/// Structural problems found in completed traces (duplicate ids, cycles), bounded.
+#[derive(Debug, Default)]
+pub struct TraceIssues {
+    pub count: u64,
+    pub details: Vec<String>,
+}
+
+impl TraceIssues {
+    pub const MAX_DETAILS: usize = 50;
+}
+
+/// Everything downstream of the assembler: the part that sees complete traces.
+#[derive(Debug)]
+pub struct Analyzer {
+    pub nodes: NodeTable,
+    pub windows: Windows,
+    pub issues: TraceIssues,
+}
+
+impl Analyzer {
+    pub fn complete(&mut self, spans: Vec<Span>) {
+        if spans.is_empty() {
+            return;
+        }
+        let trace = Trace::build(spans);
+        self.issues.count += u64::from(trace.issue_count);
+        for (span, e) in &trace.issues {
+            if self.issues.details.len() < TraceIssues::MAX_DETAILS {
+                self.issues
+                    .details
+                    .push(format!("trace {}, span {span}: {e}", trace.id));
+            }
+        }
+        self.windows.add_trace(&trace, &mut self.nodes);
+    }
+}
+
+pub struct Engine {
+    pub normalizer: Normalizer,
+    pub assembler: Assembler,
+    pub analyzer: Analyzer,
+    /// Latest span end seen: replay's clock.
+    watermark: u64,
+    scratch: Vec<Span>,
+    pub report: BatchReport,
+}
+
+impl Engine {
+    pub fn new(cfg: EngineConfig) -> Self {
+        Engine {
+            normalizer: Normalizer::new(Interner::with_capacity_limit(cfg.max_names)),
+            assembler: Assembler::new(cfg.assembler),
+            analyzer: Analyzer {
+                nodes: NodeTable::new(cfg.max_nodes),
+                windows: Windows::new(cfg.window_ns, cfg.max_windows),
+                issues: TraceIssues::default(),
+            },
+            watermark: 0,
+            scratch: Vec::new(),
+            report: BatchReport::default(),
+        }
+    }
+
+    /// Normalizes and assembles one batch, using span time as the clock. `report` receives the
+    /// batch's rejections (it may already hold some from decoding) and is added to the
+    /// engine's running total.
+    pub fn ingest(&mut self, resource_spans: &[ResourceSpans], report: &mut BatchReport) {
+        let mut spans = std::mem::take(&mut self.scratch);
+        self.normalizer
+            .normalize(resource_spans, &mut spans, report);
+        let analyzer = &mut self.analyzer;
+        for s in spans.drain(..) {
+            self.watermark = self.watermark.max(s.end_ns);
+            self.assembler
+                .push(s, self.watermark, &mut |t| analyzer.complete(t));
+        }
+        self.scratch = spans;
+        self.assembler
+            .expire(self.watermark, &mut |t| analyzer.complete(t));
+        self.report.merge(report.clone());
+    }
+
+    /// Completes every trace still in flight (end of input).
+    pub fn finish(&mut self) {
+        let analyzer = &mut self.analyzer;
+        self.assembler.flush(&mut |t| analyzer.complete(t));
+    }
+
+    pub fn graph(&self) -> GraphAgg {
+        self.analyzer.windows.merged()
+    }
+
+    pub fn interner(&self) -> &Interner {
+        &self.normalizer.interner
+    }
+
+    pub fn assembler_stats(&self) -> AssemblerStats {
+        self.assembler.stats
+    }
+}

@@ -1,0 +1,418 @@
+//! Trace files for replay: the format is detected from the content, gzip is transparent.
+//!
+//! | first bytes (after gunzip) | format |
+//! |---|---|
+//! | `{` on a line that is a whole JSON value | JSON lines: one document a line (the Collector's file exporter) |
+//! | `{` otherwise | one JSON document: OTLP `resourceSpans`, Tempo `batches` or Jaeger `data` |
+//! | `[` | Zipkin v2 span array |
+//! | `0x0a` | one serialized OTLP `ExportTraceServiceRequest` |
+//! | `0x00` | the Collector file exporter's proto format: 4-byte big-endian length, message, … |
+//!
+//! A malformed line or message is reported with its position and skipped; the rest of the
+//! file still counts. Only an unreadable or unrecognisable file is an error for the whole file.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use flate2::bufread::MultiGzDecoder;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+use prost::Message;
+use serde::Deserialize;
+
+use super::problem::BatchReport;
+use super::{jaeger, otlp_json, zipkin};
+
+/// Largest single framed protobuf message accepted from a file; a length prefix past this is
+/// taken as corruption rather than an allocation request.
+const MAX_FRAME: usize = 256 << 20;
+
+/// The detected file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    OtlpJsonLines,
+    JsonDocument,
+    Zipkin,
+    OtlpProto,
+    OtlpProtoFramed,
+    Empty,
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Format::OtlpJsonLines => "JSON lines",
+            Format::JsonDocument => "JSON document",
+            Format::Zipkin => "Zipkin v2 JSON",
+            Format::OtlpProto => "OTLP protobuf",
+            Format::OtlpProtoFramed => "OTLP protobuf (length-framed)",
+            Format::Empty => "empty",
+        })
+    }
+}
+
+/// Where in a file a batch (or a problem) came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location {
+    /// 1-based line of a JSON lines file.
+    Line(u64),
+    /// 1-based message of a framed protobuf file.
+    Message(u64),
+    /// The file is one document.
+    Document,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Line(n) => write!(f, "line {n}"),
+            Location::Message(n) => write!(f, "message {n}"),
+            Location::Document => f.write_str("document"),
+        }
+    }
+}
+
+/// A whole-file failure: nothing (more) could be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("{path}: cannot open: {source}")]
+    Open { path: PathBuf, source: io::Error },
+    #[error("{path}: unknown format (first bytes {head:02x?}); expected OTLP JSON or protobuf, Jaeger JSON or Zipkin v2 JSON")]
+    UnknownFormat { path: PathBuf, head: Vec<u8> },
+    #[error("{path}: {message}")]
+    Unreadable { path: PathBuf, message: String },
+}
+
+/// A problem in part of a file; the rest was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileProblem {
+    pub location: Location,
+    pub message: String,
+}
+
+/// What reading one file gave.
+#[derive(Debug)]
+pub struct FileSummary {
+    pub path: PathBuf,
+    pub format: Format,
+    pub batches: u64,
+    /// Problems with lines, messages or the stream (truncation), in file order; the first
+    /// [`FileSummary::MAX_PROBLEMS`] are kept.
+    pub problems: Vec<FileProblem>,
+    pub problem_count: u64,
+}
+
+impl FileSummary {
+    pub const MAX_PROBLEMS: usize = 50;
+
+    fn problem(&mut self, location: Location, message: String) {
+        self.problem_count += 1;
+        if self.problems.len() < Self::MAX_PROBLEMS {
+            self.problems.push(FileProblem { location, message });
+        }
+    }
+}
+
+/// Receives each batch a file yields: where it came from, the OTLP spans, and the spans that
+/// were already rejected while decoding (bad ids in JSON, say).
+pub trait BatchSink {
+    fn batch(&mut self, location: Location, spans: Vec<ResourceSpans>, report: BatchReport);
+}
+
+impl<F: FnMut(Location, Vec<ResourceSpans>, BatchReport)> BatchSink for F {
+    fn batch(&mut self, location: Location, spans: Vec<ResourceSpans>, report: BatchReport) {
+        self(location, spans, report)
+    }
+}
+
+/// Any JSON document chokepoint reads, by its top-level keys.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AnyJson {
+    #[serde(default)]
+    resource_spans: Vec<otlp_json::JsonResourceSpans>,
+    #[serde(default)]
+    batches: Vec<otlp_json::JsonResourceSpans>,
+    #[serde(default)]
+    data: Vec<jaeger::JaegerTrace>,
+}
+
+impl AnyJson {
+    fn emit(self, location: Location, sink: &mut dyn BatchSink) -> Result<(), String> {
+        if self.resource_spans.is_empty() && self.batches.is_empty() && self.data.is_empty() {
+            return Err("JSON has no resourceSpans, batches or data (keys must be \
+                        lowerCamelCase, as OTLP/JSON requires)"
+                .into());
+        }
+        let mut report = BatchReport::default();
+        let otlp = otlp_json::JsonDocument {
+            resource_spans: self.resource_spans,
+            batches: self.batches,
+        };
+        let mut spans = otlp_json::to_proto(&otlp, &mut report);
+        spans.extend(jaeger::to_proto(&jaeger::JaegerDocument {
+            data: self.data,
+        }));
+        sink.batch(location, spans, report);
+        Ok(())
+    }
+}
+
+/// Opens a file, gunzipping if it starts with the gzip magic.
+fn open(path: &Path) -> Result<Box<dyn BufRead>, FileError> {
+    let file = File::open(path).map_err(|source| FileError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut raw = BufReader::with_capacity(1 << 16, file);
+    let head = raw.fill_buf().map_err(|source| FileError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Ok(Box::new(BufReader::with_capacity(
+            1 << 16,
+            MultiGzDecoder::new(raw),
+        )))
+    } else {
+        Ok(Box::new(raw))
+    }
+}
+
+fn sniff(path: &Path, r: &mut dyn BufRead) -> Result<Format, FileError> {
+    let unreadable = |e: io::Error| FileError::Unreadable {
+        path: path.to_owned(),
+        message: format!("cannot read: {e}"),
+    };
+    loop {
+        let buf = r.fill_buf().map_err(unreadable)?;
+        if buf.is_empty() {
+            return Ok(Format::Empty);
+        }
+        // Skip whitespace and a UTF-8 byte-order mark before JSON.
+        let skip = buf
+            .iter()
+            .take_while(|b| b.is_ascii_whitespace() || matches!(b, 0xef | 0xbb | 0xbf))
+            .count();
+        if skip == 0 {
+            return match buf[0] {
+                b'{' => Ok(Format::JsonDocument),
+                b'[' => Ok(Format::Zipkin),
+                0x0a => Ok(Format::OtlpProto),
+                0x00 => Ok(Format::OtlpProtoFramed),
+                _ => Err(FileError::UnknownFormat {
+                    path: path.to_owned(),
+                    head: buf.iter().take(8).copied().collect(),
+                }),
+            };
+        }
+        r.consume(skip);
+    }
+}
+
+/// Reads `path`, handing every batch to `sink`. Good data before and after a bad part is
+/// delivered; the bad parts are listed in the summary.
+pub fn read_path(path: &Path, sink: &mut dyn BatchSink) -> Result<FileSummary, FileError> {
+    let mut r = open(path)?;
+    let format = sniff(path, &mut *r)?;
+    let mut summary = FileSummary {
+        path: path.to_owned(),
+        format,
+        batches: 0,
+        problems: Vec::new(),
+        problem_count: 0,
+    };
+    match format {
+        Format::Empty => {}
+        Format::JsonDocument | Format::OtlpJsonLines => read_json(&mut *r, sink, &mut summary)?,
+        Format::Zipkin => {
+            let text = read_all(path, &mut *r, &mut summary);
+            match serde_json::from_slice::<Vec<zipkin::ZipkinSpan>>(&text) {
+                Ok(spans) => {
+                    summary.batches += 1;
+                    sink.batch(
+                        Location::Document,
+                        zipkin::to_proto(spans),
+                        BatchReport::default(),
+                    );
+                }
+                Err(e) => {
+                    summary.problem(Location::Document, format!("malformed Zipkin JSON: {e}"))
+                }
+            }
+        }
+        Format::OtlpProto => {
+            let bytes = read_all(path, &mut *r, &mut summary);
+            match ExportTraceServiceRequest::decode(bytes.as_slice()) {
+                Ok(req) => {
+                    summary.batches += 1;
+                    sink.batch(
+                        Location::Document,
+                        req.resource_spans,
+                        BatchReport::default(),
+                    );
+                }
+                Err(e) => summary.problem(
+                    Location::Document,
+                    format!("not a valid OTLP ExportTraceServiceRequest: {e}"),
+                ),
+            }
+        }
+        Format::OtlpProtoFramed => read_framed(&mut *r, sink, &mut summary),
+    }
+    Ok(summary)
+}
+
+/// Reads the rest of the stream; a read error (a truncated gzip stream, say) is recorded and
+/// what was read before it is returned.
+fn read_all(path: &Path, r: &mut dyn BufRead, summary: &mut FileSummary) -> Vec<u8> {
+    let mut buf = Vec::new();
+    if let Err(e) = r.read_to_end(&mut buf) {
+        summary.problem(
+            Location::Document,
+            format!("{}: read stopped: {e}", path.display()),
+        );
+    }
+    buf
+}
+
+fn read_framed(r: &mut dyn BufRead, sink: &mut dyn BatchSink, summary: &mut FileSummary) {
+    let mut n = 0u64;
+    loop {
+        let mut len = [0u8; 4];
+        match read_exact_or_eof(r, &mut len) {
+            Ok(false) => return,
+            Ok(true) => {}
+            Err(e) => {
+                summary.problem(Location::Message(n + 1), format!("read stopped: {e}"));
+                return;
+            }
+        }
+        n += 1;
+        let len = u32::from_be_bytes(len) as usize;
+        if len > MAX_FRAME {
+            summary.problem(
+                Location::Message(n),
+                format!("frame length {len} exceeds {MAX_FRAME} bytes; rest of file skipped"),
+            );
+            return;
+        }
+        let mut msg = vec![0u8; len];
+        if let Err(e) = r.read_exact(&mut msg) {
+            summary.problem(Location::Message(n), format!("truncated message: {e}"));
+            return;
+        }
+        match ExportTraceServiceRequest::decode(msg.as_slice()) {
+            Ok(req) => {
+                summary.batches += 1;
+                sink.batch(
+                    Location::Message(n),
+                    req.resource_spans,
+                    BatchReport::default(),
+                );
+            }
+            Err(e) => summary.problem(Location::Message(n), format!("invalid protobuf: {e}")),
+        }
+    }
+}
+
+/// Fills `buf`, or returns `Ok(false)` at a clean end of stream before the first byte.
+fn read_exact_or_eof(r: &mut dyn BufRead, buf: &mut [u8]) -> io::Result<bool> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) if filled == 0 => return Ok(false),
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(k) => filled += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+/// JSON: one document, or one document per line. The first line decides: if it is a whole
+/// JSON value, the file is JSON lines.
+fn read_json(
+    r: &mut dyn BufRead,
+    sink: &mut dyn BatchSink,
+    summary: &mut FileSummary,
+) -> Result<(), FileError> {
+    let mut first = String::new();
+    let mut line_no = 1u64;
+    if let Err(e) = read_line(r, &mut first) {
+        summary.problem(Location::Line(1), format!("read stopped: {e}"));
+        return Ok(());
+    }
+    if serde_json::from_str::<serde::de::IgnoredAny>(&first).is_ok() {
+        summary.format = Format::OtlpJsonLines;
+        let mut line = first;
+        loop {
+            json_line(&line, line_no, sink, summary);
+            line.clear();
+            match read_line(r, &mut line) {
+                Ok(0) => return Ok(()),
+                Ok(_) => line_no += 1,
+                Err(e) => {
+                    summary.problem(Location::Line(line_no + 1), format!("read stopped: {e}"));
+                    return Ok(());
+                }
+            }
+        }
+    }
+    // One document spread over lines.
+    let mut text = first.into_bytes();
+    if let Err(e) = r.read_to_end(&mut text) {
+        summary.problem(Location::Document, format!("read stopped: {e}"));
+    }
+    match serde_json::from_slice::<AnyJson>(&text) {
+        Ok(doc) => {
+            summary.batches += 1;
+            if let Err(m) = doc.emit(Location::Document, sink) {
+                summary.problem(Location::Document, m);
+            }
+        }
+        Err(e) => {
+            // A JSON lines file whose first line is broken still has good lines after it.
+            let text = String::from_utf8_lossy(&text);
+            let mut lines = text.lines();
+            let second_ok = lines
+                .nth(1)
+                .is_some_and(|l| serde_json::from_str::<serde::de::IgnoredAny>(l).is_ok());
+            if second_ok {
+                summary.format = Format::OtlpJsonLines;
+                for (i, l) in text.lines().enumerate() {
+                    json_line(l, i as u64 + 1, sink, summary);
+                }
+            } else {
+                summary.problem(Location::Document, format!("malformed JSON: {e}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn json_line(line: &str, line_no: u64, sink: &mut dyn BatchSink, summary: &mut FileSummary) {
+    if line.trim().is_empty() {
+        return;
+    }
+    match serde_json::from_str::<AnyJson>(line) {
+        Ok(doc) => {
+            summary.batches += 1;
+            if let Err(m) = doc.emit(Location::Line(line_no), sink) {
+                summary.problem(Location::Line(line_no), m);
+            }
+        }
+        Err(e) => summary.problem(Location::Line(line_no), format!("malformed JSON: {e}")),
+    }
+}
+
+/// `read_line` that reports invalid UTF-8 as an error for that line only.
+fn read_line(r: &mut dyn BufRead, out: &mut String) -> io::Result<usize> {
+    let mut bytes = Vec::new();
+    let n = r.read_until(b'\n', &mut bytes)?;
+    out.push_str(&String::from_utf8_lossy(&bytes));
+    Ok(n)
+}

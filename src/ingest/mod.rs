@@ -1,0 +1,17 @@
+//! The only code that sees OTLP, protobuf and JSON wire types. Everything else receives
+//! [`model::Span`](crate::model::Span)s.
+//!
+//! Every source (files here; gRPC and HTTP receivers later) ends in the same
+//! [`Normalizer::normalize`]: one conversion, one set of rules for names and peers.
+
+pub mod file;
+mod ids;
+pub mod jaeger;
+pub mod normalize;
+pub mod otlp_json;
+pub mod problem;
+pub mod zipkin;
+
+pub use file::{read_path, FileError, FileSummary, Format, Location};
+pub use normalize::{Normalizer, UNKNOWN_SERVICE};
+pub use problem::{BatchReport, SpanError, SpanProblem};

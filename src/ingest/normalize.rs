@@ -1,0 +1,419 @@
+//! OTLP `ResourceSpans` → [`model::Span`](crate::model::Span): the one conversion every
+//! transport and file reader ends in.
+//!
+//! Understands old and new semantic conventions for service identity, instance identity and the
+//! peers seen only from a client span (databases, brokers, external HTTP services). A span that
+//! cannot be used is rejected alone, with a reason; the spans beside it still count.
+
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::trace::v1::{status::StatusCode, ResourceSpans, Span as OtlpSpan};
+use rustc_hash::FxHashMap;
+
+use super::problem::{BatchReport, SpanError, SpanProblem};
+use crate::model::{Interner, Link, NodeKey, NodeType, Peer, Span, SpanId, SpanKind, Sym, TraceId};
+
+/// The service name SDKs use when `service.name` is missing.
+pub const UNKNOWN_SERVICE: &str = "unknown_service";
+
+/// Turns OTLP into model spans, owning the name table so that names are interned once.
+#[derive(Debug, Default)]
+pub struct Normalizer {
+    pub interner: Interner,
+    /// `(base, system)` → interned `"base (system)"`, so virtual node names are built once
+    /// rather than formatted per span.
+    composite: FxHashMap<(Sym, Sym), Sym>,
+    /// `(host, port)` → interned `"host:port"`.
+    addresses: FxHashMap<(Sym, i64), Sym>,
+}
+
+/// Resource-level facts, read once per `ResourceSpans`.
+struct ResourceFacts {
+    service: Sym,
+    instance: Option<Sym>,
+}
+
+/// The span attributes chokepoint reads, found in one pass over the attribute list.
+#[derive(Default)]
+struct SpanAttrs<'a> {
+    db_system: Option<&'a str>,
+    db_namespace: Option<&'a str>,
+    messaging_system: Option<&'a str>,
+    peer_service: Option<&'a str>,
+    server_address: Option<&'a str>,
+    server_port: Option<i64>,
+    peer_address: Option<&'a str>,
+    peer_port: Option<i64>,
+    url: Option<&'a str>,
+    http_host: Option<&'a str>,
+    /// Instance identity found on the span itself (Envoy's `node_id`, or resource keys that an
+    /// exporter flattened into span attributes).
+    instance: Option<&'a str>,
+    error_tag: bool,
+}
+
+fn str_value(v: &Option<AnyValue>) -> Option<&str> {
+    match v.as_ref()?.value.as_ref()? {
+        any_value::Value::StringValue(s) if !s.is_empty() => Some(s.as_str()),
+        _ => None,
+    }
+}
+
+fn int_value(v: &Option<AnyValue>) -> Option<i64> {
+    match v.as_ref()?.value.as_ref()? {
+        any_value::Value::IntValue(i) => Some(*i),
+        any_value::Value::StringValue(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+impl<'a> SpanAttrs<'a> {
+    fn read(attrs: &'a [KeyValue]) -> Self {
+        let mut a = SpanAttrs::default();
+        for kv in attrs {
+            let v = &kv.value;
+            match kv.key.as_str() {
+                "db.system" | "db.system.name" => a.db_system = str_value(v),
+                "db.namespace" => a.db_namespace = str_value(v),
+                "db.name" => a.db_namespace = a.db_namespace.or(str_value(v)),
+                "messaging.system" => a.messaging_system = str_value(v),
+                "peer.service" => a.peer_service = str_value(v),
+                "server.address" => a.server_address = str_value(v),
+                "net.peer.name" => a.server_address = a.server_address.or(str_value(v)),
+                "server.port" => a.server_port = int_value(v),
+                "net.peer.port" => a.server_port = a.server_port.or(int_value(v)),
+                "network.peer.address" | "net.sock.peer.addr" | "net.peer.ip" => {
+                    a.peer_address = a.peer_address.or(str_value(v))
+                }
+                "network.peer.port" | "net.sock.peer.port" => a.peer_port = int_value(v),
+                "url.full" | "http.url" => a.url = str_value(v),
+                "http.host" => a.http_host = str_value(v),
+                "service.instance.id" | "k8s.pod.name" | "node_id" => {
+                    a.instance = a.instance.or(str_value(v))
+                }
+                "error" => {
+                    // Zipkin and OpenTracing mark errors with an `error` tag; any value but a
+                    // false boolean (or "false") means error, even an empty string.
+                    a.error_tag = match v.as_ref().and_then(|v| v.value.as_ref()) {
+                        Some(any_value::Value::BoolValue(b)) => *b,
+                        Some(any_value::Value::StringValue(s)) => s != "false",
+                        _ => true,
+                    }
+                }
+                _ => {}
+            }
+        }
+        a
+    }
+}
+
+/// The host part of a URL, without userinfo and port.
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit('@').next()?;
+    let host = if let Some(stripped) = host_port.strip_prefix('[') {
+        stripped.split(']').next()?
+    } else {
+        host_port.split(':').next()?
+    };
+    (!host.is_empty()).then_some(host)
+}
+
+impl Normalizer {
+    pub fn new(interner: Interner) -> Self {
+        Normalizer {
+            interner,
+            ..Default::default()
+        }
+    }
+
+    fn resource_facts(&mut self, rs: &ResourceSpans) -> ResourceFacts {
+        let mut service = None;
+        let (mut instance_id, mut pod, mut host, mut pid) = (None, None, None, None);
+        if let Some(res) = &rs.resource {
+            for kv in &res.attributes {
+                match kv.key.as_str() {
+                    "service.name" => service = str_value(&kv.value),
+                    "service.instance.id" => instance_id = str_value(&kv.value),
+                    "k8s.pod.name" => pod = str_value(&kv.value),
+                    "host.name" => host = str_value(&kv.value),
+                    "process.pid" => pid = int_value(&kv.value),
+                    _ => {}
+                }
+            }
+        }
+        let service = self.interner.intern(service.unwrap_or(UNKNOWN_SERVICE));
+        let instance = match (instance_id.or(pod), host, pid) {
+            (Some(id), _, _) => Some(self.interner.intern(id)),
+            (None, Some(h), Some(p)) => Some(self.interner.intern(&format!("{h}/{p}"))),
+            (None, Some(h), None) => Some(self.interner.intern(h)),
+            (None, None, _) => None,
+        };
+        ResourceFacts { service, instance }
+    }
+
+    fn composite(&mut self, base: &str, system: &str) -> Sym {
+        let (b, s) = (self.interner.intern(base), self.interner.intern(system));
+        if let Some(&sym) = self.composite.get(&(b, s)) {
+            return sym;
+        }
+        let sym = self.interner.intern(&format!("{base} ({system})"));
+        self.composite.insert((b, s), sym);
+        sym
+    }
+
+    fn address(&mut self, host: Option<&str>, port: Option<i64>) -> Option<Sym> {
+        let h = self.interner.intern(host?);
+        let Some(port) = port.filter(|p| *p > 0) else {
+            return Some(h);
+        };
+        if let Some(&sym) = self.addresses.get(&(h, port)) {
+            return Some(sym);
+        }
+        let host = self.interner.resolve(h);
+        let joined = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        let sym = self.interner.intern(&joined);
+        self.addresses.insert((h, port), sym);
+        Some(sym)
+    }
+
+    /// The uninstrumented far side of a span, if its attributes name one. Whether a client
+    /// span's peer becomes a graph edge is the graph's decision (an instrumented server child
+    /// takes precedence); this only names it.
+    fn peer(&mut self, kind: SpanKind, a: &SpanAttrs<'_>, local_service: Sym) -> Option<Peer> {
+        let (addr_host, addr_port) = match (a.server_address, a.peer_address) {
+            (Some(h), _) => (Some(h), a.server_port),
+            (None, Some(h)) => (Some(h), a.peer_port.or(a.server_port)),
+            (None, None) => (None, None),
+        };
+        let messaging_kind = matches!(kind, SpanKind::Producer | SpanKind::Consumer);
+        if let Some(system) = a.messaging_system {
+            // A broker: named by what users call it, its addresses are its instances.
+            let name = match a.peer_service {
+                Some(p) if p != system => self.composite(p, system),
+                _ => self.interner.intern(system),
+            };
+            let address = self.address(addr_host, addr_port);
+            return Some(Peer {
+                node: NodeKey {
+                    ty: NodeType::Messaging,
+                    name,
+                },
+                address,
+            });
+        }
+        if let Some(system) = a.db_system {
+            let base = a.peer_service.or(a.db_namespace).or(addr_host);
+            let name = match base {
+                Some(b) => self.composite(b, system),
+                None => self.interner.intern(system),
+            };
+            let address = self.address(addr_host, addr_port);
+            return Some(Peer {
+                node: NodeKey {
+                    ty: NodeType::Database,
+                    name,
+                },
+                address,
+            });
+        }
+        if messaging_kind {
+            // A producer or consumer naming only its peer (Zipkin's remoteEndpoint "kafka").
+            let name = self.interner.intern(a.peer_service?);
+            let address = self.address(addr_host, addr_port);
+            return Some(Peer {
+                node: NodeKey {
+                    ty: NodeType::Messaging,
+                    name,
+                },
+                address,
+            });
+        }
+        if kind != SpanKind::Client {
+            return None;
+        }
+        let url_h = a.url.and_then(url_host);
+        let name_str = a
+            .peer_service
+            .or(a.server_address)
+            .or(url_h)
+            .or(a.http_host)?;
+        let name = self.interner.intern(name_str);
+        if name == local_service {
+            // Instrumentation that names the local service as its peer: not an edge.
+            return None;
+        }
+        // Distinct resolved addresses are the instances; a host name alone says only that one
+        // name was used, which is still one address.
+        let address = match a.peer_address {
+            Some(ip) => self.address(Some(ip), a.peer_port.or(a.server_port)),
+            None => self.address(addr_host.or(url_h).or(a.http_host), addr_port),
+        };
+        Some(Peer {
+            node: NodeKey {
+                ty: NodeType::External,
+                name,
+            },
+            address,
+        })
+    }
+
+    fn span(
+        &mut self,
+        res: &ResourceFacts,
+        s: &OtlpSpan,
+    ) -> Result<(Span, Option<SpanError>), SpanError> {
+        let trace_id = trace_id(&s.trace_id)?;
+        let id = span_id(&s.span_id).map_err(|e| match e {
+            IdError::Len(n) => SpanError::SpanIdLength(n),
+            IdError::Zero => SpanError::ZeroSpanId,
+        })?;
+        let mut repaired = None;
+        let parent = if s.parent_span_id.is_empty() {
+            None
+        } else {
+            match span_id(&s.parent_span_id) {
+                Ok(p) if p == id => {
+                    repaired = Some(SpanError::OwnParent);
+                    None
+                }
+                Ok(p) => Some(p),
+                Err(IdError::Zero) => None,
+                Err(IdError::Len(n)) => return Err(SpanError::ParentIdLength(n)),
+            }
+        };
+        if s.start_time_unix_nano == 0 {
+            return Err(SpanError::MissingStart);
+        }
+        if s.end_time_unix_nano < s.start_time_unix_nano {
+            return Err(SpanError::EndBeforeStart {
+                start: s.start_time_unix_nano,
+                end: s.end_time_unix_nano,
+            });
+        }
+        let kind = SpanKind::from_otlp(s.kind).ok_or(SpanError::UnknownKind(s.kind))?;
+        let attrs = SpanAttrs::read(&s.attributes);
+        let status_error = s
+            .status
+            .as_ref()
+            .is_some_and(|st| st.code == StatusCode::Error as i32);
+        let instance = match (res.instance, attrs.instance) {
+            (Some(i), _) => Some(i),
+            (None, Some(i)) => Some(self.interner.intern(i)),
+            (None, None) => None,
+        };
+        let peer = self.peer(kind, &attrs, res.service);
+        let links = s
+            .links
+            .iter()
+            .filter_map(|l| {
+                Some(Link {
+                    trace_id: trace_id_opt(&l.trace_id)?,
+                    span_id: span_id(&l.span_id).ok()?,
+                })
+            })
+            .collect();
+        let span = Span {
+            trace_id,
+            span_id: id,
+            parent,
+            service: res.service,
+            instance,
+            name: self.interner.intern(&s.name),
+            kind,
+            start_ns: s.start_time_unix_nano,
+            end_ns: s.end_time_unix_nano,
+            error: status_error || attrs.error_tag,
+            peer,
+            links,
+        };
+        Ok((span, repaired))
+    }
+
+    /// Normalizes a batch; bad spans are reported in `report` and skipped, good ones pushed to
+    /// `out`.
+    pub fn normalize(
+        &mut self,
+        resource_spans: &[ResourceSpans],
+        out: &mut Vec<Span>,
+        report: &mut BatchReport,
+    ) {
+        for rs in resource_spans {
+            let facts = self.resource_facts(rs);
+            for ss in &rs.scope_spans {
+                for s in &ss.spans {
+                    let index = report.seen;
+                    report.seen += 1;
+                    match self.span(&facts, s) {
+                        Ok((span, repaired)) => {
+                            if let Some(error) = repaired {
+                                report.repaired(SpanProblem {
+                                    index,
+                                    trace_id: Some(span.trace_id),
+                                    span_id: Some(span.span_id),
+                                    error,
+                                });
+                            }
+                            out.push(span);
+                            report.accepted += 1;
+                        }
+                        Err(error) => report.reject(SpanProblem {
+                            index,
+                            trace_id: trace_id(&s.trace_id).ok(),
+                            span_id: span_id(&s.span_id).ok(),
+                            error,
+                        }),
+                    }
+                }
+            }
+        }
+    }
+}
+
+enum IdError {
+    Len(usize),
+    Zero,
+}
+
+fn trace_id(b: &[u8]) -> Result<TraceId, SpanError> {
+    let arr: [u8; 16] = b
+        .try_into()
+        .map_err(|_| SpanError::TraceIdLength(b.len()))?;
+    if arr == [0; 16] {
+        return Err(SpanError::ZeroTraceId);
+    }
+    Ok(TraceId(arr))
+}
+
+fn trace_id_opt(b: &[u8]) -> Option<TraceId> {
+    trace_id(b).ok()
+}
+
+fn span_id(b: &[u8]) -> Result<SpanId, IdError> {
+    let arr: [u8; 8] = b.try_into().map_err(|_| IdError::Len(b.len()))?;
+    if arr == [0; 8] {
+        return Err(IdError::Zero);
+    }
+    Ok(SpanId(arr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_hosts() {
+        assert_eq!(
+            url_host("https://bank.example.com:443/pay"),
+            Some("bank.example.com")
+        );
+        assert_eq!(url_host("http://u:p@h/x"), Some("h"));
+        assert_eq!(url_host("http://[::1]:80/"), Some("::1"));
+        assert_eq!(url_host("bank/x"), Some("bank"));
+        assert_eq!(url_host("http:///x"), None);
+    }
+}

@@ -1,0 +1,238 @@
+//! The vocabulary every stage after ingest speaks: ids, interned names, spans and node keys.
+//!
+//! Nothing here knows OTLP, JSON or protobuf. Spans are compact (ids as fixed-size arrays,
+//! names as interned [`Sym`]s) because millions of them pass through the assembler, and a
+//! `String` per field would dominate both memory and time.
+
+use std::fmt;
+
+use rustc_hash::FxHashMap;
+
+/// A 128-bit trace id. All-zero ids are invalid per the OTLP specification and never constructed
+/// by the readers.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct TraceId(pub [u8; 16]);
+
+/// A 64-bit span id.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct SpanId(pub [u8; 8]);
+
+macro_rules! hex_id {
+    ($t:ty) => {
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                for b in self.0 {
+                    write!(f, "{b:02x}")?;
+                }
+                Ok(())
+            }
+        }
+        impl fmt::Debug for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(self, f)
+            }
+        }
+    };
+}
+hex_id!(TraceId);
+hex_id!(SpanId);
+
+impl TraceId {
+    /// A cheap, well-mixed 64-bit key (trace ids are random, so the low half suffices).
+    pub fn low_u64(&self) -> u64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self.0[8..]);
+        u64::from_be_bytes(b)
+    }
+}
+
+/// An interned string: an index into an [`Interner`]. Comparing and hashing one is free, which
+/// is what the per-span hot path needs.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct Sym(pub u32);
+
+/// Owns every distinct service, operation, instance and peer name seen. Names are few (hundreds
+/// to thousands) while spans are many, so the table stays small; it is bounded by
+/// `max_symbols`, past which new names collapse into one overflow symbol (counted), so a flood of
+/// unique operation names cannot grow memory without limit.
+#[derive(Debug)]
+pub struct Interner {
+    map: FxHashMap<Box<str>, Sym>,
+    names: Vec<Box<str>>,
+    max_symbols: usize,
+    /// How many lookups were folded into [`Interner::OVERFLOW`] because the table was full.
+    pub overflowed: u64,
+}
+
+impl Default for Interner {
+    fn default() -> Self {
+        Self::with_capacity_limit(1_000_000)
+    }
+}
+
+impl Interner {
+    /// The symbol every name maps to once the table is full.
+    pub const OVERFLOW: Sym = Sym(0);
+    const OVERFLOW_NAME: &'static str = "(too many names)";
+
+    pub fn with_capacity_limit(max_symbols: usize) -> Self {
+        let mut me = Interner {
+            map: FxHashMap::default(),
+            names: Vec::new(),
+            max_symbols: max_symbols.max(2),
+            overflowed: 0,
+        };
+        me.names.push(Self::OVERFLOW_NAME.into());
+        me.map.insert(Self::OVERFLOW_NAME.into(), Self::OVERFLOW);
+        me
+    }
+
+    pub fn intern(&mut self, s: &str) -> Sym {
+        if let Some(&sym) = self.map.get(s) {
+            return sym;
+        }
+        if self.names.len() >= self.max_symbols {
+            self.overflowed += 1;
+            return Self::OVERFLOW;
+        }
+        let sym = Sym(self.names.len() as u32);
+        self.names.push(s.into());
+        self.map.insert(s.into(), sym);
+        sym
+    }
+
+    /// The symbol of a name already interned, without adding it.
+    pub fn get(&self, s: &str) -> Option<Sym> {
+        self.map.get(s).copied()
+    }
+
+    pub fn resolve(&self, sym: Sym) -> &str {
+        self.names
+            .get(sym.0 as usize)
+            .map(|s| &**s)
+            .unwrap_or(Self::OVERFLOW_NAME)
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.len() <= 1
+    }
+}
+
+/// OTLP's span kinds; `Unspecified` is common in converted data (Jaeger without `span.kind`,
+/// Zipkin without `kind`), and the graph then falls back on service boundaries.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default, PartialOrd, Ord)]
+pub enum SpanKind {
+    #[default]
+    Unspecified,
+    Internal,
+    Server,
+    Client,
+    Producer,
+    Consumer,
+}
+
+impl SpanKind {
+    pub fn from_otlp(v: i32) -> Option<SpanKind> {
+        Some(match v {
+            0 => SpanKind::Unspecified,
+            1 => SpanKind::Internal,
+            2 => SpanKind::Server,
+            3 => SpanKind::Client,
+            4 => SpanKind::Producer,
+            5 => SpanKind::Consumer,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpanKind::Unspecified => "unspecified",
+            SpanKind::Internal => "internal",
+            SpanKind::Server => "server",
+            SpanKind::Client => "client",
+            SpanKind::Producer => "producer",
+            SpanKind::Consumer => "consumer",
+        }
+    }
+}
+
+/// What a node in the call graph is. Only services report spans of their own; the others are
+/// seen from their callers' client spans.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub enum NodeType {
+    Service,
+    Database,
+    Messaging,
+    External,
+}
+
+impl NodeType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeType::Service => "service",
+            NodeType::Database => "database",
+            NodeType::Messaging => "messaging",
+            NodeType::External => "external",
+        }
+    }
+
+    pub fn is_virtual(self) -> bool {
+        self != NodeType::Service
+    }
+}
+
+/// Identity of a graph node: its type and the name users know it by. Two services and a
+/// database may share a name (`auth` the service, `auth (cassandra)` the keyspace); the type
+/// keeps them apart.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct NodeKey {
+    pub ty: NodeType,
+    pub name: Sym,
+}
+
+/// The far side of a client, producer or consumer span that is not (or not necessarily)
+/// instrumented: a database, a broker or an external HTTP peer.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Peer {
+    pub node: NodeKey,
+    /// The address this span talked to (`host:port`); distinct addresses are the peer's
+    /// instances. `None` when the span names no address: redundancy is then unknown.
+    pub address: Option<Sym>,
+}
+
+/// A span link: messaging and batch consumers use links instead of parents.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Link {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+}
+
+/// One normalized span. Times are Unix nanoseconds; `end_ns >= start_ns` is guaranteed by
+/// normalization.
+#[derive(Clone, Debug)]
+pub struct Span {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub parent: Option<SpanId>,
+    pub service: Sym,
+    /// The process instance that produced the span; `None` means unknown, which is not the same
+    /// as "one instance".
+    pub instance: Option<Sym>,
+    pub name: Sym,
+    pub kind: SpanKind,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub error: bool,
+    pub peer: Option<Peer>,
+    pub links: Vec<Link>,
+}
+
+impl Span {
+    pub fn duration_ns(&self) -> u64 {
+        self.end_ns - self.start_ns
+    }
+}

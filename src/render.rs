@@ -1,0 +1,195 @@
+//! Text renderings for people and tools: aligned tables and Graphviz DOT.
+
+use std::fmt::Write as _;
+
+use crate::api::dto::{GraphDoc, Percentiles};
+
+fn ms(p: &Option<Percentiles>) -> (String, String) {
+    match p {
+        Some(p) => (fmt_ms(p.p50), fmt_ms(p.p99)),
+        None => ("-".into(), "-".into()),
+    }
+}
+
+/// Milliseconds with sensible precision: 0.042, 4.20, 42.0, 4200.
+pub fn fmt_ms(v: f64) -> String {
+    if v < 1.0 {
+        format!("{v:.3}")
+    } else if v < 10.0 {
+        format!("{v:.2}")
+    } else if v < 100.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+/// A table with a header row; columns are left-aligned except the numeric ones (all but the
+/// first `left` columns), which align right.
+pub fn table(header: &[&str], rows: &[Vec<String>], left: usize) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |out: &mut String, cells: &mut dyn Iterator<Item = &str>| {
+        let mut parts = Vec::new();
+        for (i, (c, w)) in cells.zip(&widths).enumerate() {
+            parts.push(if i < left {
+                format!("{c:<w$}")
+            } else {
+                format!("{c:>w$}")
+            });
+        }
+        let _ = writeln!(out, "{}", parts.join("  ").trim_end());
+    };
+    line(&mut out, &mut header.iter().copied());
+    for r in rows {
+        line(&mut out, &mut r.iter().map(String::as_str));
+    }
+    out
+}
+
+fn pct(rate: f64) -> String {
+    format!("{:.1}%", rate * 100.0)
+}
+
+pub fn graph_table(g: &GraphDoc) -> String {
+    let mut out = format!(
+        "{} traces, {} spans ({} fragmented traces)\n\nNODES\n",
+        g.traces, g.spans, g.fragmented_traces
+    );
+    let rows: Vec<Vec<String>> = g
+        .nodes
+        .iter()
+        .map(|n| {
+            let (p50, p99) = ms(&n.latency_ms);
+            let (s50, _) = ms(&n.self_time_ms);
+            let inst = match n.instances {
+                None => "unknown".to_owned(),
+                Some(k) if n.instances_more => format!("{k}+"),
+                Some(k) => k.to_string(),
+            };
+            vec![
+                n.name.clone(),
+                n.node_type.to_owned(),
+                n.requests.to_string(),
+                pct(n.error_rate),
+                p50,
+                p99,
+                s50,
+                inst,
+                n.callers.to_string(),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "node",
+            "type",
+            "requests",
+            "errors",
+            "p50 ms",
+            "p99 ms",
+            "self p50",
+            "instances",
+            "callers",
+        ],
+        &rows,
+        2,
+    ));
+    out.push_str("\nEDGES\n");
+    let rows: Vec<Vec<String>> = g
+        .edges
+        .iter()
+        .map(|e| {
+            let (c50, c99) = ms(&e.client_ms);
+            let (s50, s99) = ms(&e.server_ms);
+            let (q50, q99) = ms(&e.queue_ms);
+            let kind = match e.connection_type {
+                "" => "sync",
+                "messaging_system" => "messaging",
+                "database" => "database",
+                _ => "external",
+            };
+            vec![
+                format!("{} -> {}", e.from, e.to),
+                kind.to_owned(),
+                e.calls.to_string(),
+                pct(e.error_rate),
+                c50,
+                c99,
+                s50,
+                s99,
+                if e.queue_ms.is_some() {
+                    format!("{q50} / {q99}")
+                } else {
+                    "-".into()
+                },
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "edge",
+            "kind",
+            "calls",
+            "errors",
+            "client p50",
+            "client p99",
+            "server p50",
+            "server p99",
+            "queue p50/p99",
+        ],
+        &rows,
+        2,
+    ));
+    out
+}
+
+fn dot_id(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+pub fn graph_dot(g: &GraphDoc) -> String {
+    let mut out =
+        String::from("digraph chokepoint {\n  rankdir=LR;\n  node [fontname=\"Helvetica\"];\n");
+    for n in &g.nodes {
+        let shape = match n.node_type {
+            "database" => "cylinder",
+            "messaging" => "cds",
+            "external" => "box3d",
+            _ => "box",
+        };
+        let inst = n.instances.map_or("?".to_owned(), |k| k.to_string());
+        let _ = writeln!(
+            out,
+            "  {} [shape={shape}, label={}];",
+            dot_id(&n.name),
+            dot_id(&format!("{}\\n{} req, {} inst", n.name, n.requests, inst))
+        );
+    }
+    for e in &g.edges {
+        let p99 = e
+            .client_ms
+            .as_ref()
+            .or(e.server_ms.as_ref())
+            .map_or(String::new(), |p| format!(", p99 {} ms", fmt_ms(p.p99)));
+        let style = if e.connection_type == "messaging_system" {
+            ", style=dashed"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "  {} -> {} [label={}{style}];",
+            dot_id(&e.from),
+            dot_id(&e.to),
+            dot_id(&format!("{} calls{p99}", e.calls))
+        );
+    }
+    out.push_str("}\n");
+    out
+}

@@ -1,0 +1,86 @@
+//! Time windows keyed by span time: each completed trace lands in the bucket of its root's
+//! start, so the same data gives the same windows in whatever order it arrived. Buckets are
+//! [`GraphAgg`]s and merge by addition.
+
+use std::collections::BTreeMap;
+
+use crate::analyze::graph::{GraphAgg, NodeTable};
+use crate::analyze::tree::Trace;
+
+/// Bucketed aggregates, bounded: past `max_buckets`, the oldest bucket is dropped (counted).
+#[derive(Debug)]
+pub struct Windows {
+    width_ns: u64,
+    max_buckets: usize,
+    buckets: BTreeMap<u64, GraphAgg>,
+    /// Traces whose bucket had already been dropped (or was dropped since) as too old.
+    pub traces_dropped_old: u64,
+}
+
+impl Windows {
+    /// `width_ns == u64::MAX` gives one window for everything (replay's default).
+    pub fn new(width_ns: u64, max_buckets: usize) -> Self {
+        Windows {
+            width_ns: width_ns.max(1),
+            max_buckets: max_buckets.max(1),
+            buckets: BTreeMap::new(),
+            traces_dropped_old: 0,
+        }
+    }
+
+    pub fn width_ns(&self) -> u64 {
+        self.width_ns
+    }
+
+    /// Start of the bucket `t_ns` falls in.
+    pub fn bucket_of(&self, t_ns: u64) -> u64 {
+        t_ns - t_ns % self.width_ns
+    }
+
+    pub fn add_trace(&mut self, t: &Trace, nodes: &mut NodeTable) {
+        let Some(root) = t.main_root() else { return };
+        let start = self.bucket_of(t.span(root).start_ns);
+        if self.buckets.len() >= self.max_buckets
+            && !self.buckets.contains_key(&start)
+            && self
+                .buckets
+                .keys()
+                .next()
+                .is_some_and(|&first| start < first)
+        {
+            self.traces_dropped_old += 1;
+            return;
+        }
+        self.buckets.entry(start).or_default().add_trace(t, nodes);
+        while self.buckets.len() > self.max_buckets {
+            if let Some((_, old)) = self.buckets.pop_first() {
+                self.traces_dropped_old += old.traces;
+            }
+        }
+    }
+
+    /// All buckets merged into one graph.
+    pub fn merged(&self) -> GraphAgg {
+        self.merged_range(0, u64::MAX)
+    }
+
+    /// Buckets starting in `[from_ns, to_ns)` merged.
+    pub fn merged_range(&self, from_ns: u64, to_ns: u64) -> GraphAgg {
+        let mut g = GraphAgg::default();
+        for (_, b) in self.buckets.range(from_ns..to_ns) {
+            g.merge(b);
+        }
+        g
+    }
+
+    pub fn buckets(&self) -> impl Iterator<Item = (u64, &GraphAgg)> {
+        self.buckets.iter().map(|(k, v)| (*k, v))
+    }
+
+    /// First bucket start and last bucket end, if any.
+    pub fn span_ns(&self) -> Option<(u64, u64)> {
+        let first = *self.buckets.keys().next()?;
+        let last = *self.buckets.keys().next_back()?;
+        Some((first, last.saturating_add(self.width_ns)))
+    }
+}
