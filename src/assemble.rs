@@ -169,7 +169,7 @@ impl Assembler {
     fn complete_oldest_except(&mut self, keep: TraceId, done: &mut impl FnMut(Vec<Span>)) {
         let mut skipped = Vec::new();
         while let Some((t, id)) = self.touched.pop_front() {
-            if !self.pending.get(&id).is_some_and(|p| p.last_touch == t) {
+            if self.pending.get(&id).is_none_or(|p| p.last_touch != t) {
                 continue;
             }
             if id == keep {
@@ -228,9 +228,9 @@ mod tests {
         a.push(span(1, 1, 0), 0, &mut collect(&mut out));
         a.push(span(2, 1, 5), 5, &mut collect(&mut out));
         a.push(span(1, 2, 8), 8, &mut collect(&mut out));
-        a.expire(16, &mut collect(&mut out));
+        a.expire(15, &mut collect(&mut out));
         assert!(out.is_empty(), "trace 1 was touched at 8, trace 2 at 5");
-        a.expire(17, &mut collect(&mut out));
+        a.expire(16, &mut collect(&mut out));
         assert_eq!(out.len(), 1);
         assert_eq!(out[0][0].trace_id, TraceId([2; 16]));
         a.flush(&mut collect(&mut out));

@@ -12,7 +12,7 @@ use flate2::write::GzEncoder;
 
 use chokepoint::api::dto::GraphDoc;
 use chokepoint::engine::{Engine, EngineConfig};
-use chokepoint::ingest::otlp_json;
+use chokepoint::ingest::encode;
 use chokepoint::ingest::FileSummary;
 use chokepoint::render;
 use chokepoint::replay::{load_files, LoadSummary};
@@ -194,7 +194,7 @@ fn graph(a: GraphArgs) -> Result<ExitCode> {
 }
 
 fn simulate(a: SimulateArgs) -> Result<ExitCode> {
-    if a.traces == 0 || !(a.rate > 0.0) {
+    if a.traces == 0 || a.rate.is_nan() || a.rate <= 0.0 {
         bail!("--traces and --rate must be positive");
     }
     let cfg = SimConfig {
@@ -219,7 +219,7 @@ fn simulate(a: SimulateArgs) -> Result<ExitCode> {
         }
     };
     for req in simulate::generate(&cfg) {
-        writeln!(out, "{}", otlp_json::encode_line(&req))?;
+        writeln!(out, "{}", encode::encode_line(&req))?;
     }
     out.flush()?;
     drop(out);

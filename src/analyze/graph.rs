@@ -146,6 +146,10 @@ impl InstanceSet {
 
 #[derive(Clone, Debug, Default)]
 pub struct NodeAgg {
+    /// Spans the node reported itself (services only).
+    pub spans: u64,
+    /// Of those, spans marked as errors, wherever in the request they are.
+    pub span_errors: u64,
     /// Requests into the node: server and consumer spans and roots for services; client spans
     /// reaching it for virtual nodes.
     pub requests: u64,
@@ -186,6 +190,8 @@ impl GraphAgg {
         self.fragmented_traces += other.fragmented_traces;
         for (id, n) in &other.nodes {
             let m = self.nodes.entry(*id).or_default();
+            m.spans += n.spans;
+            m.span_errors += n.span_errors;
             m.requests += n.requests;
             m.errors += n.errors;
             m.latency.add(&n.latency);
@@ -213,25 +219,23 @@ impl GraphAgg {
         if t.fragmented {
             self.fragmented_traces += 1;
         }
-        let svc = |nodes: &mut NodeTable, s: &Span| {
-            nodes.id(NodeKey {
+        // Each span belongs to the request (entry span) of its service that it runs under;
+        // parents come before children in preorder, so the owner is known when needed.
+        let mut owner: Vec<Ix> = vec![0; t.len()];
+        // (owner, start, end, is a waiting interval)
+        let mut local: Vec<(Ix, u64, u64, bool)> = Vec::with_capacity(t.len());
+        for i in t.preorder() {
+            let s = t.span(i);
+            let node = nodes.id(NodeKey {
                 ty: NodeType::Service,
                 name: s.service,
-            })
-        };
-        // Per-request self time: accumulated on the entry span that owns each local span.
-        let mut owner: Vec<Ix> = vec![0; t.len()];
-        let mut self_acc: FxHashMap<Ix, u64> = FxHashMap::default();
-        for i in 0..t.len() as Ix {
-            let s = t.span(i);
-            let node = svc(nodes, s);
+            });
             let parent = t.parent[i as usize];
+            let server_kind = matches!(s.kind, SpanKind::Server | SpanKind::Consumer);
             let is_entry = match parent {
-                None => true,
-                Some(p) => {
-                    matches!(s.kind, SpanKind::Server | SpanKind::Consumer)
-                        || t.span(p).service != s.service
-                }
+                // A fragment's orphan is not a request unless it says it serves one.
+                None => s.parent.is_none() || server_kind,
+                Some(p) => server_kind || t.span(p).service != s.service,
             };
             owner[i as usize] = match parent {
                 Some(p) if !is_entry => owner[p as usize],
@@ -239,22 +243,46 @@ impl GraphAgg {
             };
             let n = self.nodes.entry(node).or_default();
             n.instances.observe(s.instance);
+            n.spans += 1;
+            n.span_errors += u64::from(s.error);
             if is_entry {
                 n.requests += 1;
                 n.errors += u64::from(s.error);
                 n.latency.record_ns(s.duration_ns());
             }
-            if !t.is_client_like(i) {
-                *self_acc.entry(owner[i as usize]).or_default() += exclusive_ns(t, i);
+            let own = owner[i as usize];
+            local.push((own, s.start_ns, s.end_ns, false));
+            // Waiting: a client span's whole life; without kinds, the time a child in another
+            // service runs.
+            if matches!(s.kind, SpanKind::Client | SpanKind::Producer) {
+                local.push((own, s.start_ns, s.end_ns, true));
+            } else {
+                for &c in t.children(i) {
+                    let cs = t.span(c);
+                    if cs.service != s.service {
+                        let (a, b) = (cs.start_ns.max(s.start_ns), cs.end_ns.min(s.end_ns));
+                        if b > a {
+                            local.push((own, a, b, true));
+                        }
+                    }
+                }
             }
             self.span_edges(t, i, node, nodes);
         }
-        let mut owners: Vec<(Ix, u64)> = self_acc.into_iter().collect();
-        owners.sort_unstable();
-        for (entry, ns) in owners {
-            let node = svc(nodes, t.span(entry));
+        // Self time per request: time some span of the request is running locally, minus the
+        // time one of its client spans is waiting on a callee. Internal spans that overlap a
+        // call (async frameworks) are not counted twice.
+        local.sort_unstable();
+        for group in local.chunk_by(|a, b| a.0 == b.0) {
+            let all = union_ns(group.iter().filter(|g| !g.3).map(|g| (g.1, g.2)));
+            let waiting = union_ns(group.iter().filter(|g| g.3).map(|g| (g.1, g.2)));
+            let entry = t.span(group[0].0);
+            let node = nodes.id(NodeKey {
+                ty: NodeType::Service,
+                name: entry.service,
+            });
             if let Some(n) = self.nodes.get_mut(&node) {
-                n.self_time.record_ns(ns);
+                n.self_time.record_ns(all.saturating_sub(waiting));
             }
         }
     }
@@ -357,19 +385,20 @@ fn linked_producer(t: &Trace, s: &Span) -> Option<Ix> {
     })
 }
 
-/// The part of span `i` not covered by any of its children (children clamped to the span).
-pub fn exclusive_ns(t: &Trace, i: Ix) -> u64 {
-    let s = t.span(i);
-    let mut covered = 0u64;
-    let mut cursor = s.start_ns;
-    // Children are sorted by start; merge their intervals as we go.
-    for &c in t.children(i) {
-        let cs = t.span(c);
-        let (a, b) = (cs.start_ns.max(cursor), cs.end_ns.min(s.end_ns));
-        if b > a {
-            covered += b - a;
-            cursor = b;
+/// Total length of the union of intervals given in ascending order of start.
+fn union_ns(intervals: impl Iterator<Item = (u64, u64)>) -> u64 {
+    let mut total = 0u64;
+    let mut cur: Option<(u64, u64)> = None;
+    for (a, b) in intervals {
+        match &mut cur {
+            Some((_, ce)) if a <= *ce => *ce = (*ce).max(b),
+            _ => {
+                if let Some((cs, ce)) = cur {
+                    total += ce - cs;
+                }
+                cur = Some((a, b));
+            }
         }
     }
-    s.duration_ns().saturating_sub(covered)
+    total + cur.map_or(0, |(a, b)| b - a)
 }

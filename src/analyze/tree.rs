@@ -138,6 +138,17 @@ impl Trace {
         }
     }
 
+    /// Every span, parents before children (depth first from each root).
+    pub fn preorder(&self) -> Vec<Ix> {
+        let mut out = Vec::with_capacity(self.len());
+        let mut stack: Vec<Ix> = self.roots.iter().rev().copied().collect();
+        while let Some(i) = stack.pop() {
+            out.push(i);
+            stack.extend(self.children(i).iter().rev().copied());
+        }
+        out
+    }
+
     pub fn children(&self, i: Ix) -> &[Ix] {
         let (a, b) = (
             self.child_start[i as usize] as usize,

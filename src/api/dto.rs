@@ -10,6 +10,7 @@ use crate::model::Interner;
 #[derive(Serialize, Debug, Clone, PartialEq)]
 pub struct Percentiles {
     pub count: u64,
+    pub mean: f64,
     pub p50: f64,
     pub p99: f64,
 }
@@ -18,6 +19,7 @@ impl Percentiles {
     fn of(h: &Hist) -> Option<Percentiles> {
         (h.count() > 0).then(|| Percentiles {
             count: h.count(),
+            mean: round3(h.mean_ns() / 1e6),
             p50: round3(h.quantile_ms(0.5)),
             p99: round3(h.quantile_ms(0.99)),
         })
@@ -44,6 +46,10 @@ pub struct NodeDto {
     pub requests: u64,
     pub errors: u64,
     pub error_rate: f64,
+    /// Spans the node reported, and how many were errors anywhere in its requests (Zipkin
+    /// and OpenTracing often mark the failing inner span, not the server span).
+    pub spans: u64,
+    pub span_errors: u64,
     pub latency_ms: Option<Percentiles>,
     pub self_time_ms: Option<Percentiles>,
     /// Distinct instances (addresses, for virtual nodes); `null` when none was identified:
@@ -111,6 +117,8 @@ impl GraphDoc {
                     requests: n.requests,
                     errors: n.errors,
                     error_rate: rate(n.errors, n.requests),
+                    spans: n.spans,
+                    span_errors: n.span_errors,
                     latency_ms: Percentiles::of(&n.latency),
                     self_time_ms: Percentiles::of(&n.self_time),
                     instances: n.instances.count(),

@@ -4,6 +4,7 @@
 //! Every source (files here; gRPC and HTTP receivers later) ends in the same
 //! [`Normalizer::normalize`]: one conversion, one set of rules for names and peers.
 
+pub mod encode;
 pub mod file;
 mod ids;
 pub mod jaeger;

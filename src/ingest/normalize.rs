@@ -207,7 +207,9 @@ impl Normalizer {
             });
         }
         if let Some(system) = a.db_system {
-            let base = a.peer_service.or(a.db_namespace).or(addr_host);
+            // Named by what identifies the database logically; its addresses are instances,
+            // not separate nodes.
+            let base = a.peer_service.or(a.db_namespace);
             let name = match base {
                 Some(b) => self.composite(b, system),
                 None => self.interner.intern(system),
@@ -286,7 +288,8 @@ impl Normalizer {
                 Err(IdError::Len(n)) => return Err(SpanError::ParentIdLength(n)),
             }
         };
-        if s.start_time_unix_nano == 0 {
+        // Zero is a legal start (synthetic traces count from it); both zero means no times.
+        if s.start_time_unix_nano == 0 && s.end_time_unix_nano == 0 {
             return Err(SpanError::MissingStart);
         }
         if s.end_time_unix_nano < s.start_time_unix_nano {

@@ -20,7 +20,7 @@ pub enum SpanError {
     ParentIdLength(usize),
     #[error("id {0:?} is neither hex nor base64 of the right length")]
     BadId(String),
-    #[error("span has no start time")]
+    #[error("span has no start or end time")]
     MissingStart,
     #[error("span ends before it starts (start {start} ns, end {end} ns)")]
     EndBeforeStart { start: u64, end: u64 },

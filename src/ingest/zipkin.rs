@@ -109,6 +109,9 @@ impl ZipkinSpan {
     }
 }
 
+/// `(trace, original id)` → the server halves split off it, as `(service, new id)`.
+type ServerHalves = FxHashMap<(String, String), Vec<(Option<String>, Vec<u8>)>>;
+
 /// Merges pieces of one span id and splits shared client/server halves. Returns spans with
 /// final ids as `(span, id, parent id)` byte vectors.
 fn resolve_shared(spans: Vec<ZipkinSpan>) -> Vec<(ZipkinSpan, Vec<u8>, Vec<u8>)> {
@@ -127,9 +130,7 @@ fn resolve_shared(spans: Vec<ZipkinSpan>) -> Vec<(ZipkinSpan, Vec<u8>, Vec<u8>)>
     }
     // Per group: one client-side span (merged) and any number of server halves.
     let mut out = Vec::new();
-    // (trace, original id) → [(service, new id)] of the server halves, for re-pointing children.
-    let mut server_halves: FxHashMap<(String, String), Vec<(Option<String>, Vec<u8>)>> =
-        FxHashMap::default();
+    let mut server_halves: ServerHalves = FxHashMap::default();
     let mut resolved = Vec::new();
     for group in groups {
         let (mut servers, mut others): (Vec<_>, Vec<_>) =

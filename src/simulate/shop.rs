@@ -98,6 +98,9 @@ struct Res {
     instance: usize,
 }
 
+/// A service's request handler: parent span id and start time in, the reply out.
+type Handler = fn(&mut Shop, &[u8], u64) -> Reply;
+
 /// The outcome of a call: when the caller got its answer, and whether it was a failure.
 struct Reply {
     end: u64,
@@ -237,12 +240,11 @@ impl Shop {
         let id = self.id();
         let t = start + self.rng.ms(0.3, 0.3);
         let checkout = self.rng.chance(0.7);
-        let (route, method, path, callee): (&str, &str, &str, fn(&mut Shop, &[u8], u64) -> Reply) =
-            if checkout {
-                ("/checkout", "POST", "/orders", Shop::order_create)
-            } else {
-                ("/orders/{id}", "GET", "/orders/4711", Shop::order_lookup)
-            };
+        let (route, method, path, callee): (&str, &str, &str, Handler) = if checkout {
+            ("/checkout", "POST", "/orders", Shop::order_create)
+        } else {
+            ("/orders/{id}", "GET", "/orders/4711", Shop::order_lookup)
+        };
         let r = self.http(res, &id, method, "order-service", path, t, callee);
         let end = r.end + self.rng.ms(0.2, 0.3);
         let status = if r.error { 502 } else { 200 };
@@ -274,7 +276,7 @@ impl Shop {
         service: &'static str,
         path: &str,
         start: u64,
-        serve: fn(&mut Shop, &[u8], u64) -> Reply,
+        serve: Handler,
     ) -> Reply {
         let id = self.id();
         let refused = service == "saga-orchestrator" && self.down(Down::Orchestrator);
