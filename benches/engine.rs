@@ -26,7 +26,10 @@ fn shop_batches(scenario: Scenario, traces: usize) -> (Vec<Vec<u8>>, u64) {
     let all: Vec<ExportTraceServiceRequest> = generate(&cfg).collect();
     for chunk in all.chunks(20) {
         let req = ExportTraceServiceRequest {
-            resource_spans: chunk.iter().flat_map(|r| r.resource_spans.clone()).collect(),
+            resource_spans: chunk
+                .iter()
+                .flat_map(|r| r.resource_spans.clone())
+                .collect(),
         };
         spans += req
             .resource_spans

@@ -63,9 +63,37 @@ pub struct GraphArgs {
     pub files: Vec<PathBuf>,
     #[arg(long, value_enum, default_value_t = GraphFormat::Table)]
     pub format: GraphFormat,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+/// Assembly limits shared by the commands that read traces.
+#[derive(Parser, Debug)]
+pub struct EngineArgs {
     /// A trace is complete when no span arrived for this long, in span time (e.g. 10s, 500ms).
     #[arg(long, default_value = "10s", value_parser = parse_duration_ns)]
     pub trace_idle: u64,
+    /// Traces held in assembly at once; past it the least recently touched is completed early
+    /// (and counted).
+    #[arg(long, default_value_t = 100_000)]
+    pub max_traces_in_flight: usize,
+    /// Spans held in assembly at once, over all traces.
+    #[arg(long, default_value_t = 2_000_000)]
+    pub max_spans_in_flight: usize,
+    /// Spans kept for one trace; later ones are dropped (and counted).
+    #[arg(long, default_value_t = 100_000)]
+    pub max_spans_per_trace: usize,
+}
+
+impl EngineArgs {
+    fn config(&self) -> EngineConfig {
+        let mut cfg = EngineConfig::default();
+        cfg.assembler.trace_idle_ns = self.trace_idle;
+        cfg.assembler.max_traces = self.max_traces_in_flight;
+        cfg.assembler.max_spans = self.max_spans_in_flight;
+        cfg.assembler.max_spans_per_trace = self.max_spans_per_trace;
+        cfg
+    }
 }
 
 #[derive(Parser, Debug)]
@@ -171,9 +199,7 @@ fn progress_line(path: &Path, s: &FileSummary) {
 }
 
 fn graph(a: GraphArgs) -> Result<ExitCode> {
-    let mut cfg = EngineConfig::default();
-    cfg.assembler.trace_idle_ns = a.trace_idle;
-    let mut engine = Engine::new(cfg);
+    let mut engine = Engine::new(a.engine.config());
     let load = load_files(&mut engine, &a.files, progress_line);
     let failed = report_load(&load);
     if load.files.is_empty() {
@@ -204,25 +230,30 @@ fn simulate(a: SimulateArgs) -> Result<ExitCode> {
         rate_per_s: a.rate,
         ..Default::default()
     };
-    let mut out: Box<dyn Write> = match &a.out {
-        None => Box::new(BufWriter::new(io::stdout().lock())),
+    let write_all = |w: &mut dyn Write| -> io::Result<()> {
+        for req in simulate::generate(&cfg) {
+            writeln!(w, "{}", encode::encode_line(&req))?;
+        }
+        Ok(())
+    };
+    match &a.out {
+        None => {
+            let mut w = BufWriter::new(io::stdout().lock());
+            write_all(&mut w)?;
+            w.flush()?;
+        }
         Some(p) => {
             let f = File::create(p).with_context(|| format!("cannot create {}", p.display()))?;
-            if p.extension().is_some_and(|e| e == "gz") {
-                Box::new(GzEncoder::new(
-                    BufWriter::new(f),
-                    flate2::Compression::best(),
-                ))
+            let written = if p.extension().is_some_and(|e| e == "gz") {
+                let mut enc = GzEncoder::new(BufWriter::new(f), flate2::Compression::best());
+                write_all(&mut enc).and_then(|()| enc.finish()?.flush())
             } else {
-                Box::new(BufWriter::new(f))
-            }
+                let mut w = BufWriter::new(f);
+                write_all(&mut w).and_then(|()| w.flush())
+            };
+            written.with_context(|| format!("cannot write {}", p.display()))?;
         }
-    };
-    for req in simulate::generate(&cfg) {
-        writeln!(out, "{}", encode::encode_line(&req))?;
     }
-    out.flush()?;
-    drop(out);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -142,3 +142,26 @@ fn simulate_is_deterministic_and_matches_the_checked_in_files() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines, a.iter().map(String::as_str).collect::<Vec<_>>());
 }
+
+#[test]
+fn arrival_order_does_not_change_the_graph() {
+    let dir = root().join("testdata");
+    let file = dir.join("shop-email-backlog.otlp.jsonl.gz");
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(fs::File::open(&file).unwrap()),
+        &mut text,
+    )
+    .unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.reverse();
+    let tmp = tempfile::tempdir().unwrap();
+    let reversed = tmp.path().join("reversed.otlp.jsonl");
+    fs::write(&reversed, lines.join("\n")).unwrap();
+    let (forward, _) = graph_of(&[file]);
+    let (backward, _) = graph_of(&[reversed]);
+    assert_eq!(
+        serde_json::to_string(&forward).unwrap(),
+        serde_json::to_string(&backward).unwrap()
+    );
+}
