@@ -123,13 +123,18 @@ impl GraphDoc {
                     self_time_ms: Percentiles::of(&n.self_time),
                     instances: n.instances.count(),
                     instances_more: n.instances.overflow,
-                    instance_names: n
-                        .instances
-                        .known
-                        .iter()
-                        .take(10)
-                        .map(|s| names.resolve(*s).to_owned())
-                        .collect(),
+                    instance_names: {
+                        // By name, not by first sighting, so arrival order cannot show.
+                        let mut v: Vec<String> = n
+                            .instances
+                            .known
+                            .iter()
+                            .map(|s| names.resolve(*s).to_owned())
+                            .collect();
+                        v.sort();
+                        v.truncate(10);
+                        v
+                    },
                     callers: callers.len(),
                     callees: callees.len(),
                 }
