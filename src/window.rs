@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::analyze::critical_path::CriticalPathConfig;
 use crate::analyze::graph::{GraphAgg, NodeTable};
 use crate::analyze::tree::Trace;
 
@@ -13,6 +14,7 @@ pub struct Windows {
     width_ns: u64,
     max_buckets: usize,
     buckets: BTreeMap<u64, GraphAgg>,
+    pub critical_path: CriticalPathConfig,
     /// Traces whose bucket had already been dropped (or was dropped since) as too old.
     pub traces_dropped_old: u64,
 }
@@ -24,6 +26,7 @@ impl Windows {
             width_ns: width_ns.max(1),
             max_buckets: max_buckets.max(1),
             buckets: BTreeMap::new(),
+            critical_path: CriticalPathConfig::default(),
             traces_dropped_old: 0,
         }
     }
@@ -51,7 +54,10 @@ impl Windows {
             self.traces_dropped_old += 1;
             return;
         }
-        self.buckets.entry(start).or_default().add_trace(t, nodes);
+        self.buckets
+            .entry(start)
+            .or_default()
+            .add_trace(t, nodes, &self.critical_path);
         while self.buckets.len() > self.max_buckets {
             if let Some((_, old)) = self.buckets.pop_first() {
                 self.traces_dropped_old += old.traces;

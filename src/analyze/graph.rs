@@ -13,6 +13,9 @@ use std::collections::BTreeSet;
 
 use rustc_hash::FxHashMap;
 
+use super::critical_path::CriticalPathConfig;
+use super::facts::{extract, FactsAgg};
+use super::stats::Moments;
 use super::tree::{Ix, Trace};
 use crate::hist::Hist;
 use crate::model::{NodeKey, NodeType, Span, SpanKind, Sym};
@@ -70,6 +73,20 @@ impl NodeTable {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
+}
+
+/// The node a peer is: an "external" peer named like a known service *is* that service (a
+/// call that was refused before any server span existed, say).
+pub fn resolve_peer(nodes: &mut NodeTable, key: NodeKey) -> NodeId {
+    if key.ty == NodeType::External {
+        if let Some(id) = nodes.get(&NodeKey {
+            ty: NodeType::Service,
+            name: key.name,
+        }) {
+            return id;
+        }
+    }
+    nodes.id(key)
 }
 
 /// How a caller reaches a callee; the names are those of Grafana's service graph
@@ -171,6 +188,10 @@ pub struct EdgeAgg {
     pub server: Hist,
     /// Messaging only: consumer start − producer end.
     pub queue: Hist,
+    /// Messaging only: queue delay (ms) against time (s), for its trend.
+    pub queue_trend: Moments,
+    /// Sync only: client duration − server duration, the wait outside the callee's span.
+    pub gap: Hist,
 }
 
 /// The graph of one window (or of several, merged). Everything in it adds up.
@@ -181,6 +202,8 @@ pub struct GraphAgg {
     pub fragmented_traces: u64,
     pub nodes: FxHashMap<NodeId, NodeAgg>,
     pub edges: FxHashMap<EdgeKey, EdgeAgg>,
+    /// Critical path, reach and failure sums, for the findings.
+    pub facts: FactsAgg,
 }
 
 impl GraphAgg {
@@ -205,7 +228,10 @@ impl GraphAgg {
             m.client.add(&e.client);
             m.server.add(&e.server);
             m.queue.add(&e.queue);
+            m.queue_trend.merge(&e.queue_trend);
+            m.gap.add(&e.gap);
         }
+        self.facts.merge(&other.facts);
     }
 
     fn edge(&mut self, from: NodeId, to: NodeId, conn: ConnType) -> &mut EdgeAgg {
@@ -213,7 +239,7 @@ impl GraphAgg {
     }
 
     /// Folds one trace into the graph.
-    pub fn add_trace(&mut self, t: &Trace, nodes: &mut NodeTable) {
+    pub fn add_trace(&mut self, t: &Trace, nodes: &mut NodeTable, cp: &CriticalPathConfig) {
         self.traces += 1;
         self.spans += t.len() as u64;
         if t.fragmented {
@@ -285,6 +311,9 @@ impl GraphAgg {
                 n.self_time.record_ns(all.saturating_sub(waiting));
             }
         }
+        if let Some(f) = extract(t, nodes, cp) {
+            self.facts.add(&f);
+        }
     }
 
     /// The edges span `i` (in service node `node`) takes part in as the callee side, plus
@@ -316,8 +345,10 @@ impl GraphAgg {
                 e.errors += u64::from(s.error);
                 e.server.record_ns(s.duration_ns());
                 if let Some(p) = producer {
-                    e.queue
-                        .record_ns(s.start_ns.saturating_sub(t.span(p).end_ns));
+                    let delay = s.start_ns.saturating_sub(t.span(p).end_ns);
+                    e.queue.record_ns(delay);
+                    e.queue_trend
+                        .add(s.start_ns as f64 / 1e9, delay as f64 / 1e6);
                 }
             }
             return;
@@ -339,6 +370,8 @@ impl GraphAgg {
                 e.server.record_ns(s.duration_ns());
                 if client_like {
                     e.client.record_ns(ps.duration_ns());
+                    e.gap
+                        .record_ns(ps.duration_ns().saturating_sub(s.duration_ns()));
                 }
             }
         }
@@ -361,16 +394,21 @@ impl GraphAgg {
             NodeType::Messaging => ConnType::Messaging,
             _ => ConnType::Virtual,
         };
-        let to = nodes.id(peer.node);
+        let to = resolve_peer(nodes, peer.node);
         let e = self.edge(node, to, conn);
         e.calls += 1;
         e.errors += u64::from(s.error);
         e.client.record_ns(s.duration_ns());
+        let is_service = nodes.key(to).ty == NodeType::Service;
         let v = self.nodes.entry(to).or_default();
         v.requests += 1;
         v.errors += u64::from(s.error);
-        v.latency.record_ns(s.duration_ns());
-        v.instances.observe(peer.address);
+        // A call to a service that never answered: a request it failed, but neither its
+        // latency nor an instance of it.
+        if !is_service {
+            v.latency.record_ns(s.duration_ns());
+            v.instances.observe(peer.address);
+        }
     }
 }
 

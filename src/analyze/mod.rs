@@ -1,5 +1,8 @@
 //! Pure analysis: no IO, no clock, no async, nothing that can fail. Given the same traces it
 //! gives the same answer, which is what makes replay deterministic.
 
+pub mod critical_path;
+pub mod facts;
 pub mod graph;
+pub mod stats;
 pub mod tree;
