@@ -3,18 +3,25 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use flate2::write::GzEncoder;
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use chokepoint::analyze::critical_path::PathRecord;
+use chokepoint::analyze::graph::GraphAgg;
 use chokepoint::api::dto::GraphDoc;
 use chokepoint::engine::{Engine, EngineConfig};
 use chokepoint::ingest::encode;
-use chokepoint::ingest::FileSummary;
+use chokepoint::model::Interner;
 use chokepoint::render;
+use chokepoint::replay::{analyze, load_files_keep_open, LoadObserver};
 use chokepoint::replay::{load_files, LoadSummary};
 use chokepoint::simulate::{self, Scenario, SimConfig};
 
@@ -40,8 +47,73 @@ pub enum Command {
     /// Print the service call graph of trace files: nodes with requests, errors, latency and
     /// instances; edges with calls, latency and queue delay.
     Graph(GraphArgs),
+    /// Analyse trace files offline and print the findings: bottlenecks and single points of
+    /// failure, each with its evidence and cure. The whole input is one window unless
+    /// --window says otherwise.
+    Replay(ReplayArgs),
+    /// Print each trace's critical path: the chain of spans its latency waited on.
+    CriticalPath(CriticalPathArgs),
     /// Generate the reference online shop's traces (OTLP/JSON lines) for one scenario.
     Simulate(SimulateArgs),
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportFormat {
+    /// Aligned columns for people.
+    Table,
+    /// The findings document (what the daemon's /findings serves); one line per window.
+    Json,
+    /// A report to paste into an incident review.
+    Markdown,
+}
+
+#[derive(Parser, Debug)]
+pub struct ReplayArgs {
+    /// Trace files (any format `graph` reads).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// A fault-free capture to compare with: nodes whose critical-path time per request
+    /// jumped against it lead the findings. Put it after the files:
+    /// `replay incident.jsonl --baseline normal.jsonl`.
+    #[arg(long, num_args = 1..)]
+    pub baseline: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+    /// Split the input into windows of this length by span time (e.g. 1m) and report each.
+    #[arg(long, value_parser = parse_duration_ns)]
+    pub window: Option<u64>,
+    #[command(flatten)]
+    pub analysis: AnalysisArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Parser, Debug)]
+pub struct AnalysisArgs {
+    /// Clock-skew tolerance of the critical path, as a fraction of the parent span: siblings
+    /// overlapping by less count as sequential (CRISP uses 0.01). 0 is Jaeger's strict rule.
+    #[arg(long, default_value_t = 0.01)]
+    pub skew_tolerance: f64,
+}
+
+#[derive(Parser, Debug)]
+pub struct CriticalPathArgs {
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value_t = PathFormat::Table)]
+    pub format: PathFormat,
+    #[command(flatten)]
+    pub analysis: AnalysisArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathFormat {
+    /// One block per trace for people.
+    Table,
+    /// One JSON object per line per trace.
+    Json,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,6 +232,8 @@ pub fn init_logging(verbose: u8) {
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Graph(a) => graph(a),
+        Command::Replay(a) => replay(a),
+        Command::CriticalPath(a) => critical_path(a),
         Command::Simulate(a) => simulate(a),
     }
 }
@@ -187,20 +261,83 @@ fn report_load(load: &LoadSummary) -> bool {
     !load.failed.is_empty()
 }
 
-fn progress_line(path: &Path, s: &FileSummary) {
-    if io::stderr().is_terminal() {
-        eprintln!(
-            "read {} ({}, {} batches)",
-            path.display(),
-            s.format,
-            s.batches
+/// A progress bar on stderr for long inputs, only when stderr is a terminal.
+struct Progress {
+    total: u64,
+    enabled: bool,
+    last_draw: Option<Instant>,
+    /// Bytes of the loads finished before the current one (baseline, then files).
+    offset: u64,
+    last: u64,
+}
+
+impl Progress {
+    /// Inputs smaller than this finish before a bar would help.
+    const MIN_BYTES: u64 = 8 << 20;
+
+    fn new(files: &[PathBuf], baseline: &[PathBuf]) -> Progress {
+        let total = files
+            .iter()
+            .chain(baseline)
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
+        Progress {
+            total,
+            enabled: io::stderr().is_terminal() && total >= Self::MIN_BYTES,
+            last_draw: None,
+            offset: 0,
+            last: 0,
+        }
+    }
+
+    fn draw(&mut self, done: u64) {
+        let frac = (done as f64 / self.total.max(1) as f64).min(1.0);
+        let width = 30;
+        let filled = (frac * width as f64) as usize;
+        eprint!(
+            "\r[{}{}] {:>3.0}%  {:.1} / {:.1} MB",
+            "#".repeat(filled),
+            ".".repeat(width - filled),
+            frac * 100.0,
+            done as f64 / 1e6,
+            self.total as f64 / 1e6
         );
+    }
+
+    fn finish(&mut self) {
+        if self.enabled && self.last_draw.is_some() {
+            eprint!("\r{}\r", " ".repeat(60));
+        }
+    }
+}
+
+impl LoadObserver for Progress {
+    fn bytes(&mut self, done: u64) {
+        if done < self.last {
+            // A new load started (the files after the baseline).
+            self.offset += self.last;
+        }
+        self.last = done;
+        if !self.enabled {
+            return;
+        }
+        let now = Instant::now();
+        if self
+            .last_draw
+            .is_none_or(|t| now.duration_since(t).as_millis() >= 100)
+        {
+            self.last_draw = Some(now);
+            self.draw(self.offset + done);
+        }
     }
 }
 
 fn graph(a: GraphArgs) -> Result<ExitCode> {
     let mut engine = Engine::new(a.engine.config());
-    let load = load_files(&mut engine, &a.files, progress_line);
+    let mut progress = Progress::new(&a.files, &[]);
+    let load = load_files(&mut engine, &a.files, &mut progress);
+    progress.finish();
     let failed = report_load(&load);
     if load.files.is_empty() {
         bail!("no trace file could be read");
@@ -217,6 +354,160 @@ fn graph(a: GraphArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn engine_for(e: &EngineArgs, a: &AnalysisArgs, window_ns: Option<u64>) -> Result<Engine> {
+    if !(0.0..=0.5).contains(&a.skew_tolerance) {
+        bail!("--skew-tolerance must be between 0 and 0.5");
+    }
+    let mut cfg = e.config();
+    if let Some(w) = window_ns {
+        if w == 0 {
+            bail!("--window must be positive");
+        }
+        cfg.window_ns = w;
+        cfg.max_windows = usize::MAX;
+    }
+    let mut engine = Engine::new(cfg);
+    engine.analyzer.windows.critical_path.skew_tolerance = a.skew_tolerance;
+    Ok(engine)
+}
+
+fn replay(a: ReplayArgs) -> Result<ExitCode> {
+    let engine = engine_for(&a.engine, &a.analysis, a.window)?;
+    let mut progress = Progress::new(&a.files, &a.baseline);
+    let analysis = analyze(engine, &a.files, &a.baseline, &mut progress);
+    progress.finish();
+    let mut failed = false;
+    if let Some(b) = &analysis.baseline_load {
+        failed |= report_load(b);
+        if b.files.is_empty() {
+            bail!("no baseline file could be read");
+        }
+    }
+    failed |= report_load(&analysis.load);
+    if analysis.load.files.is_empty() {
+        bail!("no trace file could be read");
+    }
+    let windows: Vec<GraphAgg> = match a.window {
+        None => vec![analysis.engine.graph()],
+        Some(_) => analysis
+            .engine
+            .analyzer
+            .windows
+            .buckets()
+            .map(|(_, g)| g.clone())
+            .collect(),
+    };
+    let mut out = String::new();
+    for g in &windows {
+        let doc = analysis.findings_doc(g);
+        match a.format {
+            ReportFormat::Json => {
+                out.push_str(&serde_json::to_string(&doc)?);
+                out.push('\n');
+            }
+            ReportFormat::Table => out.push_str(&render::findings_table(&doc)),
+            ReportFormat::Markdown => out.push_str(&render::findings_markdown(&doc)),
+        }
+    }
+    io::stdout().write_all(out.as_bytes())?;
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn critical_path(a: CriticalPathArgs) -> Result<ExitCode> {
+    let mut engine = engine_for(&a.engine, &a.analysis, None)?;
+    let cfg = engine.analyzer.windows.critical_path;
+    let paths: Rc<RefCell<Vec<PathRecord>>> = Rc::default();
+    let sink = paths.clone();
+    engine.analyzer.on_trace = Some(Box::new(move |t| {
+        sink.borrow_mut().push(PathRecord::of(t, &cfg));
+    }));
+    let mut failed = false;
+    let stdout = io::stdout();
+    let mut w = BufWriter::new(stdout.lock());
+    for file in &a.files {
+        let load = load_files_keep_open(&mut engine, std::slice::from_ref(file));
+        failed |= report_load(&load);
+        for p in paths.borrow_mut().drain(..) {
+            print_path(&mut w, &p, engine.interner(), a.format)?;
+        }
+    }
+    engine.finish();
+    for p in paths.borrow_mut().drain(..) {
+        print_path(&mut w, &p, engine.interner(), a.format)?;
+    }
+    w.flush()?;
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_path(
+    w: &mut dyn Write,
+    p: &PathRecord,
+    names: &Interner,
+    format: PathFormat,
+) -> Result<()> {
+    let segs: Vec<serde_json::Value> = p
+        .segments
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "span_id": s.span_id.to_string(),
+                "node": names.resolve(s.node),
+                "service": names.resolve(s.service),
+                "operation": names.resolve(s.operation),
+                "part": s.part,
+                "start_unix_nano": s.start_ns,
+                "end_unix_nano": s.end_ns,
+            })
+        })
+        .collect();
+    match format {
+        PathFormat::Json => {
+            let line = serde_json::json!({
+                "trace_id": p.trace_id.to_string(),
+                "duration_ns": p.duration_ns,
+                "segments": segs,
+            });
+            writeln!(w, "{line}")?;
+        }
+        PathFormat::Table => {
+            writeln!(
+                w,
+                "trace {}  {} ms",
+                p.trace_id,
+                render::fmt_ms(p.duration_ns as f64 / 1e6)
+            )?;
+            let t0 = p.segments.first().map_or(0, |s| s.start_ns);
+            let rows: Vec<Vec<String>> = p
+                .segments
+                .iter()
+                .map(|s| {
+                    vec![
+                        names.resolve(s.node).to_owned(),
+                        names.resolve(s.operation).to_owned(),
+                        s.part.to_owned(),
+                        render::fmt_ms((s.start_ns - t0) as f64 / 1e6),
+                        render::fmt_ms((s.end_ns - s.start_ns) as f64 / 1e6),
+                    ]
+                })
+                .collect();
+            let table = render::table(&["node", "operation", "part", "at ms", "ms"], &rows, 3);
+            for l in table.lines() {
+                writeln!(w, "  {l}")?;
+            }
+            writeln!(w)?;
+        }
+    }
+    Ok(())
 }
 
 fn simulate(a: SimulateArgs) -> Result<ExitCode> {

@@ -44,12 +44,15 @@ impl TraceIssues {
     pub const MAX_DETAILS: usize = 50;
 }
 
+/// Called with every completed trace (the `critical-path` command prints them).
+pub type TraceObserver = Box<dyn FnMut(&Trace)>;
+
 /// Everything downstream of the assembler: the part that sees complete traces.
-#[derive(Debug)]
 pub struct Analyzer {
     pub nodes: NodeTable,
     pub windows: Windows,
     pub issues: TraceIssues,
+    pub on_trace: Option<TraceObserver>,
 }
 
 impl Analyzer {
@@ -67,6 +70,9 @@ impl Analyzer {
             }
         }
         self.windows.add_trace(&trace, &mut self.nodes);
+        if let Some(f) = &mut self.on_trace {
+            f(&trace);
+        }
     }
 }
 
@@ -89,6 +95,7 @@ impl Engine {
                 nodes: NodeTable::new(cfg.max_nodes),
                 windows: Windows::new(cfg.window_ns, cfg.max_windows),
                 issues: TraceIssues::default(),
+                on_trace: None,
             },
             watermark: 0,
             scratch: Vec::new(),
@@ -119,6 +126,15 @@ impl Engine {
     pub fn finish(&mut self) {
         let analyzer = &mut self.analyzer;
         self.assembler.flush(&mut |t| analyzer.complete(t));
+    }
+
+    /// Hands over the windows so far and starts empty ones, keeping names and node ids: a
+    /// baseline loaded first stays comparable with what is loaded after.
+    pub fn take_windows(&mut self) -> Windows {
+        let w = &self.analyzer.windows;
+        let mut fresh = Windows::new(w.width_ns(), w.max_buckets());
+        fresh.critical_path = w.critical_path;
+        std::mem::replace(&mut self.analyzer.windows, fresh)
     }
 
     pub fn graph(&self) -> GraphAgg {

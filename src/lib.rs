@@ -18,6 +18,8 @@ pub mod hist;
 
 pub mod window;
 
+pub mod findings;
+
 pub mod engine;
 pub mod replay;
 

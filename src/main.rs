@@ -9,6 +9,15 @@ fn main() -> std::process::ExitCode {
     cli::init_logging(args.verbose);
     match cli::run(args) {
         Ok(code) => code,
+        // A reader that went away (`| head`) is not an error worth a message.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            std::process::ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::from(2)

@@ -193,3 +193,146 @@ pub fn graph_dot(g: &GraphDoc) -> String {
     out.push_str("}\n");
     out
 }
+
+use crate::api::dto::FindingsDoc;
+
+fn window_line(doc: &FindingsDoc) -> String {
+    let mut s = format!(
+        "window {} .. {}: {} traces, {} spans",
+        doc.window.start, doc.window.end, doc.traces, doc.spans
+    );
+    if let Some(b) = &doc.baseline {
+        s.push_str(&format!(
+            "; baseline {} traces ({} .. {})",
+            b.traces, b.window.start, b.window.end
+        ));
+    }
+    s
+}
+
+pub fn findings_table(doc: &FindingsDoc) -> String {
+    let mut out = window_line(doc);
+    out.push_str("\n\n");
+    if doc.findings.is_empty() {
+        out.push_str(
+            "No findings: no node stands out as a bottleneck or a single point of failure.\n",
+        );
+        return out;
+    }
+    let rows: Vec<Vec<String>> = doc
+        .findings
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            vec![
+                (i + 1).to_string(),
+                f.kind.to_owned(),
+                f.severity.to_owned(),
+                format!("{:.2}", f.score),
+                f.confidence.to_owned(),
+                f.node.clone(),
+                f.node_type.to_owned(),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "#",
+            "kind",
+            "severity",
+            "score",
+            "confidence",
+            "node",
+            "type",
+        ],
+        &rows,
+        0,
+    ));
+    out.push('\n');
+    for (i, f) in doc.findings.iter().enumerate() {
+        let _ = writeln!(out, "{}. {}", i + 1, f.summary);
+        let _ = writeln!(out, "   cure: {}", f.remediation);
+    }
+    out
+}
+
+fn evidence_lines(v: &serde_json::Value, prefix: &str, out: &mut String) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                match v {
+                    serde_json::Value::Object(_) | serde_json::Value::Array(_) => {
+                        let _ = writeln!(out, "{prefix}- {k}:");
+                        evidence_lines(v, &format!("{prefix}  "), out);
+                    }
+                    _ => {
+                        let _ = writeln!(out, "{prefix}- {k}: {v}");
+                    }
+                }
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for v in a {
+                match v {
+                    serde_json::Value::Object(m) => {
+                        let parts: Vec<String> =
+                            m.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                        let _ = writeln!(out, "{prefix}- {}", parts.join(", "));
+                    }
+                    _ => {
+                        let _ = writeln!(out, "{prefix}- {v}");
+                    }
+                }
+            }
+        }
+        other => {
+            let _ = writeln!(out, "{prefix}- {other}");
+        }
+    }
+}
+
+pub fn findings_markdown(doc: &FindingsDoc) -> String {
+    let mut out = String::from("# chokepoint findings\n\n");
+    let _ = writeln!(out, "{}\n", window_line(doc));
+    if doc.findings.is_empty() {
+        out.push_str(
+            "No findings: no node stands out as a bottleneck or a single point of failure.\n",
+        );
+        return out;
+    }
+    out.push_str(
+        "| # | kind | severity | score | confidence | node |\n|---|---|---|---|---|---|\n",
+    );
+    for (i, f) in doc.findings.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.2} | {} | `{}` ({}) |",
+            i + 1,
+            f.kind,
+            f.severity,
+            f.score,
+            f.confidence,
+            f.node,
+            f.node_type
+        );
+    }
+    for (i, f) in doc.findings.iter().enumerate() {
+        let _ = writeln!(out, "\n## {}. {} `{}`\n", i + 1, f.kind, f.node);
+        let _ = writeln!(out, "{}\n", f.summary);
+        let _ = writeln!(out, "**Cure:** {}\n", f.remediation);
+        out.push_str("**Evidence:**\n\n");
+        evidence_lines(&serde_json::Value::Object(f.evidence.clone()), "", &mut out);
+        if !f.exemplar_trace_ids.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nExemplar traces: {}",
+                f.exemplar_trace_ids
+                    .iter()
+                    .map(|t| format!("`{t}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    out
+}

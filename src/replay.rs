@@ -1,10 +1,24 @@
 //! Feeding trace files through the [`Engine`]: the offline half of the pipeline, shared by
 //! the `graph` and (later) `replay` commands, the tests and the benches.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
+use crate::analyze::graph::GraphAgg;
+use crate::api::dto::{BaselineDto, FindingDto, FindingsDoc, WindowDto};
 use crate::engine::Engine;
-use crate::ingest::{read_path, BatchReport, FileError, FileSummary, Location};
+use crate::findings::{compute, Context};
+use crate::ingest::{read_path_counted, BatchReport, FileError, FileSummary, Location};
+
+/// Told how loading goes, for progress display. Both methods default to nothing.
+pub trait LoadObserver {
+    /// Raw bytes read so far over all files of this load.
+    fn bytes(&mut self, _done: u64) {}
+    fn file_done(&mut self, _path: &Path, _summary: &FileSummary) {}
+}
+
+impl LoadObserver for () {}
 
 /// What loading a set of files gave, for the command to print.
 #[derive(Debug, Default)]
@@ -36,10 +50,31 @@ impl LoadSummary {
 pub fn load_files(
     engine: &mut Engine,
     paths: &[PathBuf],
-    mut on_file: impl FnMut(&Path, &FileSummary),
+    obs: &mut dyn LoadObserver,
 ) -> LoadSummary {
+    let mut out = load(engine, paths, obs);
+    engine.finish();
+    for i in engine.analyzer.issues.details.drain(..) {
+        out.problem(i);
+    }
+    out
+}
+
+/// Like [`load_files`], but leaves traces still in flight in the assembler (more input may
+/// follow); structural problems are reported when [`load_files`] or `Engine::finish` runs.
+pub fn load_files_keep_open(engine: &mut Engine, paths: &[PathBuf]) -> LoadSummary {
+    let mut out = load(engine, paths, &mut ());
+    for i in engine.analyzer.issues.details.drain(..) {
+        out.problem(i);
+    }
+    out
+}
+
+fn load(engine: &mut Engine, paths: &[PathBuf], obs: &mut dyn LoadObserver) -> LoadSummary {
     let mut out = LoadSummary::default();
+    let mut bytes_before = 0u64;
     for path in paths {
+        let count: Rc<Cell<u64>> = Rc::default();
         let mut batch_problems: Vec<(Location, String)> = Vec::new();
         let mut totals = BatchReport::default();
         let mut sink = |loc: Location, spans: Vec<_>, mut report: BatchReport| {
@@ -55,13 +90,16 @@ pub fn load_files(
             }
             report.details.clear();
             totals.merge(report);
+            obs.bytes(bytes_before + count.get());
         };
-        match read_path(path, &mut sink) {
+        let result = read_path_counted(path, &mut sink, count.clone());
+        bytes_before += count.get();
+        match result {
             Ok(summary) => {
                 for p in &summary.problems {
                     out.problem(format!("{}: {}: {}", path.display(), p.location, p.message));
                 }
-                on_file(path, &summary);
+                obs.file_done(path, &summary);
                 out.files.push(summary);
             }
             Err(e) => out.failed.push(e),
@@ -73,10 +111,65 @@ pub fn load_files(
         out.spans_accepted += totals.accepted;
         out.spans_rejected += totals.rejected;
     }
-    engine.finish();
-    let issues: Vec<String> = engine.analyzer.issues.details.clone();
-    for i in issues {
-        out.problem(i);
-    }
     out
+}
+
+/// A finished offline analysis: the engine (names, nodes, windows) and the baseline's
+/// aggregate, if one was given.
+pub struct Analysis {
+    pub engine: Engine,
+    pub baseline: Option<GraphAgg>,
+    pub load: LoadSummary,
+    pub baseline_load: Option<LoadSummary>,
+}
+
+/// Loads `baseline` (if any) and then `files` into one engine, so both share names and node
+/// ids, and keeps the baseline's windows apart.
+pub fn analyze(
+    mut engine: Engine,
+    files: &[PathBuf],
+    baseline: &[PathBuf],
+    obs: &mut dyn LoadObserver,
+) -> Analysis {
+    let (baseline, baseline_load) = if baseline.is_empty() {
+        (None, None)
+    } else {
+        let load = load_files(&mut engine, baseline, obs);
+        (Some(engine.take_windows().merged()), Some(load))
+    };
+    let load = load_files(&mut engine, files, obs);
+    Analysis {
+        engine,
+        baseline,
+        load,
+        baseline_load,
+    }
+}
+
+impl Analysis {
+    /// The findings document of one window's aggregate.
+    pub fn findings_doc(&self, g: &GraphAgg) -> FindingsDoc {
+        let ctx = Context {
+            nodes: &self.engine.analyzer.nodes,
+            names: self.engine.interner(),
+        };
+        let findings = compute(g, self.baseline.as_ref(), &ctx);
+        let window = |g: &GraphAgg| {
+            if g.start_ns <= g.end_ns {
+                WindowDto::new(g.start_ns, g.end_ns)
+            } else {
+                WindowDto::new(0, 0)
+            }
+        };
+        FindingsDoc {
+            window: window(g),
+            traces: g.traces,
+            spans: g.spans,
+            baseline: self.baseline.as_ref().map(|b| BaselineDto {
+                traces: b.traces,
+                window: window(b),
+            }),
+            findings: findings.iter().map(FindingDto::from).collect(),
+        }
+    }
 }

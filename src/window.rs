@@ -31,6 +31,10 @@ impl Windows {
         }
     }
 
+    pub fn max_buckets(&self) -> usize {
+        self.max_buckets
+    }
+
     pub fn width_ns(&self) -> u64 {
         self.width_ns
     }

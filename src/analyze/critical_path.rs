@@ -191,6 +191,62 @@ pub fn attribute(t: &Trace, seg: &Segment) -> Option<(NodeKey, Part)> {
     }
 }
 
+/// One trace's critical path with names, for printing.
+#[derive(Debug, Clone)]
+pub struct PathRecord {
+    pub trace_id: crate::model::TraceId,
+    pub duration_ns: u64,
+    pub segments: Vec<PathSegment>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PathSegment {
+    pub span_id: crate::model::SpanId,
+    /// The node the time belongs to (for a wait outside a callee's span, the callee).
+    pub node: crate::model::Sym,
+    /// The service that reported the span.
+    pub service: crate::model::Sym,
+    pub operation: crate::model::Sym,
+    /// "own" or "queue".
+    pub part: &'static str,
+    pub start_ns: u64,
+    pub end_ns: u64,
+}
+
+impl PathRecord {
+    pub fn of(t: &Trace, cfg: &CriticalPathConfig) -> PathRecord {
+        let path = critical_path(t, cfg);
+        let segments: Vec<PathSegment> = path
+            .iter()
+            .filter_map(|seg| {
+                let i = seg.span?;
+                let (node, part) = attribute(t, seg)?;
+                Some(PathSegment {
+                    span_id: t.span(i).span_id,
+                    node: node.name,
+                    service: t.span(i).service,
+                    operation: t.span(i).name,
+                    part: match part {
+                        Part::Own => "own",
+                        Part::Queue => "queue",
+                    },
+                    start_ns: seg.start_ns,
+                    end_ns: seg.end_ns,
+                })
+            })
+            .collect();
+        let duration_ns = match (path.first(), path.last()) {
+            (Some(a), Some(b)) => b.end_ns - a.start_ns,
+            _ => 0,
+        };
+        PathRecord {
+            trace_id: t.id,
+            duration_ns,
+            segments,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

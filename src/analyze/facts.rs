@@ -119,9 +119,15 @@ pub fn extract(t: &Trace, nodes: &mut NodeTable, cfg: &CriticalPathConfig) -> Op
         if let Some(p) = peer {
             reached.push(p);
         }
-        if s.error {
-            // A failed call that nobody answered is the callee's failure; otherwise the span's
-            // own service failed.
+        // A failure counts where it started: an erroring span none of whose blocking children
+        // erred. Its callers' spans erring because of it are propagation, not failures of
+        // theirs. A failed call that nobody answered is the callee's.
+        let origin = s.error
+            && !t
+                .children(i)
+                .iter()
+                .any(|&c| t.span(c).error && is_blocking_child(t, i, c));
+        if origin {
             failed.push(peer.unwrap_or(own));
         }
         stack.extend(

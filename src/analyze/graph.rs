@@ -195,8 +195,11 @@ pub struct EdgeAgg {
 }
 
 /// The graph of one window (or of several, merged). Everything in it adds up.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct GraphAgg {
+    /// Earliest span start and latest span end seen (Unix ns); `start_ns > end_ns` when empty.
+    pub start_ns: u64,
+    pub end_ns: u64,
     pub traces: u64,
     pub spans: u64,
     pub fragmented_traces: u64,
@@ -206,8 +209,25 @@ pub struct GraphAgg {
     pub facts: FactsAgg,
 }
 
+impl Default for GraphAgg {
+    fn default() -> Self {
+        GraphAgg {
+            start_ns: u64::MAX,
+            end_ns: 0,
+            traces: 0,
+            spans: 0,
+            fragmented_traces: 0,
+            nodes: FxHashMap::default(),
+            edges: FxHashMap::default(),
+            facts: FactsAgg::default(),
+        }
+    }
+}
+
 impl GraphAgg {
     pub fn merge(&mut self, other: &GraphAgg) {
+        self.start_ns = self.start_ns.min(other.start_ns);
+        self.end_ns = self.end_ns.max(other.end_ns);
         self.traces += other.traces;
         self.spans += other.spans;
         self.fragmented_traces += other.fragmented_traces;
@@ -242,6 +262,10 @@ impl GraphAgg {
     pub fn add_trace(&mut self, t: &Trace, nodes: &mut NodeTable, cp: &CriticalPathConfig) {
         self.traces += 1;
         self.spans += t.len() as u64;
+        for s in &t.spans {
+            self.start_ns = self.start_ns.min(s.start_ns);
+            self.end_ns = self.end_ns.max(s.end_ns);
+        }
         if t.fragmented {
             self.fragmented_traces += 1;
         }

@@ -180,15 +180,16 @@ impl Trace {
     }
 
     /// True when the span waits on another node: a client or producer, or (kinds missing, as
-    /// in Jaeger and Zipkin data) a span with a child in another service.
+    /// in Jaeger and Zipkin data) a span whose only child runs in another service: a wrapper
+    /// around one remote call. A kind-less span with several children does work of its own.
     pub fn is_client_like(&self, i: Ix) -> bool {
         let s = self.span(i);
         match s.kind {
             SpanKind::Client | SpanKind::Producer => true,
-            SpanKind::Unspecified => self
-                .children(i)
-                .iter()
-                .any(|&c| self.span(c).service != s.service),
+            SpanKind::Unspecified => match self.children(i) {
+                [only] => self.span(*only).service != s.service,
+                _ => false,
+            },
             _ => false,
         }
     }

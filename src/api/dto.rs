@@ -177,3 +177,107 @@ impl GraphDoc {
         self.edges.iter().find(|e| e.from == from && e.to == to)
     }
 }
+
+/// The findings document: `chokepoint replay --format json` and the daemon's `/findings`.
+#[derive(Serialize, Debug, Clone)]
+pub struct FindingsDoc {
+    pub window: WindowDto,
+    pub traces: u64,
+    pub spans: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<BaselineDto>,
+    pub findings: Vec<FindingDto>,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct WindowDto {
+    pub start: String,
+    pub end: String,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct BaselineDto {
+    pub traces: u64,
+    pub window: WindowDto,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct FindingDto {
+    pub id: String,
+    pub kind: &'static str,
+    pub node: String,
+    pub node_type: &'static str,
+    pub score: f64,
+    pub severity: &'static str,
+    pub confidence: &'static str,
+    pub summary: String,
+    pub evidence: serde_json::Map<String, serde_json::Value>,
+    pub exemplar_trace_ids: Vec<String>,
+    pub remediation: String,
+}
+
+impl From<&crate::findings::Finding> for FindingDto {
+    fn from(f: &crate::findings::Finding) -> Self {
+        FindingDto {
+            id: f.id(),
+            kind: f.kind.as_str(),
+            node: f.node_name.clone(),
+            node_type: f.node_type.as_str(),
+            score: f.score,
+            severity: f.severity.as_str(),
+            confidence: f.confidence.as_str(),
+            summary: f.summary.clone(),
+            evidence: f.evidence.clone(),
+            exemplar_trace_ids: f.exemplars.iter().map(|t| t.to_string()).collect(),
+            remediation: f.remediation.clone(),
+        }
+    }
+}
+
+impl WindowDto {
+    pub fn new(start_ns: u64, end_ns: u64) -> WindowDto {
+        WindowDto {
+            start: rfc3339(start_ns),
+            end: rfc3339(end_ns),
+        }
+    }
+}
+
+/// RFC 3339 in UTC with millisecond precision, from Unix nanoseconds.
+pub fn rfc3339(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    let millis = (ns / 1_000_000) % 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            rfc3339(1_768_471_200_123_000_000),
+            "2026-01-15T10:00:00.123Z"
+        );
+        assert_eq!(rfc3339(951_782_400_000_000_000), "2000-02-29T00:00:00.000Z");
+    }
+}

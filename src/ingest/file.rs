@@ -11,10 +11,12 @@
 //! A malformed line or message is reported with its position and skipped; the rest of the
 //! file still counts. Only an unreadable or unrecognisable file is an error for the whole file.
 
+use std::cell::Cell;
 use std::fmt;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use flate2::bufread::MultiGzDecoder;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -160,13 +162,27 @@ impl AnyJson {
     }
 }
 
+/// Counts the raw (still compressed) bytes read, for progress display.
+struct Counting<R> {
+    inner: R,
+    count: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
+}
+
 /// Opens a file, gunzipping if it starts with the gzip magic.
-fn open(path: &Path) -> Result<Box<dyn BufRead>, FileError> {
+fn open(path: &Path, count: Rc<Cell<u64>>) -> Result<Box<dyn BufRead>, FileError> {
     let file = File::open(path).map_err(|source| FileError::Open {
         path: path.to_owned(),
         source,
     })?;
-    let mut raw = BufReader::with_capacity(1 << 16, file);
+    let mut raw = BufReader::with_capacity(1 << 16, Counting { inner: file, count });
     let head = raw.fill_buf().map_err(|source| FileError::Open {
         path: path.to_owned(),
         source,
@@ -215,7 +231,16 @@ fn sniff(path: &Path, r: &mut dyn BufRead) -> Result<Format, FileError> {
 /// Reads `path`, handing every batch to `sink`. Good data before and after a bad part is
 /// delivered; the bad parts are listed in the summary.
 pub fn read_path(path: &Path, sink: &mut dyn BatchSink) -> Result<FileSummary, FileError> {
-    let mut r = open(path)?;
+    read_path_counted(path, sink, Rc::default())
+}
+
+/// [`read_path`], adding the raw bytes read so far to `count` as it goes.
+pub fn read_path_counted(
+    path: &Path,
+    sink: &mut dyn BatchSink,
+    count: Rc<Cell<u64>>,
+) -> Result<FileSummary, FileError> {
+    let mut r = open(path, count)?;
     let format = sniff(path, &mut *r)?;
     let mut summary = FileSummary {
         path: path.to_owned(),

@@ -13,6 +13,6 @@ pub mod otlp_json;
 pub mod problem;
 pub mod zipkin;
 
-pub use file::{read_path, FileError, FileSummary, Format, Location};
+pub use file::{read_path, read_path_counted, FileError, FileSummary, Format, Location};
 pub use normalize::{Normalizer, UNKNOWN_SERVICE};
 pub use problem::{BatchReport, SpanError, SpanProblem};

@@ -63,7 +63,7 @@ impl Params {
             saga_db: &["pg-saga-1", "pg-saga-2"],
             kafka: &["kafka-1", "kafka-2", "kafka-3"],
             bank_ips: &["203.0.113.10", "203.0.113.11", "203.0.113.12"],
-            bank_median_ms: 35.0,
+            bank_median_ms: 7.0,
             saga_db_median_ms: 1.5,
             email_queue_ms: |_| 15.0,
             down: None,
@@ -239,6 +239,7 @@ impl Shop {
         let res = self.res("api-gateway");
         let id = self.id();
         let t = start + self.rng.ms(0.3, 0.3);
+        let t = self.internal(res, &id, "authenticate", t, 2.0);
         let checkout = self.rng.chance(0.7);
         let (route, method, path, callee): (&str, &str, &str, Handler) = if checkout {
             ("/checkout", "POST", "/orders", Shop::order_create)
@@ -440,7 +441,7 @@ impl Shop {
             "/orders",
             "POST",
             |sh, res, id, t| {
-                let t = t + sh.rng.ms(1.0, 0.4);
+                let t = sh.internal(res, id, "validate cart", t, 3.0);
                 let r = sh.db(res, id, t, "orders", "INSERT", "orders", 1.5);
                 if r.error {
                     return r;
@@ -473,6 +474,7 @@ impl Shop {
             "POST",
             |sh, res, id, t| {
                 let m = sh.p.saga_db_median_ms;
+                let t = sh.internal(res, id, "plan saga", t, 1.0);
                 let mut t = sh.db(res, id, t, "saga", "INSERT", "saga_state", m).end;
                 let pay = sh.http(
                     res,
@@ -524,7 +526,7 @@ impl Shop {
                 if r.error {
                     return r;
                 }
-                let t = r.end + sh.rng.ms(0.5, 0.3);
+                let t = sh.internal(res, id, "fraud check", r.end, 3.0);
                 let bank = sh.bank(res, id, t);
                 if bank.error {
                     return bank;
@@ -667,6 +669,24 @@ impl Shop {
         );
     }
 
+    /// An internal span of `median_ms` (log-normal) starting at `start`; returns its end.
+    fn internal(&mut self, res: Res, parent: &[u8], name: &str, start: u64, median_ms: f64) -> u64 {
+        let id = self.id();
+        let end = start + self.rng.ms(median_ms, 0.4);
+        self.emit(
+            res,
+            id,
+            parent,
+            name,
+            SpanKind::Internal,
+            start,
+            end,
+            vec![],
+            false,
+        );
+        end
+    }
+
     fn shipping(&mut self, parent: &[u8], start: u64) -> Reply {
         self.serve(
             "shipping-service",
@@ -675,19 +695,7 @@ impl Shop {
             "/shipments",
             "POST",
             |sh, res, id, t| {
-                let route = sh.id();
-                let t2 = t + sh.rng.ms(6.0, 0.4);
-                sh.emit(
-                    res,
-                    route,
-                    id,
-                    "compute route",
-                    SpanKind::Internal,
-                    t,
-                    t2,
-                    vec![],
-                    false,
-                );
+                let t2 = sh.internal(res, id, "compute route", t, 5.0);
                 sh.db(res, id, t2, "orders", "INSERT", "shipments", 1.5)
             },
         )

@@ -1,9 +1,10 @@
-//! Each trace file in testdata/ against its checked-in graph (`<file>.graph.json`).
+//! Each trace file in testdata/ against its checked-in graph (`<file>.graph.json`) and
+//! findings (`<file>.findings.json`).
 //! `UPDATE_EXPECT=1 cargo test golden` rewrites the expectations; review the diff like code.
 
 use std::fs;
 
-use super::{graph_of, root};
+use super::{findings_of, graph_of, root};
 
 fn is_trace_file(name: &str) -> bool {
     [
@@ -18,7 +19,7 @@ fn is_trace_file(name: &str) -> bool {
 }
 
 #[test]
-fn every_testdata_file_matches_its_expected_graph() {
+fn every_testdata_file_matches_its_expected_graph_and_findings() {
     let dir = root().join("testdata");
     let mut names: Vec<String> = fs::read_dir(&dir)
         .expect("testdata/ exists")
@@ -39,30 +40,34 @@ fn every_testdata_file_matches_its_expected_graph() {
             "{name}: {:?}",
             load.problems
         );
-        let got = serde_json::to_string_pretty(&doc).unwrap() + "\n";
-        let expect_path = dir.join(format!("{name}.graph.json"));
-        if update {
-            fs::write(&expect_path, &got).unwrap();
-            continue;
-        }
-        let want = fs::read_to_string(&expect_path).unwrap_or_else(|_| {
-            panic!(
-                "{} missing: run UPDATE_EXPECT=1 cargo test golden",
-                expect_path.display()
-            )
-        });
-        if want != got {
-            let line = want
-                .lines()
-                .zip(got.lines())
-                .position(|(a, b)| a != b)
-                .unwrap_or(0);
-            mismatched.push(format!(
-                "{name}: first difference at line {}:\n  want: {}\n  got:  {}",
-                line + 1,
-                want.lines().nth(line).unwrap_or(""),
-                got.lines().nth(line).unwrap_or("")
-            ));
+        let graph = serde_json::to_string_pretty(&doc).unwrap() + "\n";
+        let findings = findings_of(&[dir.join(name)], &[]);
+        let findings = serde_json::to_string_pretty(&findings).unwrap() + "\n";
+        for (suffix, got) in [("graph", graph), ("findings", findings)] {
+            let expect_path = dir.join(format!("{name}.{suffix}.json"));
+            if update {
+                fs::write(&expect_path, &got).unwrap();
+                continue;
+            }
+            let want = fs::read_to_string(&expect_path).unwrap_or_else(|_| {
+                panic!(
+                    "{} missing: run UPDATE_EXPECT=1 cargo test golden",
+                    expect_path.display()
+                )
+            });
+            if want != got {
+                let line = want
+                    .lines()
+                    .zip(got.lines())
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(0);
+                mismatched.push(format!(
+                    "{name}.{suffix}.json: first difference at line {}:\n  want: {}\n  got:  {}",
+                    line + 1,
+                    want.lines().nth(line).unwrap_or(""),
+                    got.lines().nth(line).unwrap_or("")
+                ));
+            }
         }
     }
     assert!(

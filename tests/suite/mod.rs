@@ -1,13 +1,14 @@
 mod bad_input;
 mod cli;
+mod findings;
 mod golden;
 mod realdata;
 
 use std::path::PathBuf;
 
-use chokepoint::api::dto::GraphDoc;
+use chokepoint::api::dto::{FindingDto, FindingsDoc, GraphDoc};
 use chokepoint::engine::{Engine, EngineConfig};
-use chokepoint::replay::{load_files, LoadSummary};
+use chokepoint::replay::{analyze, load_files, LoadSummary};
 
 /// The project root (where Cargo.toml is).
 pub fn root() -> PathBuf {
@@ -17,7 +18,7 @@ pub fn root() -> PathBuf {
 /// Loads files into a fresh engine with default settings.
 pub fn load(paths: &[PathBuf]) -> (Engine, LoadSummary) {
     let mut engine = Engine::new(EngineConfig::default());
-    let summary = load_files(&mut engine, paths, |_, _| {});
+    let summary = load_files(&mut engine, paths, &mut ());
     (engine, summary)
 }
 
@@ -25,4 +26,21 @@ pub fn graph_of(paths: &[PathBuf]) -> (GraphDoc, LoadSummary) {
     let (engine, summary) = load(paths);
     let doc = GraphDoc::new(&engine.graph(), &engine.analyzer.nodes, engine.interner());
     (doc, summary)
+}
+
+/// Replay's findings for `files` (one window), compared with `baseline` if not empty.
+pub fn findings_of(files: &[PathBuf], baseline: &[PathBuf]) -> FindingsDoc {
+    let a = analyze(
+        Engine::new(EngineConfig::default()),
+        files,
+        baseline,
+        &mut (),
+    );
+    assert!(a.load.failed.is_empty(), "{:?}", a.load.failed);
+    a.findings_doc(&a.engine.graph())
+}
+
+/// The highest-scoring finding of a kind.
+pub fn top<'a>(doc: &'a FindingsDoc, kind: &str) -> Option<&'a FindingDto> {
+    doc.findings.iter().find(|f| f.kind == kind)
 }
