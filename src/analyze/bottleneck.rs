@@ -149,6 +149,42 @@ fn what_if(cur: &GraphAgg, node: NodeId) -> Option<Value> {
     }))
 }
 
+/// Saturation: does the node's latency rise with its request rate across load buckets?
+/// Reported (as evidence) when at least five buckets show a clear positive correlation.
+fn saturation(cur: &GraphAgg, node: NodeId) -> Option<Value> {
+    let load = &cur.nodes.get(&node)?.load;
+    let pts: Vec<(f64, f64)> = load
+        .values()
+        .filter(|(c, _)| *c > 0)
+        .map(|(c, sum)| (*c as f64, *sum as f64 / *c as f64 / 1e6))
+        .collect();
+    if pts.len() < 5 {
+        return None;
+    }
+    let n = pts.len() as f64;
+    let (mx, my) = (
+        pts.iter().map(|p| p.0).sum::<f64>() / n,
+        pts.iter().map(|p| p.1).sum::<f64>() / n,
+    );
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (x, y) in &pts {
+        sxy += (x - mx) * (y - my);
+        sxx += (x - mx) * (x - mx);
+        syy += (y - my) * (y - my);
+    }
+    if sxx <= 0.0 || syy <= 0.0 {
+        return None;
+    }
+    let r = sxy / (sxx * syy).sqrt();
+    let per_s = crate::analyze::graph::LOAD_BUCKET_NS as f64 / 1e9;
+    Some(json!({
+        "buckets": pts.len(),
+        "correlation": r3(r),
+        "ms_per_extra_request_per_s": r3(sxy / sxx * per_s),
+        "saturating": r >= 0.6 && sxy > 0.0,
+    }))
+}
+
 fn op_name(ctx: &Context<'_>, op: &OpKey) -> String {
     format!("{} {}", ctx.name(op.service), ctx.names.resolve(op.name))
 }
@@ -300,6 +336,9 @@ pub fn score(cur: &GraphAgg, base: Option<&GraphAgg>, ctx: &Context<'_>) -> Vec<
                         pct(explained)
                     );
                 }
+            }
+            if let Some(sat) = saturation(cur, n) {
+                ev.insert("latency_vs_load".into(), sat);
             }
             if let Some(w) = what_if(cur, n) {
                 ev.insert("what_if_2x_faster".into(), w);

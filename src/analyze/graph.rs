@@ -9,7 +9,7 @@
 //!   the peer a producer names), producer → consumer directly otherwise, with the queue delay
 //!   (consumer start − producer end) on the hop into the consumer.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rustc_hash::FxHashMap;
 
@@ -176,6 +176,25 @@ pub struct NodeAgg {
     /// Per request, time spent in the service's own spans, excluding time waiting on callees.
     pub self_time: Hist,
     pub instances: InstanceSet,
+    /// Requests and their summed latency per [`LOAD_BUCKET_NS`] of span time, for
+    /// latency-versus-load (saturation); the last [`MAX_LOAD_BUCKETS`] are kept.
+    pub load: BTreeMap<u64, (u64, u64)>,
+}
+
+/// Width of a load bucket.
+pub const LOAD_BUCKET_NS: u64 = 10_000_000_000;
+/// Load buckets kept per node (two hours).
+pub const MAX_LOAD_BUCKETS: usize = 720;
+
+impl NodeAgg {
+    fn record_load(&mut self, t_ns: u64, latency_ns: u64) {
+        let e = self.load.entry(t_ns / LOAD_BUCKET_NS).or_default();
+        e.0 += 1;
+        e.1 += latency_ns;
+        while self.load.len() > MAX_LOAD_BUCKETS {
+            self.load.pop_first();
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -240,6 +259,14 @@ impl GraphAgg {
             m.latency.add(&n.latency);
             m.self_time.add(&n.self_time);
             m.instances.merge(&n.instances);
+            for (b, (c, sum)) in &n.load {
+                let e = m.load.entry(*b).or_default();
+                e.0 += c;
+                e.1 += sum;
+            }
+            while m.load.len() > MAX_LOAD_BUCKETS {
+                m.load.pop_first();
+            }
         }
         for (k, e) in &other.edges {
             let m = self.edges.entry(*k).or_default();
@@ -299,6 +326,7 @@ impl GraphAgg {
                 n.requests += 1;
                 n.errors += u64::from(s.error);
                 n.latency.record_ns(s.duration_ns());
+                n.record_load(s.start_ns, s.duration_ns());
             }
             let own = owner[i as usize];
             local.push((own, s.start_ns, s.end_ns, false));
@@ -432,6 +460,7 @@ impl GraphAgg {
         if !is_service {
             v.latency.record_ns(s.duration_ns());
             v.instances.observe(peer.address);
+            v.record_load(s.start_ns, s.duration_ns());
         }
     }
 }

@@ -104,3 +104,163 @@ fn simulate_writes_otlp_json_lines_that_graph_reads_back() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("single-orchestrator"));
 }
+
+#[test]
+fn replay_json_is_the_findings_document() {
+    let out = chokepoint(&[
+        "replay",
+        "--format",
+        "json",
+        "testdata/shop-single-kafka.otlp.jsonl.gz",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(doc["window"]["start"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(doc["traces"], 300);
+    let f = &doc["findings"][0];
+    for key in [
+        "id",
+        "kind",
+        "node",
+        "node_type",
+        "score",
+        "severity",
+        "confidence",
+        "summary",
+        "evidence",
+        "exemplar_trace_ids",
+        "remediation",
+    ] {
+        assert!(!f[key].is_null(), "{key} missing in {f}");
+    }
+    assert_eq!(f["id"], "spof/kafka");
+    assert_eq!(f["exemplar_trace_ids"][0].as_str().unwrap().len(), 32);
+    let scores: Vec<f64> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["score"].as_f64().unwrap())
+        .collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "sorted by score");
+}
+
+#[test]
+fn replay_table_and_markdown_for_people() {
+    let out = chokepoint(&["replay", "testdata/shop-slow-orchestrator-db.otlp.jsonl.gz"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("saga (postgresql)") && text.contains("cure:"),
+        "{text}"
+    );
+    let out = chokepoint(&[
+        "replay",
+        "--format",
+        "markdown",
+        "testdata/shop-single-db.otlp.jsonl.gz",
+        "--baseline",
+        "testdata/shop-healthy.otlp.jsonl.gz",
+    ]);
+    assert!(out.status.success());
+    let md = String::from_utf8(out.stdout).unwrap();
+    assert!(md.starts_with("# chokepoint findings"));
+    assert!(md.contains("| 1 | spof | critical |"), "{md}");
+    assert!(md.contains("baseline 300 traces"));
+    assert!(md.contains("**Cure:**") && md.contains("**Evidence:**"));
+}
+
+#[test]
+fn replay_windows_split_by_span_time() {
+    let out = chokepoint(&[
+        "replay",
+        "--format",
+        "json",
+        "--window",
+        "10s",
+        "testdata/shop-healthy.otlp.jsonl.gz",
+    ]);
+    let docs: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        docs.len() >= 3,
+        "30 s of traffic in 10 s windows: {}",
+        docs.len()
+    );
+    let total: u64 = docs.iter().map(|d| d["traces"].as_u64().unwrap()).sum();
+    assert_eq!(total, 300);
+}
+
+#[test]
+fn critical_path_json_lines() {
+    let out = chokepoint(&[
+        "critical-path",
+        "--format",
+        "json",
+        "testdata/shop-slow-payment.otlp.jsonl.gz",
+    ]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 300);
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["trace_id"].as_str().unwrap().len(), 32);
+        let segs = v["segments"].as_array().unwrap();
+        let mut last = 0;
+        let mut sum = 0;
+        for s in segs {
+            assert_eq!(s["span_id"].as_str().unwrap().len(), 16);
+            assert!(s["node"].is_string() && s["operation"].is_string());
+            let (a, b) = (
+                s["start_unix_nano"].as_u64().unwrap(),
+                s["end_unix_nano"].as_u64().unwrap(),
+            );
+            assert!(a >= last && b >= a, "segments in time order");
+            last = b;
+            sum += b - a;
+        }
+        assert_eq!(
+            sum,
+            v["duration_ns"].as_u64().unwrap(),
+            "the path covers the trace"
+        );
+    }
+}
+
+#[test]
+fn progress_bar_only_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.jsonl");
+    let big_s = big.to_str().unwrap();
+    let out = chokepoint(&["simulate", "--traces", "900", "--out", big_s]);
+    assert!(out.status.success());
+    assert!(std::fs::metadata(&big).unwrap().len() > 8 << 20);
+    // Not a terminal: nothing but the report.
+    let out = chokepoint(&["replay", "--format", "json", big_s]);
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A terminal (util-linux `script` gives one): a bar on stderr.
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("NOT RUN: the terminal half needs util-linux `script`");
+        return;
+    }
+    let cmd = format!(
+        "{} replay --format json {big_s} > /dev/null",
+        env!("CARGO_BIN_EXE_chokepoint")
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .unwrap();
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(tty.contains('[') && tty.contains("MB"), "{tty:?}");
+}

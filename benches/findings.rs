@@ -1,0 +1,96 @@
+//! Analysis throughput: per-trace critical path and facts, the whole per-trace fold (graph +
+//! facts), and scoring a window into findings. Inputs are the simulated shop's traces,
+//! assembled once up front.
+//!
+//! Run: `cargo bench --bench findings`
+
+use std::cell::RefCell;
+use std::hint::black_box;
+use std::rc::Rc;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+use chokepoint::analyze::critical_path::{critical_path, CriticalPathConfig};
+use chokepoint::analyze::facts::{extract, FactsAgg};
+use chokepoint::analyze::graph::{GraphAgg, NodeTable};
+use chokepoint::analyze::tree::Trace;
+use chokepoint::engine::{Engine, EngineConfig};
+use chokepoint::findings::{compute, Context};
+use chokepoint::ingest::BatchReport;
+use chokepoint::model::Span;
+use chokepoint::simulate::{generate, Scenario, SimConfig};
+
+/// The shop's traces as assembled span lists, plus the engine that named them.
+fn traces(scenario: Scenario, n: usize) -> (Vec<Vec<Span>>, Engine) {
+    let mut engine = Engine::new(EngineConfig::default());
+    let out: Rc<RefCell<Vec<Vec<Span>>>> = Rc::default();
+    let sink = out.clone();
+    engine.analyzer.on_trace = Some(Box::new(move |t: &Trace| {
+        sink.borrow_mut().push(t.spans.clone())
+    }));
+    let cfg = SimConfig {
+        scenario,
+        traces: n,
+        rate_per_s: 200.0,
+        ..Default::default()
+    };
+    for req in generate(&cfg) {
+        engine.ingest(&req.resource_spans, &mut BatchReport::default());
+    }
+    engine.finish();
+    engine.analyzer.on_trace = None;
+    let v = out.borrow().clone();
+    (v, engine)
+}
+
+fn bench(c: &mut Criterion) {
+    let (spans, mut engine) = traces(Scenario::SlowPayment, 2000);
+    let built: Vec<Trace> = spans.iter().cloned().map(Trace::build).collect();
+    let cfg = CriticalPathConfig::default();
+    let mut g = c.benchmark_group("findings");
+    g.throughput(Throughput::Elements(built.len() as u64));
+    g.sample_size(20);
+    g.bench_function("critical_path/shop_2000_traces", |b| {
+        b.iter(|| {
+            for t in &built {
+                black_box(critical_path(t, &cfg));
+            }
+        })
+    });
+    g.bench_function("critical_path_and_facts/shop_2000_traces", |b| {
+        let mut nodes = NodeTable::new(10_000);
+        b.iter(|| {
+            let mut agg = FactsAgg::default();
+            for t in &built {
+                if let Some(f) = extract(t, &mut nodes, &cfg) {
+                    agg.add(&f);
+                }
+            }
+            black_box(agg.traces)
+        })
+    });
+    g.bench_function("build_graph_and_facts/shop_2000_traces", |b| {
+        let mut nodes = NodeTable::new(10_000);
+        b.iter(|| {
+            let mut agg = GraphAgg::default();
+            for s in &spans {
+                agg.add_trace(&Trace::build(s.clone()), &mut nodes, &cfg);
+            }
+            black_box(agg.traces)
+        })
+    });
+    let window = engine.graph();
+    let names = std::mem::take(&mut engine.normalizer.interner);
+    let ctx = Context {
+        nodes: &engine.analyzer.nodes,
+        names: &names,
+    };
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("score_window/shop_2000_traces", |b| {
+        b.iter(|| black_box(compute(&window, Some(&window), &ctx).len()))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
