@@ -371,3 +371,117 @@ fn crisp_case18_exclusive_critical_path_times_with_tolerance() {
     .collect();
     assert_eq!(by_name, expected);
 }
+
+#[test]
+fn a_caller_waiting_on_all_its_callees_alike_is_itself_the_bottleneck() {
+    // front's calls to a, b and c each take 30 ms longer than the servers' spans: the
+    // time is lost in front (a starved CPU), not in any one callee.
+    let mut t = Traces(Vec::new());
+    for i in 0..200u32 {
+        let k = i as usize % 3;
+        let fe = ["f-1", "f-2", "f-3"][k];
+        t.add(
+            i,
+            &[
+                ("front", fe, 1, 0, SERVER, 0.0, 150.0, false),
+                ("front", fe, 2, 1, CLIENT, 1.0, 50.0, false),
+                (
+                    "a",
+                    ["a-1", "a-2", "a-3"][k],
+                    3,
+                    2,
+                    SERVER,
+                    16.0,
+                    35.0,
+                    false,
+                ),
+                ("front", fe, 4, 1, CLIENT, 50.0, 100.0, false),
+                (
+                    "b",
+                    ["b-1", "b-2", "b-3"][k],
+                    5,
+                    4,
+                    SERVER,
+                    65.0,
+                    85.0,
+                    false,
+                ),
+                ("front", fe, 6, 1, CLIENT, 100.0, 149.0, false),
+                (
+                    "c",
+                    ["c-1", "c-2", "c-3"][k],
+                    7,
+                    6,
+                    SERVER,
+                    115.0,
+                    134.0,
+                    false,
+                ),
+            ],
+        );
+    }
+    let d = t.findings();
+    let b = top(&d, "bottleneck").unwrap();
+    assert_eq!(b.node, "front", "{}", b.summary);
+    assert!(b.evidence["slow_to_send_and_receive_ms"].as_f64().unwrap() > 20.0);
+    // The opposite: only calls to one callee wait (Nezha's currencyservice pattern).
+    let mut t = Traces(Vec::new());
+    for i in 0..200u32 {
+        let k = i as usize % 3;
+        let fe = ["f-1", "f-2", "f-3"][k];
+        t.add(
+            i,
+            &[
+                ("front", fe, 1, 0, SERVER, 0.0, 150.0, false),
+                ("front", fe, 2, 1, CLIENT, 1.0, 100.0, false),
+                (
+                    "a",
+                    ["a-1", "a-2", "a-3"][k],
+                    3,
+                    2,
+                    SERVER,
+                    80.0,
+                    90.0,
+                    false,
+                ),
+                ("front", fe, 4, 1, CLIENT, 100.0, 125.0, false),
+                (
+                    "b",
+                    ["b-1", "b-2", "b-3"][k],
+                    5,
+                    4,
+                    SERVER,
+                    101.0,
+                    124.0,
+                    false,
+                ),
+                ("front", fe, 6, 1, CLIENT, 125.0, 149.0, false),
+                (
+                    "c",
+                    ["c-1", "c-2", "c-3"][k],
+                    7,
+                    6,
+                    SERVER,
+                    126.0,
+                    148.0,
+                    false,
+                ),
+            ],
+        );
+    }
+    let d = t.findings();
+    assert_eq!(top(&d, "bottleneck").unwrap().node, "a");
+}
+
+#[test]
+fn the_consumer_behind_a_single_broker_is_not_a_spof_for_checkout() {
+    let d = doc("single-kafka");
+    assert_eq!(top(&d, "spof").unwrap().node, "kafka");
+    assert!(d.findings.iter().all(|f| f.id != "spof/email-service"));
+    let kafka = top(&d, "spof").unwrap();
+    assert_eq!(kafka.node_type, "messaging");
+    assert!(kafka.evidence["reach_operation"]
+        .as_str()
+        .unwrap()
+        .contains("POST /checkout"));
+}
