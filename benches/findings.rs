@@ -4,9 +4,8 @@
 //!
 //! Run: `cargo bench --bench findings`
 
-use std::cell::RefCell;
 use std::hint::black_box;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -23,10 +22,10 @@ use chokepoint::simulate::{generate, Scenario, SimConfig};
 /// The shop's traces as assembled span lists, plus the engine that named them.
 fn traces(scenario: Scenario, n: usize) -> (Vec<Vec<Span>>, Engine) {
     let mut engine = Engine::new(EngineConfig::default());
-    let out: Rc<RefCell<Vec<Vec<Span>>>> = Rc::default();
+    let out: Arc<Mutex<Vec<Vec<Span>>>> = Arc::default();
     let sink = out.clone();
     engine.analyzer.on_trace = Some(Box::new(move |t: &Trace| {
-        sink.borrow_mut().push(t.spans.clone())
+        sink.lock().unwrap().push(t.spans.clone())
     }));
     let cfg = SimConfig {
         scenario,
@@ -39,7 +38,7 @@ fn traces(scenario: Scenario, n: usize) -> (Vec<Vec<Span>>, Engine) {
     }
     engine.finish();
     engine.analyzer.on_trace = None;
-    let v = out.borrow().clone();
+    let v = out.lock().unwrap().clone();
     (v, engine)
 }
 

@@ -11,19 +11,21 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use flate2::write::GzEncoder;
 
-use std::cell::RefCell;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 use chokepoint::analyze::critical_path::PathRecord;
 use chokepoint::analyze::graph::GraphAgg;
 use chokepoint::api::dto::GraphDoc;
+use chokepoint::config::{self, Config, Overrides};
+use chokepoint::daemon::{self, Bound};
 use chokepoint::engine::{Engine, EngineConfig};
 use chokepoint::ingest::encode;
 use chokepoint::model::Interner;
 use chokepoint::render;
 use chokepoint::replay::{analyze, load_files_keep_open, LoadObserver};
 use chokepoint::replay::{load_files, LoadSummary};
-use chokepoint::simulate::{self, Scenario, SimConfig};
+use chokepoint::simulate::{self, stream, Scenario, SimConfig};
+use std::time::Duration;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -44,6 +46,13 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the daemon: OTLP receivers (gRPC 4317, HTTP 4318), live analysis, the HTTP API
+    /// (8787). Works without a config file; `--demo` feeds it the simulated shop.
+    Serve(ServeArgs),
+    /// Check a configuration file without starting (exit 0 when valid).
+    Validate(ValidateArgs),
+    /// Print the default configuration, every key documented.
+    GenConfig,
     /// Print the service call graph of trace files: nodes with requests, errors, latency and
     /// instances; edges with calls, latency and queue delay.
     Graph(GraphArgs),
@@ -169,11 +178,70 @@ impl EngineArgs {
 }
 
 #[derive(Parser, Debug)]
+pub struct ServeArgs {
+    /// TOML configuration (see `chokepoint gen-config`); optional.
+    #[arg(long, env = "CHOKEPOINT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// OTLP/gRPC listen address.
+    #[arg(long, env = "CHOKEPOINT_GRPC_LISTEN")]
+    pub grpc_listen: Option<String>,
+    /// OTLP/HTTP listen address.
+    #[arg(long, env = "CHOKEPOINT_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
+    /// HTTP API listen address.
+    #[arg(long, env = "CHOKEPOINT_API_LISTEN")]
+    pub api_listen: Option<String>,
+    /// gRPC query API listen address.
+    #[arg(long, env = "CHOKEPOINT_API_GRPC_LISTEN")]
+    pub api_grpc_listen: Option<String>,
+    /// Directory for state snapshots (restored at start).
+    #[arg(long, env = "CHOKEPOINT_STATE_DIR")]
+    pub state_dir: Option<String>,
+    /// Default findings window (e.g. 5m).
+    #[arg(long, env = "CHOKEPOINT_WINDOW")]
+    pub window: Option<String>,
+    /// How often findings are recomputed (e.g. 5s).
+    #[arg(long, env = "CHOKEPOINT_REFRESH")]
+    pub refresh: Option<String>,
+    /// Trace completion idle time (e.g. 10s).
+    #[arg(long, env = "CHOKEPOINT_TRACE_IDLE")]
+    pub trace_idle: Option<String>,
+    /// Export requests queued for analysis before exporters are told to retry.
+    #[arg(long, env = "CHOKEPOINT_QUEUE_BATCHES")]
+    pub queue_batches: Option<usize>,
+    /// Feed the daemon the simulated shop, so findings appear within seconds.
+    #[arg(long)]
+    pub demo: bool,
+    /// The demo's scenario schedule.
+    #[arg(
+        long,
+        default_value = "healthy:30s,single-db:60s,healthy:30s,slow-payment"
+    )]
+    pub demo_schedule: String,
+    /// The demo's entry requests per second.
+    #[arg(long, default_value_t = 20.0)]
+    pub demo_rate: f64,
+}
+
+#[derive(Parser, Debug)]
+pub struct ValidateArgs {
+    #[arg(long)]
+    pub config: PathBuf,
+}
+
+#[derive(Parser, Debug)]
 pub struct SimulateArgs {
+    /// Stream live over OTLP/gRPC to this endpoint (e.g. http://127.0.0.1:4317) instead of
+    /// writing a file; --scenario may then be a schedule: healthy:30s,single-db
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// With --endpoint: stop after this long (default: when the schedule ends, or never).
+    #[arg(long, value_parser = parse_duration_ns)]
+    pub duration: Option<u64>,
     /// Scenario: healthy, slow-payment, email-backlog, single-db, single-kafka,
     /// single-orchestrator, slow-orchestrator-db.
     #[arg(long, default_value = "healthy")]
-    pub scenario: Scenario,
+    pub scenario: String,
     /// Seed: the same seed gives the same traces, byte for byte.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -235,6 +303,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Replay(a) => replay(a),
         Command::CriticalPath(a) => critical_path(a),
         Command::Simulate(a) => simulate(a),
+        Command::Serve(a) => serve(a),
+        Command::Validate(a) => validate(a),
+        Command::GenConfig => {
+            print!("{}", config::DEFAULT_TOML);
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -422,10 +496,12 @@ fn replay(a: ReplayArgs) -> Result<ExitCode> {
 fn critical_path(a: CriticalPathArgs) -> Result<ExitCode> {
     let mut engine = engine_for(&a.engine, &a.analysis, None)?;
     let cfg = engine.analyzer.windows.critical_path;
-    let paths: Rc<RefCell<Vec<PathRecord>>> = Rc::default();
+    let paths: Arc<Mutex<Vec<PathRecord>>> = Arc::default();
     let sink = paths.clone();
     engine.analyzer.on_trace = Some(Box::new(move |t| {
-        sink.borrow_mut().push(PathRecord::of(t, &cfg));
+        if let Ok(mut p) = sink.lock() {
+            p.push(PathRecord::of(t, &cfg));
+        }
     }));
     let mut failed = false;
     let stdout = io::stdout();
@@ -433,12 +509,12 @@ fn critical_path(a: CriticalPathArgs) -> Result<ExitCode> {
     for file in &a.files {
         let load = load_files_keep_open(&mut engine, std::slice::from_ref(file));
         failed |= report_load(&load);
-        for p in paths.borrow_mut().drain(..) {
+        for p in take(&paths) {
             print_path(&mut w, &p, engine.interner(), a.format)?;
         }
     }
     engine.finish();
-    for p in paths.borrow_mut().drain(..) {
+    for p in take(&paths) {
         print_path(&mut w, &p, engine.interner(), a.format)?;
     }
     w.flush()?;
@@ -449,35 +525,22 @@ fn critical_path(a: CriticalPathArgs) -> Result<ExitCode> {
     })
 }
 
+fn take(paths: &Mutex<Vec<PathRecord>>) -> Vec<PathRecord> {
+    paths
+        .lock()
+        .map(|mut p| std::mem::take(&mut *p))
+        .unwrap_or_default()
+}
+
 fn print_path(
     w: &mut dyn Write,
     p: &PathRecord,
     names: &Interner,
     format: PathFormat,
 ) -> Result<()> {
-    let segs: Vec<serde_json::Value> = p
-        .segments
-        .iter()
-        .map(|s| {
-            serde_json::json!({
-                "span_id": s.span_id.to_string(),
-                "node": names.resolve(s.node),
-                "service": names.resolve(s.service),
-                "operation": names.resolve(s.operation),
-                "part": s.part,
-                "start_unix_nano": s.start_ns,
-                "end_unix_nano": s.end_ns,
-            })
-        })
-        .collect();
     match format {
         PathFormat::Json => {
-            let line = serde_json::json!({
-                "trace_id": p.trace_id.to_string(),
-                "duration_ns": p.duration_ns,
-                "segments": segs,
-            });
-            writeln!(w, "{line}")?;
+            writeln!(w, "{}", chokepoint::api::dto::path_json(p, names))?;
         }
         PathFormat::Table => {
             writeln!(
@@ -510,12 +573,92 @@ fn print_path(
     Ok(())
 }
 
+fn load_config(path: Option<&PathBuf>, o: &Overrides) -> Result<Config> {
+    let text = match path {
+        Some(p) => std::fs::read_to_string(p)
+            .with_context(|| format!("cannot read config {}", p.display()))?,
+        None => String::new(),
+    };
+    let where_ = path.map_or("built-in defaults".to_owned(), |p| p.display().to_string());
+    Config::from_toml(&text, o).with_context(|| format!("invalid configuration in {where_}"))
+}
+
+fn validate(a: ValidateArgs) -> Result<ExitCode> {
+    load_config(Some(&a.config), &Overrides::default())?;
+    println!("ok: {}", a.config.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn serve(a: ServeArgs) -> Result<ExitCode> {
+    let o = Overrides {
+        grpc_listen: a.grpc_listen.clone(),
+        http_listen: a.http_listen.clone(),
+        api_listen: a.api_listen.clone(),
+        api_grpc_listen: a.api_grpc_listen.clone(),
+        state_dir: a.state_dir.clone(),
+        window: a.window.clone(),
+        refresh: a.refresh.clone(),
+        trace_idle: a.trace_idle.clone(),
+        queue_batches: a.queue_batches,
+    };
+    let cfg = load_config(a.config.as_ref(), &o)?;
+    let schedule = if a.demo {
+        Some(stream::parse_schedule(&a.demo_schedule).map_err(|e| anyhow::anyhow!(e))?)
+    } else {
+        None
+    };
+    let rate = a.demo_rate;
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Bound>();
+        let demo = schedule.map(|schedule| {
+            tokio::spawn(async move {
+                let Ok(bound) = ready_rx.await else { return };
+                let endpoint = format!("http://{}", bound.grpc);
+                if let Err(e) = stream::stream(&endpoint, &schedule, rate, 1, None).await {
+                    tracing::warn!(%e, "demo traffic stopped");
+                }
+            })
+        });
+        let result = daemon::run(cfg, daemon::signals(), |b: Bound| {
+            println!(
+                "chokepoint listening: otlp-grpc={} otlp-http={} api=http://{}",
+                b.grpc, b.http, b.api
+            );
+            let _ = io::stdout().flush();
+            let _ = ready_tx.send(b);
+        })
+        .await;
+        if let Some(d) = demo {
+            d.abort();
+        }
+        result
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn simulate(a: SimulateArgs) -> Result<ExitCode> {
+    if let Some(endpoint) = &a.endpoint {
+        let schedule = stream::parse_schedule(&a.scenario).map_err(|e| anyhow::anyhow!(e))?;
+        let total = a.duration.map(Duration::from_nanos);
+        let sent =
+            runtime()?.block_on(stream::stream(endpoint, &schedule, a.rate, a.seed, total))?;
+        eprintln!("sent {sent} traces to {endpoint}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let scenario: Scenario = a.scenario.parse().map_err(|e: String| anyhow::anyhow!(e))?;
     if a.traces == 0 || a.rate.is_nan() || a.rate <= 0.0 {
         bail!("--traces and --rate must be positive");
     }
     let cfg = SimConfig {
-        scenario: a.scenario,
+        scenario,
         seed: a.seed,
         traces: a.traces,
         rate_per_s: a.rate,

@@ -45,7 +45,7 @@ impl TraceIssues {
 }
 
 /// Called with every completed trace (the `critical-path` command prints them).
-pub type TraceObserver = Box<dyn FnMut(&Trace)>;
+pub type TraceObserver = Box<dyn FnMut(&Trace) + Send>;
 
 /// Everything downstream of the assembler: the part that sees complete traces.
 pub struct Analyzer {
@@ -120,6 +120,30 @@ impl Engine {
         self.assembler
             .expire(self.watermark, &mut |t| analyzer.complete(t));
         self.report.merge(report.clone());
+    }
+
+    /// Normalizes and assembles one batch on the caller's clock (`now_ns`: wall time, live).
+    pub fn ingest_at(
+        &mut self,
+        resource_spans: &[ResourceSpans],
+        report: &mut BatchReport,
+        now_ns: u64,
+    ) {
+        let mut spans = std::mem::take(&mut self.scratch);
+        self.normalizer
+            .normalize(resource_spans, &mut spans, report);
+        let analyzer = &mut self.analyzer;
+        for s in spans.drain(..) {
+            self.assembler
+                .push(s, now_ns, &mut |t| analyzer.complete(t));
+        }
+        self.scratch = spans;
+    }
+
+    /// Completes the traces idle at `now_ns` (live: called on a timer).
+    pub fn tick(&mut self, now_ns: u64) {
+        let analyzer = &mut self.analyzer;
+        self.assembler.expire(now_ns, &mut |t| analyzer.complete(t));
     }
 
     /// Completes every trace still in flight (end of input).

@@ -18,6 +18,30 @@ impl Default for Hist {
     }
 }
 
+/// Snapshots store `(value µs, count)` pairs: compact, and independent of HdrHistogram's own
+/// serialization format.
+impl serde::Serialize for Hist {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let pairs: Vec<(u64, u64)> = self
+            .0
+            .iter_recorded()
+            .map(|v| (v.value_iterated_to(), v.count_at_value()))
+            .collect();
+        serde::Serialize::serialize(&pairs, s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Hist {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let pairs: Vec<(u64, u64)> = serde::Deserialize::deserialize(d)?;
+        let mut h = Hist::default();
+        for (v, c) in pairs {
+            h.0.record_n(v, c).map_err(serde::de::Error::custom)?;
+        }
+        Ok(h)
+    }
+}
+
 impl Hist {
     pub fn record_ns(&mut self, ns: u64) {
         let us = ns.div_ceil(1000);
@@ -44,6 +68,21 @@ impl Hist {
             return 0;
         }
         self.0.value_at_quantile(q) * 1000
+    }
+
+    /// Values recorded at or below `ns` (for Prometheus `le` buckets).
+    pub fn count_le_ns(&self, ns: u64) -> u64 {
+        let us = ns / 1000;
+        self.0
+            .iter_recorded()
+            .filter(|v| v.value_iterated_to() <= us)
+            .map(|v| v.count_at_value())
+            .sum()
+    }
+
+    /// Sum of the recorded values, in nanoseconds (bucket-rounded).
+    pub fn sum_ns(&self) -> f64 {
+        self.0.mean() * self.0.len() as f64 * 1000.0
     }
 
     pub fn mean_ns(&self) -> f64 {

@@ -23,6 +23,11 @@ pub mod findings;
 pub mod engine;
 pub mod replay;
 
+pub mod config;
+pub mod daemon;
+pub mod pipeline;
+pub mod state;
+
 pub mod api;
 pub mod render;
 

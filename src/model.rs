@@ -10,7 +10,9 @@ use rustc_hash::FxHashMap;
 
 /// A 128-bit trace id. All-zero ids are invalid per the OTLP specification and never constructed
 /// by the readers.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, serde::Serialize, serde::Deserialize,
+)]
 pub struct TraceId(pub [u8; 16]);
 
 /// A 64-bit span id.
@@ -48,7 +50,9 @@ impl TraceId {
 
 /// An interned string: an index into an [`Interner`]. Comparing and hashing one is free, which
 /// is what the per-span hot path needs.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, serde::Serialize, serde::Deserialize,
+)]
 pub struct Sym(pub u32);
 
 /// Owns every distinct service, operation, instance and peer name seen. Names are few (hundreds
@@ -99,6 +103,23 @@ impl Interner {
         self.names.push(s.into());
         self.map.insert(s.into(), sym);
         sym
+    }
+
+    /// All names in symbol order (for snapshots).
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().map(|s| &**s)
+    }
+
+    /// Rebuilds a table from [`Interner::names`]: the same names get the same symbols.
+    pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>, max_symbols: usize) -> Self {
+        let mut me = Interner::with_capacity_limit(max_symbols);
+        for (i, n) in names.into_iter().enumerate() {
+            if i == 0 {
+                continue; // the overflow symbol, already there
+            }
+            me.intern(n);
+        }
+        me
     }
 
     /// The symbol of a name already interned, without adding it.
@@ -162,7 +183,9 @@ impl SpanKind {
 
 /// What a node in the call graph is. Only services report spans of their own; the others are
 /// seen from their callers' client spans.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum NodeType {
     Service,
     Database,
@@ -188,7 +211,9 @@ impl NodeType {
 /// Identity of a graph node: its type and the name users know it by. Two services and a
 /// database may share a name (`auth` the service, `auth (cassandra)` the keyspace); the type
 /// keeps them apart.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct NodeKey {
     pub ty: NodeType,
     pub name: Sym,

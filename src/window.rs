@@ -14,9 +14,15 @@ pub struct Windows {
     width_ns: u64,
     max_buckets: usize,
     buckets: BTreeMap<u64, GraphAgg>,
+    /// The graph (nodes and edges, not facts) of buckets aged out of history, so all-time
+    /// counters (Prometheus) never go down.
+    retired: GraphAgg,
     pub critical_path: CriticalPathConfig,
-    /// Traces whose bucket had already been dropped (or was dropped since) as too old.
+    /// Traces whose bucket had already been dropped as too old when they completed.
     pub traces_dropped_old: u64,
+    pub spans_dropped_old: u64,
+    /// Spans of the traces folded into a bucket.
+    pub spans_added: u64,
 }
 
 impl Windows {
@@ -26,8 +32,11 @@ impl Windows {
             width_ns: width_ns.max(1),
             max_buckets: max_buckets.max(1),
             buckets: BTreeMap::new(),
+            retired: GraphAgg::default(),
             critical_path: CriticalPathConfig::default(),
             traces_dropped_old: 0,
+            spans_dropped_old: 0,
+            spans_added: 0,
         }
     }
 
@@ -56,15 +65,18 @@ impl Windows {
                 .is_some_and(|&first| start < first)
         {
             self.traces_dropped_old += 1;
+            self.spans_dropped_old += t.len() as u64;
             return;
         }
+        self.spans_added += t.len() as u64;
         self.buckets
             .entry(start)
             .or_default()
             .add_trace(t, nodes, &self.critical_path);
+        // History past its bound ages out (it was analysed while it was kept).
         while self.buckets.len() > self.max_buckets {
             if let Some((_, old)) = self.buckets.pop_first() {
-                self.traces_dropped_old += old.traces;
+                self.retired.merge_graph(&old);
             }
         }
     }
@@ -79,6 +91,31 @@ impl Windows {
         let mut g = GraphAgg::default();
         for (_, b) in self.buckets.range(from_ns..to_ns) {
             g.merge(b);
+        }
+        g
+    }
+
+    /// The buckets and retired history, for snapshots.
+    pub fn parts(&self) -> (&BTreeMap<u64, GraphAgg>, &GraphAgg) {
+        (&self.buckets, &self.retired)
+    }
+
+    /// Restores [`Windows::parts`] (buckets beyond this window's bound are retired).
+    pub fn restore(&mut self, buckets: BTreeMap<u64, GraphAgg>, retired: GraphAgg) {
+        self.buckets = buckets;
+        self.retired = retired;
+        while self.buckets.len() > self.max_buckets {
+            if let Some((_, old)) = self.buckets.pop_first() {
+                self.retired.merge_graph(&old);
+            }
+        }
+    }
+
+    /// Everything since start: retired history plus the buckets kept (graph only).
+    pub fn all_time(&self) -> GraphAgg {
+        let mut g = self.retired.clone();
+        for b in self.buckets.values() {
+            g.merge_graph(b);
         }
         g
     }

@@ -13,7 +13,9 @@ use crate::hist::Hist;
 use crate::model::{Interner, NodeKey, NodeType, SpanKind, Sym, TraceId};
 
 /// An entry operation: the root span's service and name (`api-gateway`, `POST /checkout`).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct OpKey {
     pub service: NodeId,
     pub name: Sym,
@@ -170,7 +172,7 @@ fn fold<T: Copy, K: PartialEq>(
     out
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct OpAgg {
     pub traces: u64,
     pub errors: u64,
@@ -179,7 +181,7 @@ pub struct OpAgg {
     pub e2e_total_ns: u128,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct CpAgg {
     /// Traces with the node on the critical path.
     pub traces: u64,
@@ -190,14 +192,14 @@ pub struct CpAgg {
 }
 
 /// Failures of a node and how often they took the entry request down with them.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
 pub struct FailAgg {
     pub traces_failed: u64,
     pub entry_failed_too: u64,
 }
 
 /// A sampled trace's critical path, for what-if projections.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CpSample {
     pub op: OpKey,
     pub e2e_ns: u64,
@@ -209,7 +211,7 @@ pub type Exemplars = TopK<TraceId, 3>;
 
 /// The sums of [`TraceFacts`] over a window. Bounded: entry operations are capped at
 /// [`MAX_OPS`], samples at [`FactsAgg::SAMPLES`], exemplars at three per node.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FactsAgg {
     pub traces: u64,
     pub e2e_total_ns: u128,

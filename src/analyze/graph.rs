@@ -21,7 +21,9 @@ use crate::hist::Hist;
 use crate::model::{NodeKey, NodeType, Span, SpanKind, Sym};
 
 /// Dense id of a graph node within one engine.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct NodeId(pub u32);
 
 /// Node keys ↔ dense ids. Bounded: past `max_nodes`, new nodes fold into one overflow node
@@ -62,6 +64,20 @@ impl NodeTable {
         self.ids.get(key).copied()
     }
 
+    /// All keys in id order (for snapshots).
+    pub fn keys(&self) -> &[NodeKey] {
+        &self.keys
+    }
+
+    /// Rebuilds a table from [`NodeTable::keys`]: the same keys get the same ids.
+    pub fn from_keys(keys: &[NodeKey], max_nodes: usize) -> Self {
+        let mut me = NodeTable::new(max_nodes.max(keys.len()));
+        for k in keys {
+            me.id(*k);
+        }
+        me
+    }
+
     pub fn key(&self, id: NodeId) -> NodeKey {
         self.keys[id.0 as usize]
     }
@@ -91,7 +107,9 @@ pub fn resolve_peer(nodes: &mut NodeTable, key: NodeKey) -> NodeId {
 
 /// How a caller reaches a callee; the names are those of Grafana's service graph
 /// (`connection_type` label).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum ConnType {
     /// Synchronous request/response between instrumented services.
     Sync,
@@ -114,7 +132,9 @@ impl ConnType {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct EdgeKey {
     pub from: NodeId,
     pub to: NodeId,
@@ -123,7 +143,7 @@ pub struct EdgeKey {
 
 /// Distinct instances of a node, bounded. Observations without identity are counted apart:
 /// a node seen only without identity has *unknown* redundancy, not one instance.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct InstanceSet {
     pub known: BTreeSet<Sym>,
     /// More distinct instances were seen than the set keeps.
@@ -161,7 +181,7 @@ impl InstanceSet {
     }
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct NodeAgg {
     /// Spans the node reported itself (services only).
     pub spans: u64,
@@ -197,7 +217,7 @@ impl NodeAgg {
     }
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct EdgeAgg {
     pub calls: u64,
     pub errors: u64,
@@ -214,7 +234,7 @@ pub struct EdgeAgg {
 }
 
 /// The graph of one window (or of several, merged). Everything in it adds up.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct GraphAgg {
     /// Earliest span start and latest span end seen (Unix ns); `start_ns > end_ns` when empty.
     pub start_ns: u64,
@@ -245,6 +265,12 @@ impl Default for GraphAgg {
 
 impl GraphAgg {
     pub fn merge(&mut self, other: &GraphAgg) {
+        self.merge_graph(other);
+        self.facts.merge(&other.facts);
+    }
+
+    /// Merges counts, nodes and edges but not the findings facts.
+    pub fn merge_graph(&mut self, other: &GraphAgg) {
         self.start_ns = self.start_ns.min(other.start_ns);
         self.end_ns = self.end_ns.max(other.end_ns);
         self.traces += other.traces;
@@ -278,7 +304,6 @@ impl GraphAgg {
             m.queue_trend.merge(&e.queue_trend);
             m.gap.add(&e.gap);
         }
-        self.facts.merge(&other.facts);
     }
 
     fn edge(&mut self, from: NodeId, to: NodeId, conn: ConnType) -> &mut EdgeAgg {

@@ -4,7 +4,7 @@
 /// Running means and co-moments of `(x, y)` pairs (Welford; merged with Chan's formula),
 /// for a least-squares slope without keeping the points. Times are offsets of a few minutes,
 /// so no catastrophic cancellation.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Moments {
     pub n: u64,
     pub mean_x: f64,
@@ -60,7 +60,7 @@ impl Moments {
 
 /// The `K` largest `(score, item)` pairs seen (ties broken by item, so merging is
 /// deterministic).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TopK<T: Ord + Clone, const K: usize> {
     items: Vec<(u64, T)>,
 }
@@ -89,7 +89,7 @@ impl<T: Ord + Clone, const K: usize> TopK<T, K> {
 
 /// A bottom-k sample: the `k` items with the smallest keys (a hash of the trace id), which is
 /// a uniform sample that merges exactly: the union's bottom k is the bottom k of the bottoms.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BottomK<T> {
     k: usize,
     /// Sorted by key.

@@ -281,3 +281,64 @@ mod tests {
         assert_eq!(rfc3339(951_782_400_000_000_000), "2000-02-29T00:00:00.000Z");
     }
 }
+
+/// `GET /nodes/{name}`: a node over time, its neighbours, findings and exemplars.
+#[derive(Serialize, Debug, Clone)]
+pub struct NodeDetail {
+    pub node: NodeDto,
+    /// One point per time bucket kept in history.
+    pub history: Vec<NodePoint>,
+    pub callers: Vec<EdgeDto>,
+    pub callees: Vec<EdgeDto>,
+    pub findings: Vec<FindingDto>,
+    pub exemplar_trace_ids: Vec<String>,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct NodePoint {
+    pub start: String,
+    pub requests: u64,
+    pub errors: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// A critical path as `chokepoint critical-path --format json` prints it.
+pub fn path_json(
+    p: &crate::analyze::critical_path::PathRecord,
+    names: &Interner,
+) -> serde_json::Value {
+    let segs: Vec<serde_json::Value> = p
+        .segments
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "span_id": s.span_id.to_string(),
+                "node": names.resolve(s.node),
+                "service": names.resolve(s.service),
+                "operation": names.resolve(s.operation),
+                "part": s.part,
+                "start_unix_nano": s.start_ns,
+                "end_unix_nano": s.end_ns,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "trace_id": p.trace_id.to_string(),
+        "duration_ns": p.duration_ns,
+        "segments": segs,
+    })
+}
+
+impl FindingsDoc {
+    /// Before the first refresh: no window, no findings.
+    pub fn empty() -> FindingsDoc {
+        FindingsDoc {
+            window: WindowDto::new(0, 0),
+            traces: 0,
+            spans: 0,
+            baseline: None,
+            findings: Vec::new(),
+        }
+    }
+}

@@ -2,3 +2,5 @@
 //! aggregates are converted at this edge, once.
 
 pub mod dto;
+pub mod http;
+pub mod metrics;

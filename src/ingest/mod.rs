@@ -6,11 +6,15 @@
 
 pub mod encode;
 pub mod file;
+pub mod grpc;
+pub mod http;
 mod ids;
 pub mod jaeger;
 pub mod normalize;
 pub mod otlp_json;
 pub mod problem;
+pub mod submit;
+pub mod wire;
 pub mod zipkin;
 
 pub use file::{read_path, read_path_counted, FileError, FileSummary, Format, Location};

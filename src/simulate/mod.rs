@@ -4,6 +4,7 @@
 
 mod rng;
 mod shop;
+pub mod stream;
 
 use std::fmt;
 use std::str::FromStr;

@@ -325,7 +325,7 @@ fn crisp_case18_exclusive_critical_path_times_with_tolerance() {
         return;
     };
     let mut engine = Engine::new(EngineConfig::default());
-    let totals: std::rc::Rc<std::cell::RefCell<BTreeMap<String, u64>>> = Default::default();
+    let totals: std::sync::Arc<std::sync::Mutex<BTreeMap<String, u64>>> = Default::default();
     let sink = totals.clone();
     engine.analyzer.on_trace = Some(Box::new(move |t| {
         let cfg = CriticalPathConfig {
@@ -336,13 +336,14 @@ fn crisp_case18_exclusive_critical_path_times_with_tolerance() {
             let s = t.span(i);
             // Names are interned; the CRISP file's services and operations are S1.. and O1..
             let key = format!("{}:{}", s.service.0, s.name.0);
-            *sink.borrow_mut().entry(key).or_default() += seg.len_ns();
+            *sink.lock().unwrap().entry(key).or_default() += seg.len_ns();
         }
     }));
     load_files(&mut engine, &[p], &mut ());
     let names = engine.interner();
     let by_name: BTreeMap<String, u64> = totals
-        .borrow()
+        .lock()
+        .unwrap()
         .iter()
         .map(|(k, v)| {
             let (svc, op) = k.split_once(':').unwrap();

@@ -1,0 +1,205 @@
+//! `/metrics` in the Prometheus text format: the service graph under the names Grafana's
+//! service-graph view reads (those of Tempo's metrics-generator and the Collector's
+//! servicegraph connector), the findings' scores, and the daemon's own counters.
+
+use std::fmt::Write as _;
+use std::sync::atomic::AtomicU64;
+
+use crate::analyze::graph::{GraphAgg, NodeTable};
+use crate::api::dto::FindingsDoc;
+use crate::hist::Hist;
+use crate::ingest::submit::Stats;
+use crate::model::Interner;
+
+/// Histogram buckets in seconds (Tempo's service-graph defaults).
+const BUCKETS_S: [f64; 8] = [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8];
+
+fn esc(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn histogram(out: &mut String, name: &str, labels: &str, h: &Hist) {
+    for le in BUCKETS_S {
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels},le=\"{le}\"}} {}",
+            h.count_le_ns((le * 1e9) as u64)
+        );
+    }
+    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count());
+    let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum_ns() / 1e9);
+    let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count());
+}
+
+/// The service graph since start, and the current findings' scores.
+pub fn graph_metrics(
+    all_time: &GraphAgg,
+    nodes: &NodeTable,
+    names: &Interner,
+    findings: &FindingsDoc,
+) -> String {
+    let mut out = String::new();
+    let name = |id| names.resolve(nodes.key(id).name).to_owned();
+    let mut edges: Vec<_> = all_time.edges.iter().collect();
+    edges.sort_by_key(|(k, _)| **k);
+    out.push_str("# HELP traces_service_graph_request_total Requests between two nodes.\n");
+    out.push_str("# TYPE traces_service_graph_request_total counter\n");
+    let label = |k: &crate::analyze::graph::EdgeKey| {
+        format!(
+            "client=\"{}\",server=\"{}\",connection_type=\"{}\"",
+            esc(&name(k.from)),
+            esc(&name(k.to)),
+            k.conn.as_str()
+        )
+    };
+    for (k, e) in &edges {
+        let _ = writeln!(
+            out,
+            "traces_service_graph_request_total{{{}}} {}",
+            label(k),
+            e.calls
+        );
+    }
+    out.push_str(
+        "# HELP traces_service_graph_request_failed_total Failed requests between two nodes.\n",
+    );
+    out.push_str("# TYPE traces_service_graph_request_failed_total counter\n");
+    for (k, e) in &edges {
+        let _ = writeln!(
+            out,
+            "traces_service_graph_request_failed_total{{{}}} {}",
+            label(k),
+            e.errors
+        );
+    }
+    out.push_str(
+        "# HELP traces_service_graph_request_server_seconds Server-side request duration.\n",
+    );
+    out.push_str("# TYPE traces_service_graph_request_server_seconds histogram\n");
+    for (k, e) in &edges {
+        histogram(
+            &mut out,
+            "traces_service_graph_request_server_seconds",
+            &label(k),
+            &e.server,
+        );
+    }
+    out.push_str(
+        "# HELP traces_service_graph_request_client_seconds Client-side request duration.\n",
+    );
+    out.push_str("# TYPE traces_service_graph_request_client_seconds histogram\n");
+    for (k, e) in &edges {
+        histogram(
+            &mut out,
+            "traces_service_graph_request_client_seconds",
+            &label(k),
+            &e.client,
+        );
+    }
+    out.push_str("# HELP chokepoint_finding_score Score (0..1) of each current finding.\n");
+    out.push_str("# TYPE chokepoint_finding_score gauge\n");
+    for f in &findings.findings {
+        let _ = writeln!(
+            out,
+            "chokepoint_finding_score{{kind=\"{}\",node=\"{}\",severity=\"{}\"}} {}",
+            f.kind,
+            esc(&f.node),
+            f.severity,
+            f.score
+        );
+    }
+    out
+}
+
+/// The daemon's own counters and gauges.
+pub fn stats_metrics(s: &Stats) -> String {
+    let mut out = String::new();
+    let mut one = |name: &str, ty: &str, help: &str, v: &AtomicU64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {ty}\n{name} {}",
+            Stats::get(v)
+        );
+    };
+    one(
+        "chokepoint_export_requests_total",
+        "counter",
+        "Export requests received over OTLP.",
+        &s.requests,
+    );
+    one(
+        "chokepoint_spans_received_total",
+        "counter",
+        "Spans in export requests taken by the pipeline.",
+        &s.spans_received,
+    );
+    one(
+        "chokepoint_spans_rejected_total",
+        "counter",
+        "Spans rejected as invalid (partial success).",
+        &s.spans_rejected,
+    );
+    one(
+        "chokepoint_spans_analysed_total",
+        "counter",
+        "Spans of completed traces folded into the analysis.",
+        &s.spans_analysed,
+    );
+    one(
+        "chokepoint_spans_dropped_total",
+        "counter",
+        "Spans taken but dropped (trace over its span limit, or too old for history).",
+        &s.spans_dropped,
+    );
+    one(
+        "chokepoint_spans_refused_total",
+        "counter",
+        "Spans of requests answered with a retryable status because the pipeline was saturated.",
+        &s.spans_refused,
+    );
+    one(
+        "chokepoint_requests_invalid_total",
+        "counter",
+        "Export requests rejected whole (undecodable, too large, unsupported type).",
+        &s.requests_invalid,
+    );
+    one(
+        "chokepoint_requests_empty_total",
+        "counter",
+        "Non-empty export requests that decoded to no spans.",
+        &s.requests_empty,
+    );
+    one(
+        "chokepoint_traces_completed_total",
+        "counter",
+        "Traces assembled.",
+        &s.traces_completed,
+    );
+    one(
+        "chokepoint_traces_evicted_total",
+        "counter",
+        "Traces completed early because the in-flight limits were reached.",
+        &s.traces_completed_early,
+    );
+    one(
+        "chokepoint_traces_in_flight",
+        "gauge",
+        "Traces being assembled.",
+        &s.traces_in_flight,
+    );
+    one(
+        "chokepoint_spans_in_flight",
+        "gauge",
+        "Spans held in assembly.",
+        &s.spans_in_flight,
+    );
+    one(
+        "chokepoint_pipeline_queue_depth",
+        "gauge",
+        "Export requests waiting for the pipeline.",
+        &s.queue_depth,
+    );
+    out
+}

@@ -1,0 +1,364 @@
+//! The daemon's configuration: TOML in, a validated [`Config`] out, once, at the edge.
+//!
+//! Precedence: built-in defaults < the TOML file (`--config`) < `CHOKEPOINT_*` environment
+//! variables < command-line flags. [`DEFAULT_TOML`] is what `chokepoint gen-config` prints and
+//! what systemd/chokepoint.toml holds (a test keeps them equal).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Every key, with its default and what it does.
+pub const DEFAULT_TOML: &str = r#"# chokepoint configuration. Every key is optional; these are the defaults.
+# Each can be overridden by a flag of `chokepoint serve` or a CHOKEPOINT_* variable
+# (e.g. CHOKEPOINT_GRPC_LISTEN=0.0.0.0:4317).
+
+[receivers]
+# OTLP/gRPC (opentelemetry.proto.collector.trace.v1.TraceService/Export); gzip and zstd accepted.
+grpc_listen = "127.0.0.1:4317"
+# OTLP/HTTP: POST /v1/traces, application/x-protobuf or application/json, gzip accepted.
+http_listen = "127.0.0.1:4318"
+# Largest request accepted, checked after decompression (bytes).
+max_request_bytes = 16777216
+
+[api]
+# HTTP API: /findings, /graph, /nodes/{name}, /traces/{id}/critical-path, /metrics,
+# /healthz, /readyz, /openapi.json; and the gRPC query API (chokepoint.v1.Findings).
+listen = "127.0.0.1:8787"
+grpc_listen = "127.0.0.1:8788"
+
+[pipeline]
+# Export requests waiting for analysis; past this, exporters get a retryable answer
+# (gRPC UNAVAILABLE with RetryInfo, HTTP 503 with Retry-After) and back off.
+queue_batches = 512
+# A trace is complete when no span of it arrived for this long (wall time).
+trace_idle = "10s"
+max_traces_in_flight = 100000
+max_spans_in_flight = 2000000
+max_spans_per_trace = 100000
+
+[analysis]
+# Time buckets of the live aggregates, and how much history is kept for change detection.
+bucket = "1m"
+history = "1h"
+# The window /findings reports by default; older history is its baseline.
+window = "5m"
+# How often findings are recomputed.
+refresh = "5s"
+# Critical-path clock-skew tolerance, as a fraction of the parent span (CRISP uses 0.01).
+skew_tolerance = 0.01
+# Recent traces whose critical paths are kept for /traces/{id}/critical-path.
+keep_traces = 5000
+
+[state]
+# Directory for snapshots (restored at start); empty to keep no state.
+dir = ""
+snapshot_interval = "30s"
+"#;
+
+/// The file as written. Unknown keys are errors: a typo must not silently do nothing.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub receivers: RawReceivers,
+    #[serde(default)]
+    pub api: RawApi,
+    #[serde(default)]
+    pub pipeline: RawPipeline,
+    #[serde(default)]
+    pub analysis: RawAnalysis,
+    #[serde(default)]
+    pub state: RawState,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawReceivers {
+    pub grpc_listen: Option<String>,
+    pub http_listen: Option<String>,
+    pub max_request_bytes: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawApi {
+    pub listen: Option<String>,
+    pub grpc_listen: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawPipeline {
+    pub queue_batches: Option<usize>,
+    pub trace_idle: Option<String>,
+    pub max_traces_in_flight: Option<usize>,
+    pub max_spans_in_flight: Option<usize>,
+    pub max_spans_per_trace: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawAnalysis {
+    pub bucket: Option<String>,
+    pub history: Option<String>,
+    pub window: Option<String>,
+    pub refresh: Option<String>,
+    pub skew_tolerance: Option<f64>,
+    pub keep_traces: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawState {
+    pub dir: Option<String>,
+    pub snapshot_interval: Option<String>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub grpc_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    pub max_request_bytes: usize,
+    pub api_listen: SocketAddr,
+    pub api_grpc_listen: SocketAddr,
+    pub queue_batches: usize,
+    pub trace_idle: Duration,
+    pub max_traces_in_flight: usize,
+    pub max_spans_in_flight: usize,
+    pub max_spans_per_trace: usize,
+    pub bucket: Duration,
+    pub history: Duration,
+    pub window: Duration,
+    pub refresh: Duration,
+    pub skew_tolerance: f64,
+    pub keep_traces: usize,
+    pub state_dir: Option<PathBuf>,
+    pub snapshot_interval: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+    #[error("not valid TOML: {0}")]
+    Toml(#[from] toml::de::Error),
+}
+
+/// Parses `10s`, `500ms`, `2m`, `1h`, `250us`, `100ns`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 10s, 500ms, 5m)"))?;
+    let secs = match unit.trim() {
+        "" | "s" => v,
+        "ms" => v / 1e3,
+        "us" | "µs" => v / 1e6,
+        "ns" => v / 1e9,
+        "m" => v * 60.0,
+        "h" => v * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?} (use ns, us, ms, s, m, h)"
+            ))
+        }
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("{s:?} is not a duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Values that override the file (from flags or the environment); `None` keeps the file's.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub grpc_listen: Option<String>,
+    pub http_listen: Option<String>,
+    pub api_listen: Option<String>,
+    pub api_grpc_listen: Option<String>,
+    pub state_dir: Option<String>,
+    pub window: Option<String>,
+    pub refresh: Option<String>,
+    pub trace_idle: Option<String>,
+    pub queue_batches: Option<usize>,
+}
+
+fn addr(key: &'static str, v: &str) -> Result<SocketAddr, ConfigError> {
+    v.parse().map_err(|_| ConfigError::Invalid {
+        key,
+        message: format!("{v:?} is not an address like 127.0.0.1:4317"),
+    })
+}
+
+fn dur(key: &'static str, v: &str) -> Result<Duration, ConfigError> {
+    parse_duration(v).map_err(|message| ConfigError::Invalid { key, message })
+}
+
+fn positive(key: &'static str, v: usize) -> Result<usize, ConfigError> {
+    if v == 0 {
+        return Err(ConfigError::Invalid {
+            key,
+            message: "must be positive".into(),
+        });
+    }
+    Ok(v)
+}
+
+impl Config {
+    /// The defaults (the same as [`DEFAULT_TOML`]).
+    pub fn default_config() -> Config {
+        Config::from_toml(DEFAULT_TOML, &Overrides::default())
+            .unwrap_or_else(|e| unreachable!("DEFAULT_TOML is valid: {e}"))
+    }
+
+    pub fn from_toml(text: &str, o: &Overrides) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text)?;
+        Config::resolve(raw, o)
+    }
+
+    pub fn resolve(raw: RawConfig, o: &Overrides) -> Result<Config, ConfigError> {
+        let pick = |over: &Option<String>, file: &Option<String>, default: &str| -> String {
+            over.clone()
+                .or_else(|| file.clone())
+                .unwrap_or_else(|| default.to_owned())
+        };
+        let r = &raw.receivers;
+        let a = &raw.analysis;
+        let p = &raw.pipeline;
+        let cfg = Config {
+            grpc_listen: addr(
+                "receivers.grpc_listen",
+                &pick(&o.grpc_listen, &r.grpc_listen, "127.0.0.1:4317"),
+            )?,
+            http_listen: addr(
+                "receivers.http_listen",
+                &pick(&o.http_listen, &r.http_listen, "127.0.0.1:4318"),
+            )?,
+            max_request_bytes: positive(
+                "receivers.max_request_bytes",
+                r.max_request_bytes.unwrap_or(16 << 20),
+            )?,
+            api_listen: addr(
+                "api.listen",
+                &pick(&o.api_listen, &raw.api.listen, "127.0.0.1:8787"),
+            )?,
+            api_grpc_listen: addr(
+                "api.grpc_listen",
+                &pick(&o.api_grpc_listen, &raw.api.grpc_listen, "127.0.0.1:8788"),
+            )?,
+            queue_batches: positive(
+                "pipeline.queue_batches",
+                o.queue_batches.or(p.queue_batches).unwrap_or(512),
+            )?,
+            trace_idle: dur(
+                "pipeline.trace_idle",
+                &pick(&o.trace_idle, &p.trace_idle, "10s"),
+            )?,
+            max_traces_in_flight: positive(
+                "pipeline.max_traces_in_flight",
+                p.max_traces_in_flight.unwrap_or(100_000),
+            )?,
+            max_spans_in_flight: positive(
+                "pipeline.max_spans_in_flight",
+                p.max_spans_in_flight.unwrap_or(2_000_000),
+            )?,
+            max_spans_per_trace: positive(
+                "pipeline.max_spans_per_trace",
+                p.max_spans_per_trace.unwrap_or(100_000),
+            )?,
+            bucket: dur("analysis.bucket", a.bucket.as_deref().unwrap_or("1m"))?,
+            history: dur("analysis.history", a.history.as_deref().unwrap_or("1h"))?,
+            window: dur("analysis.window", &pick(&o.window, &a.window, "5m"))?,
+            refresh: dur("analysis.refresh", &pick(&o.refresh, &a.refresh, "5s"))?,
+            skew_tolerance: a.skew_tolerance.unwrap_or(0.01),
+            keep_traces: a.keep_traces.unwrap_or(5000),
+            state_dir: {
+                let d = pick(&o.state_dir, &raw.state.dir, "");
+                (!d.is_empty()).then(|| PathBuf::from(d))
+            },
+            snapshot_interval: dur(
+                "state.snapshot_interval",
+                raw.state.snapshot_interval.as_deref().unwrap_or("30s"),
+            )?,
+        };
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let bad = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.into(),
+            })
+        };
+        if self.bucket < Duration::from_secs(1) {
+            return bad("analysis.bucket", "must be at least 1s");
+        }
+        if self.history < self.bucket
+            || self.history.as_secs() / self.bucket.as_secs().max(1) > 10_000
+        {
+            return bad(
+                "analysis.history",
+                "must be at least one bucket and at most 10000 buckets",
+            );
+        }
+        if self.window < self.bucket || self.window > self.history {
+            return bad(
+                "analysis.window",
+                "must be between analysis.bucket and analysis.history",
+            );
+        }
+        if self.refresh < Duration::from_millis(100) {
+            return bad("analysis.refresh", "must be at least 100ms");
+        }
+        if !(0.0..=0.5).contains(&self.skew_tolerance) {
+            return bad("analysis.skew_tolerance", "must be between 0 and 0.5");
+        }
+        if self.trace_idle.is_zero() {
+            return bad("pipeline.trace_idle", "must be positive");
+        }
+        if self.snapshot_interval < Duration::from_secs(1) {
+            return bad("state.snapshot_interval", "must be at least 1s");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse_and_overrides_win() {
+        let d = Config::default_config();
+        assert_eq!(d.grpc_listen.port(), 4317);
+        assert_eq!(d.http_listen.port(), 4318);
+        assert_eq!(d.api_listen.port(), 8787);
+        assert_eq!(d.window, Duration::from_secs(300));
+        let o = Overrides {
+            grpc_listen: Some("0.0.0.0:14317".into()),
+            ..Default::default()
+        };
+        let c = Config::from_toml("[receivers]\ngrpc_listen = \"127.0.0.1:1\"\n", &o).unwrap();
+        assert_eq!(c.grpc_listen.port(), 14317);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = Config::from_toml("[analysis]\nwindow = \"2h\"\n", &Overrides::default());
+        assert!(e.unwrap_err().to_string().starts_with("analysis.window"));
+        let e = Config::from_toml("[receivers]\ngrpc = 1\n", &Overrides::default());
+        assert!(e.unwrap_err().to_string().contains("unknown field"));
+        let e = Config::from_toml("[api]\nlisten = \"localhost\"\n", &Overrides::default());
+        assert!(e.unwrap_err().to_string().starts_with("api.listen"));
+    }
+}

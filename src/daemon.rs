@@ -1,0 +1,212 @@
+//! `chokepoint serve`: the one place the daemon's tasks and channels are wired.
+//!
+//! ```text
+//! OTLP/gRPC :4317 ─┐                         ┌─ findings (watch) ─► API /findings, Watch
+//!                  ├─► Submitter ─► batches ─► Pipeline task (engine)
+//! OTLP/HTTP :4318 ─┘        (bounded, try_send) ▲ events: queries, ticks, snapshots, shutdown
+//!                                               └─ API :8787 (queries)
+//! ```
+//! Shutdown (SIGTERM, SIGINT): receivers stop accepting and finish their requests, the
+//! pipeline drains what was queued, completes every trace in flight, snapshots, and exits.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::api::dto::FindingsDoc;
+use crate::api::http::ApiState;
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::ingest::submit::{Stats, Submitter};
+use crate::pipeline::{engine_config, Event, Pipeline};
+use crate::state::StateDir;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        addr: SocketAddr,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("state: {0}")]
+    State(#[from] crate::state::StateError),
+    #[error("{what} server failed: {message}")]
+    Server { what: &'static str, message: String },
+}
+
+/// The bound addresses, known once listening (ports may have been 0).
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    pub api: SocketAddr,
+}
+
+async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, DaemonError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| DaemonError::Bind { addr, what, source })
+}
+
+fn every(events: mpsc::Sender<Event>, period: Duration, make: fn() -> Event) {
+    tokio::spawn(async move {
+        let mut t = tokio::time::interval(period);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            t.tick().await;
+            if events.send(make()).await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// Runs the daemon until `stop` resolves. `on_ready` is called once everything listens.
+pub async fn run(
+    cfg: Config,
+    stop: impl std::future::Future<Output = ()>,
+    on_ready: impl FnOnce(Bound),
+) -> Result<(), DaemonError> {
+    let stats = Arc::new(Stats::default());
+    let ecfg = engine_config(&cfg);
+    let mut engine = Engine::new(ecfg);
+    let state = match &cfg.state_dir {
+        Some(d) => {
+            let dir = StateDir::open(d)?;
+            match dir.restore(&mut engine, ecfg.max_names, ecfg.max_nodes) {
+                Ok(true) => tracing::info!(path = %dir.path().display(), "state restored"),
+                Ok(false) => {}
+                // A bad snapshot must not keep the daemon down: start empty, say so.
+                Err(e) => tracing::warn!(%e, "state not restored; starting empty"),
+            }
+            Some(dir)
+        }
+        None => None,
+    };
+    let (batch_tx, batch_rx) = mpsc::channel(cfg.queue_batches);
+    let (event_tx, event_rx) = mpsc::channel(256);
+    let (findings_tx, findings_rx) = watch::channel(Arc::new(FindingsDoc::empty()));
+    let pipeline = Pipeline::new(engine, cfg.clone(), stats.clone(), findings_tx, state);
+    let pipeline_task = tokio::spawn(pipeline.run(event_rx, batch_rx));
+    let _ = event_tx.send(Event::Refresh).await;
+
+    let grpc_l = bind(cfg.grpc_listen, "OTLP/gRPC").await?;
+    let http_l = bind(cfg.http_listen, "OTLP/HTTP").await?;
+    let api_l = bind(cfg.api_listen, "API").await?;
+    let local = |l: &TcpListener, a| l.local_addr().unwrap_or(a);
+    let bound = Bound {
+        grpc: local(&grpc_l, cfg.grpc_listen),
+        http: local(&http_l, cfg.http_listen),
+        api: local(&api_l, cfg.api_listen),
+    };
+
+    let sub = Submitter::new(batch_tx, stats.clone(), cfg.max_request_bytes);
+    let (stop_rx_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let grpc = tokio::spawn({
+        let svc = crate::ingest::grpc::service(sub.clone());
+        let s = stopped(stop_rx.clone());
+        async move {
+            tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_l), s)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    });
+    let http = tokio::spawn({
+        let app = crate::ingest::http::router(sub.clone());
+        let s = stopped(stop_rx.clone());
+        async move {
+            axum::serve(http_l, app)
+                .with_graceful_shutdown(s)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    });
+    drop(sub);
+    let ready = Arc::new(AtomicBool::new(false));
+    let (api_stop_tx, api_stop_rx) = watch::channel(false);
+    let api = tokio::spawn({
+        let app = crate::api::http::router(ApiState {
+            events: event_tx.clone(),
+            findings: findings_rx.clone(),
+            stats: stats.clone(),
+            ready: ready.clone(),
+            window: cfg.window,
+        });
+        let s = stopped(api_stop_rx);
+        async move {
+            axum::serve(api_l, app)
+                .with_graceful_shutdown(s)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    });
+    every(event_tx.clone(), Duration::from_millis(500), || Event::Tick);
+    every(event_tx.clone(), cfg.refresh, || Event::Refresh);
+    if cfg.state_dir.is_some() {
+        every(event_tx.clone(), cfg.snapshot_interval, || Event::Snapshot);
+    }
+    ready.store(true, Ordering::Relaxed);
+    on_ready(bound);
+
+    stop.await;
+    tracing::info!("stopping: receivers close, the pipeline drains");
+    ready.store(false, Ordering::Relaxed);
+    let _ = stop_rx_tx.send(true);
+    let server = |what: &'static str| {
+        move |r: Result<Result<(), String>, tokio::task::JoinError>| match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(DaemonError::Server { what, message }),
+            Err(e) => Err(DaemonError::Server {
+                what,
+                message: e.to_string(),
+            }),
+        }
+    };
+    let g = server("OTLP/gRPC")(grpc.await);
+    let h = server("OTLP/HTTP")(http.await);
+    let (done_tx, done_rx) = oneshot::channel();
+    if event_tx.send(Event::Shutdown(done_tx)).await.is_ok() {
+        let _ = done_rx.await;
+    }
+    let _ = pipeline_task.await;
+    let _ = api_stop_tx.send(true);
+    let a = server("API")(api.await);
+    g.and(h).and(a)
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn signals() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,219 @@
+//! OTLP/HTTP receiver: `POST /v1/traces`, protobuf or JSON, gzip or not.
+//!
+//! Status codes as the OTLP specification gives them: 200 with partial success for bad
+//! spans, 400 with a `google.rpc.Status` body for undecodable data, 413 for a body over the
+//! limit (checked after decompression), 415 for an unsupported type or encoding, and 503 with
+//! `Retry-After` when the pipeline is saturated, so exporters retry instead of dropping.
+
+use std::io::Read;
+use std::sync::atomic::Ordering;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use flate2::read::GzDecoder;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::Message;
+
+use super::otlp_json::{self, JsonDocument};
+use super::problem::BatchReport;
+use super::submit::{span_count, SubmitError, Submitter};
+use super::wire::{
+    export_response, retryable_status, RpcStatus, EMPTY_WARNING, INVALID_ARGUMENT,
+    RESOURCE_EXHAUSTED, UNAVAILABLE,
+};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Protobuf,
+    Json,
+}
+
+impl Encoding {
+    fn content_type(self) -> &'static str {
+        match self {
+            Encoding::Protobuf => "application/x-protobuf",
+            Encoding::Json => "application/json",
+        }
+    }
+}
+
+pub fn router(sub: Submitter) -> Router {
+    // Compressed bodies can't be larger than their content; the decompressed size is
+    // checked separately.
+    let limit = sub.max_request_bytes;
+    Router::new()
+        .route("/v1/traces", post(export))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(sub)
+}
+
+fn status_body(enc: Encoding, st: &RpcStatus) -> Vec<u8> {
+    match enc {
+        Encoding::Protobuf => st.encode_to_vec(),
+        Encoding::Json => serde_json::json!({"code": st.code, "message": st.message})
+            .to_string()
+            .into_bytes(),
+    }
+}
+
+fn error(sub: &Submitter, code: StatusCode, enc: Encoding, grpc: i32, message: String) -> Response {
+    sub.stats.requests_invalid.fetch_add(1, Ordering::Relaxed);
+    let st = RpcStatus {
+        code: grpc,
+        message,
+        details: Vec::new(),
+    };
+    (
+        code,
+        [(header::CONTENT_TYPE, enc.content_type())],
+        status_body(enc, &st),
+    )
+        .into_response()
+}
+
+fn response_body(enc: Encoding, resp: &ExportTraceServiceResponse) -> Vec<u8> {
+    match enc {
+        Encoding::Protobuf => resp.encode_to_vec(),
+        Encoding::Json => {
+            let v = match &resp.partial_success {
+                Some(p) => serde_json::json!({"partialSuccess": {
+                    "rejectedSpans": p.rejected_spans.to_string(),
+                    "errorMessage": p.error_message,
+                }}),
+                None => serde_json::json!({}),
+            };
+            v.to_string().into_bytes()
+        }
+    }
+}
+
+async fn export(State(sub): State<Submitter>, headers: HeaderMap, body: Bytes) -> Response {
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let enc = match ctype.as_str() {
+        "application/x-protobuf" | "application/protobuf" => Encoding::Protobuf,
+        "application/json" => Encoding::Json,
+        other => {
+            return error(
+                &sub,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Encoding::Json,
+                INVALID_ARGUMENT,
+                format!(
+                    "unsupported Content-Type {other:?}: use application/x-protobuf or application/json"
+                ),
+            )
+        }
+    };
+    let coding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let max = sub.max_request_bytes;
+    let raw: Vec<u8> = match coding.as_str() {
+        "" | "identity" => body.to_vec(),
+        "gzip" => {
+            let mut out = Vec::new();
+            let read = GzDecoder::new(&body[..])
+                .take(max as u64 + 1)
+                .read_to_end(&mut out);
+            if let Err(e) = read {
+                return error(
+                    &sub,
+                    StatusCode::BAD_REQUEST,
+                    enc,
+                    INVALID_ARGUMENT,
+                    format!("invalid gzip body: {e}"),
+                );
+            }
+            out
+        }
+        other => {
+            return error(
+                &sub,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                enc,
+                INVALID_ARGUMENT,
+                format!("unsupported Content-Encoding {other:?}: use gzip or none"),
+            )
+        }
+    };
+    if raw.len() > max {
+        return error(
+            &sub,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            enc,
+            RESOURCE_EXHAUSTED,
+            format!(
+                "request exceeds {max} bytes after decompression (receivers.max_request_bytes)"
+            ),
+        );
+    }
+    let mut report = BatchReport::default();
+    let spans = match enc {
+        Encoding::Protobuf => match ExportTraceServiceRequest::decode(raw.as_slice()) {
+            Ok(r) => r.resource_spans,
+            Err(e) => {
+                return error(
+                    &sub,
+                    StatusCode::BAD_REQUEST,
+                    enc,
+                    INVALID_ARGUMENT,
+                    format!("not a valid OTLP ExportTraceServiceRequest: {e}"),
+                )
+            }
+        },
+        Encoding::Json => match serde_json::from_slice::<JsonDocument>(&raw) {
+            Ok(doc) => otlp_json::to_proto(&doc, &mut report),
+            Err(e) => {
+                return error(
+                    &sub,
+                    StatusCode::BAD_REQUEST,
+                    enc,
+                    INVALID_ARGUMENT,
+                    format!("not valid OTLP/JSON: {e}"),
+                )
+            }
+        },
+    };
+    let empty = (!raw.is_empty() && span_count(&spans) == 0 && report.seen == 0).then(|| {
+        sub.stats.requests_empty.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(bytes = raw.len(), "OTLP/HTTP request decoded to zero spans");
+        EMPTY_WARNING
+    });
+    match sub.submit(spans, report).await {
+        Ok(report) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, enc.content_type())],
+            response_body(enc, &export_response(&report, empty)),
+        )
+            .into_response(),
+        Err(e @ (SubmitError::Busy | SubmitError::Closed)) => {
+            let st = retryable_status(UNAVAILABLE, &e.to_string(), 1);
+            let mut r = (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::CONTENT_TYPE, enc.content_type())],
+                status_body(enc, &st),
+            )
+                .into_response();
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
+    }
+}

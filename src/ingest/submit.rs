@@ -1,0 +1,121 @@
+//! The one handler behind every receiver: count, queue for the pipeline without blocking,
+//! and wait for its verdict on each span. gRPC and HTTP differ only in how they decode the
+//! request and encode the answer.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+use tokio::sync::{mpsc, oneshot};
+
+use super::problem::BatchReport;
+
+/// Counters shared by receivers, pipeline and `/metrics`. The books balance:
+/// `spans_received = spans_rejected + spans_analysed + spans_dropped + spans in flight`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub requests: AtomicU64,
+    /// Spans in requests the pipeline took.
+    pub spans_received: AtomicU64,
+    pub spans_rejected: AtomicU64,
+    /// Spans folded into the live aggregates as part of completed traces.
+    pub spans_analysed: AtomicU64,
+    /// Spans dropped after they were taken (trace over its span limit, trace too old).
+    pub spans_dropped: AtomicU64,
+    /// Spans of requests turned away with a retryable answer (the exporter sends them again).
+    pub spans_refused: AtomicU64,
+    /// Requests rejected whole: undecodable, too large, wrong type.
+    pub requests_invalid: AtomicU64,
+    /// Non-empty requests that decoded to no spans at all.
+    pub requests_empty: AtomicU64,
+    pub traces_completed: AtomicU64,
+    pub traces_completed_early: AtomicU64,
+    pub traces_in_flight: AtomicU64,
+    pub spans_in_flight: AtomicU64,
+    pub queue_depth: AtomicU64,
+}
+
+impl Stats {
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+/// A batch on its way to the pipeline, with where to send the verdict.
+#[derive(Debug)]
+pub struct Submission {
+    pub spans: Vec<ResourceSpans>,
+    /// Problems found while decoding (JSON spans with bad ids, say).
+    pub report: BatchReport,
+    pub reply: oneshot::Sender<BatchReport>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// The pipeline's queue is full: retry later.
+    #[error("the analysis pipeline is saturated; retry later")]
+    Busy,
+    /// The daemon is shutting down: retry elsewhere or later.
+    #[error("chokepoint is shutting down")]
+    Closed,
+}
+
+/// Cloneable handle the receivers submit through.
+#[derive(Clone, Debug)]
+pub struct Submitter {
+    tx: mpsc::Sender<Submission>,
+    pub stats: Arc<Stats>,
+    pub max_request_bytes: usize,
+}
+
+pub fn span_count(spans: &[ResourceSpans]) -> u64 {
+    spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .map(|ss| ss.spans.len() as u64)
+        .sum()
+}
+
+impl Submitter {
+    pub fn new(tx: mpsc::Sender<Submission>, stats: Arc<Stats>, max_request_bytes: usize) -> Self {
+        Submitter {
+            tx,
+            stats,
+            max_request_bytes,
+        }
+    }
+
+    /// Queues a batch and waits for the pipeline's report. Never waits for queue space: a
+    /// full queue is answered at once, so exporters back off instead of piling up.
+    pub async fn submit(
+        &self,
+        spans: Vec<ResourceSpans>,
+        report: BatchReport,
+    ) -> Result<BatchReport, SubmitError> {
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let n = span_count(&spans) + report.seen;
+        let (reply, verdict) = oneshot::channel();
+        match self.tx.try_send(Submission {
+            spans,
+            report,
+            reply,
+        }) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.stats.spans_refused.fetch_add(n, Ordering::Relaxed);
+                return Err(SubmitError::Busy);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.stats.spans_refused.fetch_add(n, Ordering::Relaxed);
+                return Err(SubmitError::Closed);
+            }
+        }
+        self.stats.spans_received.fetch_add(n, Ordering::Relaxed);
+        self.stats.queue_depth.store(
+            (self.tx.max_capacity() - self.tx.capacity()) as u64,
+            Ordering::Relaxed,
+        );
+        // The pipeline answers every submission it takes, even while shutting down.
+        verdict.await.map_err(|_| SubmitError::Closed)
+    }
+}

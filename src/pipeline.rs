@@ -1,0 +1,364 @@
+//! The live pipeline: one task owns the engine (names, assembly, windows) and handles, in
+//! one loop, everything that drives it: span batches from the receivers, queries from the
+//! API, the clock, and shutdown. Nothing else touches the engine, so it needs no locks.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustc_hash::FxHashMap;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::analyze::critical_path::{CriticalPathConfig, PathRecord};
+use crate::analyze::graph::GraphAgg;
+use crate::api::dto::{
+    BaselineDto, FindingDto, FindingsDoc, GraphDoc, NodeDetail, NodePoint, WindowDto,
+};
+use crate::config::Config;
+use crate::engine::{Engine, EngineConfig};
+use crate::findings::{compute, Context};
+use crate::ingest::submit::{Stats, Submission};
+use crate::model::TraceId;
+
+/// What the API asks the pipeline.
+#[derive(Debug)]
+pub enum Query {
+    Findings {
+        window: Duration,
+        reply: oneshot::Sender<FindingsDoc>,
+    },
+    Graph {
+        window: Duration,
+        reply: oneshot::Sender<GraphDoc>,
+    },
+    Node {
+        name: String,
+        window: Duration,
+        reply: oneshot::Sender<Option<NodeDetail>>,
+    },
+    CriticalPath {
+        trace: TraceId,
+        reply: oneshot::Sender<Option<serde_json::Value>>,
+    },
+    /// The service-graph part of /metrics (Prometheus text).
+    GraphMetrics { reply: oneshot::Sender<String> },
+}
+
+/// Everything that drives the pipeline task.
+#[derive(Debug)]
+pub enum Event {
+    Batch(Submission),
+    Query(Query),
+    /// Complete idle traces (frequent).
+    Tick,
+    /// Recompute the published findings (every `analysis.refresh`).
+    Refresh,
+    Snapshot,
+    Shutdown(oneshot::Sender<()>),
+}
+
+pub fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Critical paths of recent traces, for `/traces/{id}/critical-path`; bounded, oldest out.
+struct PathStore {
+    cap: usize,
+    order: VecDeque<TraceId>,
+    paths: FxHashMap<TraceId, PathRecord>,
+}
+
+impl PathStore {
+    fn push(&mut self, p: PathRecord) {
+        if self.paths.insert(p.trace_id, p.clone()).is_none() {
+            self.order.push_back(p.trace_id);
+        }
+        while self.order.len() > self.cap {
+            if let Some(old) = self.order.pop_front() {
+                self.paths.remove(&old);
+            }
+        }
+    }
+}
+
+/// The live engine's settings from the daemon's.
+pub fn engine_config(cfg: &Config) -> EngineConfig {
+    let mut e = EngineConfig::default();
+    e.assembler.trace_idle_ns = cfg.trace_idle.as_nanos() as u64;
+    e.assembler.max_traces = cfg.max_traces_in_flight;
+    e.assembler.max_spans = cfg.max_spans_in_flight;
+    e.assembler.max_spans_per_trace = cfg.max_spans_per_trace;
+    e.window_ns = cfg.bucket.as_nanos() as u64;
+    e.max_windows = (cfg.history.as_nanos() / cfg.bucket.as_nanos().max(1)) as usize + 1;
+    e
+}
+
+pub struct Pipeline {
+    pub engine: Engine,
+    cfg: Config,
+    stats: Arc<Stats>,
+    paths: Arc<Mutex<PathStore>>,
+    findings_tx: watch::Sender<Arc<FindingsDoc>>,
+    /// Where snapshots go, if anywhere.
+    state: Option<crate::state::StateDir>,
+}
+
+impl Pipeline {
+    pub fn new(
+        mut engine: Engine,
+        cfg: Config,
+        stats: Arc<Stats>,
+        findings_tx: watch::Sender<Arc<FindingsDoc>>,
+        state: Option<crate::state::StateDir>,
+    ) -> Pipeline {
+        engine.analyzer.windows.critical_path = CriticalPathConfig {
+            skew_tolerance: cfg.skew_tolerance,
+        };
+        let paths = Arc::new(Mutex::new(PathStore {
+            cap: cfg.keep_traces,
+            order: VecDeque::new(),
+            paths: FxHashMap::default(),
+        }));
+        let sink = paths.clone();
+        let cp = engine.analyzer.windows.critical_path;
+        engine.analyzer.on_trace = Some(Box::new(move |t| {
+            if let Ok(mut p) = sink.lock() {
+                p.push(PathRecord::of(t, &cp));
+            }
+        }));
+        Pipeline {
+            engine,
+            cfg,
+            stats,
+            paths,
+            findings_tx,
+            state,
+        }
+    }
+
+    /// Runs until shutdown: then drains what was queued, completes every trace in flight,
+    /// snapshots, and answers the shutdown.
+    pub async fn run(
+        mut self,
+        mut events: mpsc::Receiver<Event>,
+        mut batches: mpsc::Receiver<Submission>,
+    ) {
+        loop {
+            tokio::select! {
+                biased;
+                Some(ev) = events.recv() => {
+                    if let Event::Shutdown(done) = ev {
+                        batches.close();
+                        while let Some(sub) = batches.recv().await {
+                            self.batch(sub);
+                        }
+                        self.engine.finish();
+                        self.publish_counters();
+                        self.refresh();
+                        self.snapshot();
+                        let _ = done.send(());
+                        return;
+                    }
+                    self.event(ev);
+                }
+                Some(sub) = batches.recv() => {
+                    self.batch(sub);
+                    self.stats.queue_depth.store(batches.len() as u64, Ordering::Relaxed);
+                }
+                else => return,
+            }
+        }
+    }
+
+    fn event(&mut self, ev: Event) {
+        match ev {
+            Event::Batch(sub) => self.batch(sub),
+            Event::Query(q) => self.query(q),
+            Event::Tick => {
+                self.engine.tick(now_ns());
+                self.publish_counters();
+            }
+            Event::Refresh => self.refresh(),
+            Event::Snapshot => self.snapshot(),
+            Event::Shutdown(_) => {}
+        }
+    }
+
+    fn batch(&mut self, sub: Submission) {
+        let mut report = sub.report;
+        self.engine.ingest_at(&sub.spans, &mut report, now_ns());
+        self.stats
+            .spans_rejected
+            .fetch_add(report.rejected, Ordering::Relaxed);
+        self.publish_counters();
+        let _ = sub.reply.send(report);
+    }
+
+    /// Copies the engine's own counts into the shared stats.
+    fn publish_counters(&self) {
+        let a = self.engine.assembler_stats();
+        let s = &self.stats;
+        s.traces_completed
+            .store(a.traces_completed, Ordering::Relaxed);
+        s.traces_completed_early
+            .store(a.traces_completed_early, Ordering::Relaxed);
+        s.traces_in_flight.store(
+            self.engine.assembler.traces_in_flight() as u64,
+            Ordering::Relaxed,
+        );
+        s.spans_in_flight.store(
+            self.engine.assembler.spans_in_flight() as u64,
+            Ordering::Relaxed,
+        );
+        let w = &self.engine.analyzer.windows;
+        s.spans_analysed.store(w.spans_added, Ordering::Relaxed);
+        s.spans_dropped.store(
+            a.spans_dropped_trace_full + w.spans_dropped_old,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Buckets covering the last `window` (by wall clock), merged; and, as its baseline, the
+    /// history before it when there is enough of it.
+    fn windows(&self, window: Duration) -> (GraphAgg, Option<GraphAgg>) {
+        let w = &self.engine.analyzer.windows;
+        let now = now_ns();
+        let from = w.bucket_of(now.saturating_sub(window.as_nanos() as u64));
+        let cur = w.merged_range(from, u64::MAX);
+        let base = w.merged_range(0, from);
+        let base = (base.facts.traces >= 50).then_some(base);
+        (cur, base)
+    }
+
+    fn findings_doc(&self, window: Duration) -> FindingsDoc {
+        let (cur, base) = self.windows(window);
+        let ctx = Context {
+            nodes: &self.engine.analyzer.nodes,
+            names: self.engine.interner(),
+        };
+        let findings = compute(&cur, base.as_ref(), &ctx);
+        let win = |g: &GraphAgg| {
+            if g.start_ns <= g.end_ns {
+                WindowDto::new(g.start_ns, g.end_ns)
+            } else {
+                let n = now_ns();
+                WindowDto::new(n.saturating_sub(window.as_nanos() as u64), n)
+            }
+        };
+        FindingsDoc {
+            window: win(&cur),
+            traces: cur.traces,
+            spans: cur.spans,
+            baseline: base.as_ref().map(|b| BaselineDto {
+                traces: b.traces,
+                window: win(b),
+            }),
+            findings: findings.iter().map(FindingDto::from).collect(),
+        }
+    }
+
+    /// Recomputes the default window's findings for `/findings` and `Watch`.
+    fn refresh(&self) {
+        let doc = self.findings_doc(self.cfg.window);
+        self.findings_tx.send_replace(Arc::new(doc));
+    }
+
+    fn snapshot(&self) {
+        if let Some(dir) = &self.state {
+            if let Err(e) = dir.save(&self.engine) {
+                tracing::warn!(%e, "state snapshot failed");
+            }
+        }
+    }
+
+    fn query(&mut self, q: Query) {
+        match q {
+            Query::Findings { window, reply } => {
+                let _ = reply.send(self.findings_doc(window));
+            }
+            Query::Graph { window, reply } => {
+                let (cur, _) = self.windows(window);
+                let doc = GraphDoc::new(&cur, &self.engine.analyzer.nodes, self.engine.interner());
+                let _ = reply.send(doc);
+            }
+            Query::Node {
+                name,
+                window,
+                reply,
+            } => {
+                let _ = reply.send(self.node(&name, window));
+            }
+            Query::CriticalPath { trace, reply } => {
+                let names = self.engine.interner();
+                let v = self.paths.lock().ok().and_then(|p| {
+                    p.paths
+                        .get(&trace)
+                        .map(|r| crate::api::dto::path_json(r, names))
+                });
+                let _ = reply.send(v);
+            }
+            Query::GraphMetrics { reply } => {
+                let all = self.engine.analyzer.windows.all_time();
+                let findings = self.findings_tx.borrow().clone();
+                let _ = reply.send(crate::api::metrics::graph_metrics(
+                    &all,
+                    &self.engine.analyzer.nodes,
+                    self.engine.interner(),
+                    &findings,
+                ));
+            }
+        }
+    }
+
+    fn node(&self, name: &str, window: Duration) -> Option<NodeDetail> {
+        let (cur, _) = self.windows(window);
+        let doc = GraphDoc::new(&cur, &self.engine.analyzer.nodes, self.engine.interner());
+        let node = doc.node(name)?.clone();
+        let nodes = &self.engine.analyzer.nodes;
+        let id = (0..nodes.len() as u32)
+            .map(crate::analyze::graph::NodeId)
+            .find(|id| self.engine.interner().resolve(nodes.key(*id).name) == name)?;
+        let history: Vec<NodePoint> = self
+            .engine
+            .analyzer
+            .windows
+            .buckets()
+            .filter_map(|(start, g)| {
+                let n = g.nodes.get(&id)?;
+                Some(NodePoint {
+                    start: crate::api::dto::rfc3339(start),
+                    requests: n.requests,
+                    errors: n.errors,
+                    p50_ms: n.latency.quantile_ms(0.5),
+                    p99_ms: n.latency.quantile_ms(0.99),
+                })
+            })
+            .collect();
+        let findings = self.findings_doc(window);
+        Some(NodeDetail {
+            callers: doc.edges.iter().filter(|e| e.to == name).cloned().collect(),
+            callees: doc
+                .edges
+                .iter()
+                .filter(|e| e.from == name)
+                .cloned()
+                .collect(),
+            findings: findings
+                .findings
+                .into_iter()
+                .filter(|f| f.node == name)
+                .collect(),
+            exemplar_trace_ids: cur
+                .facts
+                .slowest
+                .get(&id)
+                .map(|e| e.items().map(|t| t.to_string()).collect())
+                .unwrap_or_default(),
+            node,
+            history,
+        })
+    }
+}
