@@ -1,5 +1,6 @@
 mod bad_input;
 mod cli;
+mod daemon;
 mod findings;
 mod golden;
 mod realdata;

@@ -1,0 +1,654 @@
+//! `chokepoint serve` end to end, over loopback, with real clients: the Rust
+//! `opentelemetry-otlp` exporter (gRPC and HTTP/protobuf), raw HTTP for malformed input, and
+//! (when .ci/run has installed them) the Python OpenTelemetry SDK and the rotel collector.
+//! Every daemon listens on port 0; readiness is read from its "listening" line, and waits
+//! poll the API until a condition holds, never a fixed sleep.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use opentelemetry::trace::{
+    Span as _, SpanContext, SpanKind, Status, TraceContextExt, TraceFlags, TraceState, Tracer,
+    TracerProvider as _,
+};
+use opentelemetry::{Context, KeyValue, SpanId, TraceId};
+use opentelemetry_otlp::{Protocol, WithExportConfig, WithTonicConfig};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::Resource;
+use prost::Message;
+
+use chokepoint::simulate::{generate, Scenario, SimConfig};
+
+use super::root;
+
+pub struct Daemon {
+    child: Child,
+    pub grpc: String,
+    pub http: String,
+    pub api: String,
+    http_client: reqwest::blocking::Client,
+}
+
+impl Daemon {
+    /// Starts `chokepoint serve` on free ports with fast timers, plus `args`.
+    pub fn start(args: &[&str]) -> Daemon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+            .args([
+                "serve",
+                "--grpc-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+                "--api-listen",
+                "127.0.0.1:0",
+                "--refresh",
+                "300ms",
+                "--trace-idle",
+                "1s",
+            ])
+            .args(args)
+            .current_dir(root())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start chokepoint serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let field = |key: &str| -> String {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(key))
+                .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+                .to_owned()
+        };
+        Daemon {
+            grpc: field("otlp-grpc="),
+            http: field("otlp-http="),
+            api: field("api="),
+            child,
+            http_client: reqwest::blocking::Client::new(),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> serde_json::Value {
+        let r = self
+            .http_client
+            .get(format!("{}{path}", self.api))
+            .send()
+            .expect("API request");
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        r.json().expect("JSON")
+    }
+
+    pub fn text(&self, path: &str) -> String {
+        self.http_client
+            .get(format!("{}{path}", self.api))
+            .send()
+            .and_then(|r| r.text())
+            .expect("API request")
+    }
+
+    pub fn metric(&self, name: &str) -> u64 {
+        let text = self.text("/metrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("metric {name} missing"))
+    }
+
+    /// Polls `cond` until it holds (30 s at most).
+    pub fn wait_for(&self, what: &str, mut cond: impl FnMut(&Daemon) -> bool) {
+        let start = Instant::now();
+        while !cond(self) {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until everything received has been analysed, rejected or dropped.
+    pub fn settle(&self) {
+        self.wait_for("the pipeline to settle", |d| {
+            d.metric("chokepoint_spans_in_flight") == 0
+                && d.metric("chokepoint_pipeline_queue_depth") == 0
+        });
+    }
+
+    pub fn signal(&mut self, sig: &str) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status();
+        self.child.wait().expect("wait for chokepoint")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Shop traffic with current timestamps (the live windows are by wall clock).
+fn shop(scenario: Scenario, traces: usize) -> Vec<ExportTraceServiceRequest> {
+    let cfg = SimConfig {
+        scenario,
+        traces,
+        rate_per_s: 200.0,
+        start_unix_ns: now_ns() - 2_000_000_000,
+        ..Default::default()
+    };
+    generate(&cfg).collect()
+}
+
+fn attr_value(v: &any_value::Value) -> Option<opentelemetry::Value> {
+    Some(match v {
+        any_value::Value::StringValue(s) => s.clone().into(),
+        any_value::Value::IntValue(i) => (*i).into(),
+        any_value::Value::BoolValue(b) => (*b).into(),
+        any_value::Value::DoubleValue(d) => (*d).into(),
+        _ => return None,
+    })
+}
+
+/// Hands the SDK the ids of the span being re-created, so parent links survive the trip.
+#[derive(Debug, Clone)]
+struct PresetIds(std::sync::Arc<std::sync::Mutex<(TraceId, SpanId)>>);
+
+impl opentelemetry_sdk::trace::IdGenerator for PresetIds {
+    fn new_trace_id(&self) -> TraceId {
+        self.0.lock().unwrap().0
+    }
+    fn new_span_id(&self) -> SpanId {
+        self.0.lock().unwrap().1
+    }
+}
+
+/// Sends OTLP requests through the real Rust SDK and exporter: one tracer provider per
+/// resource (service instance), every span re-created with its ids, times and attributes.
+fn export_with_sdk(
+    reqs: &[ExportTraceServiceRequest],
+    exporter: impl Fn() -> opentelemetry_otlp::SpanExporter,
+) {
+    let mut providers: std::collections::BTreeMap<String, SdkTracerProvider> = Default::default();
+    let ids = PresetIds(std::sync::Arc::new(std::sync::Mutex::new((
+        TraceId::INVALID,
+        SpanId::INVALID,
+    ))));
+    for req in reqs {
+        for rs in &req.resource_spans {
+            let attrs: Vec<KeyValue> = rs
+                .resource
+                .iter()
+                .flat_map(|r| &r.attributes)
+                .filter_map(|kv| {
+                    let v = attr_value(kv.value.as_ref()?.value.as_ref()?)?;
+                    Some(KeyValue::new(kv.key.clone(), v))
+                })
+                .collect();
+            let key = format!("{attrs:?}");
+            let provider = providers.entry(key).or_insert_with(|| {
+                SdkTracerProvider::builder()
+                    .with_resource(
+                        Resource::builder_empty()
+                            .with_attributes(attrs.clone())
+                            .build(),
+                    )
+                    .with_batch_exporter(exporter())
+                    .with_id_generator(ids.clone())
+                    .build()
+            });
+            let tracer = provider.tracer("chokepoint-test");
+            for ss in &rs.scope_spans {
+                for s in &ss.spans {
+                    let trace_id = TraceId::from_bytes(s.trace_id.clone().try_into().unwrap());
+                    let span_id = SpanId::from_bytes(s.span_id.clone().try_into().unwrap());
+                    let parent = if s.parent_span_id.is_empty() {
+                        Context::new()
+                    } else {
+                        let p = SpanId::from_bytes(s.parent_span_id.clone().try_into().unwrap());
+                        Context::new().with_remote_span_context(SpanContext::new(
+                            trace_id,
+                            p,
+                            TraceFlags::SAMPLED,
+                            true,
+                            TraceState::default(),
+                        ))
+                    };
+                    let kind = match s.kind {
+                        2 => SpanKind::Server,
+                        3 => SpanKind::Client,
+                        4 => SpanKind::Producer,
+                        5 => SpanKind::Consumer,
+                        _ => SpanKind::Internal,
+                    };
+                    let b = tracer
+                        .span_builder(s.name.clone())
+                        .with_kind(kind)
+                        .with_start_time(UNIX_EPOCH + Duration::from_nanos(s.start_time_unix_nano))
+                        .with_attributes(s.attributes.iter().filter_map(|kv| {
+                            let v = attr_value(kv.value.as_ref()?.value.as_ref()?)?;
+                            Some(KeyValue::new(kv.key.clone(), v))
+                        }));
+                    *ids.0.lock().unwrap() = (trace_id, span_id);
+                    let mut span = tracer.build_with_context(b, &parent);
+                    if s.status.as_ref().is_some_and(|st| st.code == 2) {
+                        span.set_status(Status::error("failed"));
+                    }
+                    span.end_with_timestamp(
+                        UNIX_EPOCH + Duration::from_nanos(s.end_time_unix_nano),
+                    );
+                }
+            }
+        }
+    }
+    for p in providers.values() {
+        p.force_flush().expect("flush");
+        p.shutdown().expect("shutdown");
+    }
+}
+
+fn top<'a>(doc: &'a serde_json::Value, kind: &str) -> Option<&'a serde_json::Value> {
+    doc["findings"]
+        .as_array()?
+        .iter()
+        .find(|f| f["kind"] == kind)
+}
+
+#[test]
+fn rust_exporter_over_grpc_finds_the_single_database() {
+    let d = Daemon::start(&[]);
+    let endpoint = format!("http://{}", d.grpc);
+    let reqs = shop(Scenario::SingleDb, 300);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _guard = rt.enter();
+    export_with_sdk(&reqs, || {
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint.clone())
+            .with_compression(opentelemetry_otlp::Compression::Gzip)
+            .build()
+            .unwrap()
+    });
+    d.wait_for("the single database to lead the findings", |d| {
+        let doc = d.get("/findings");
+        top(&doc, "spof")
+            .is_some_and(|f| f["node"] == "orders (postgresql)" && f["severity"] == "critical")
+    });
+    let graph = d.get("/graph");
+    assert!(graph["nodes"].as_array().unwrap().len() >= 10);
+}
+
+#[test]
+fn rust_exporter_over_http_protobuf_finds_the_single_broker() {
+    let d = Daemon::start(&[]);
+    let endpoint = format!("http://{}/v1/traces", d.http);
+    let reqs = shop(Scenario::SingleKafka, 300);
+    export_with_sdk(&reqs, || {
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .with_endpoint(endpoint.clone())
+            .build()
+            .unwrap()
+    });
+    d.wait_for("kafka to lead the findings", |d| {
+        let doc = d.get("/findings?kind=spof&min_severity=high");
+        top(&doc, "spof").is_some_and(|f| f["node"] == "kafka")
+    });
+    // The other endpoints answer too.
+    let node = d.get("/nodes/kafka");
+    assert_eq!(node["node"]["type"], "messaging");
+    assert!(!node["callers"].as_array().unwrap().is_empty());
+    let doc = d.get("/findings");
+    let exemplar = top(&doc, "spof").unwrap()["exemplar_trace_ids"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = d.get(&format!("/traces/{exemplar}/critical-path"));
+    assert_eq!(path["trace_id"], exemplar.as_str());
+    let metrics = d.text("/metrics");
+    assert!(metrics.contains("traces_service_graph_request_total{client=\"payment-service\",server=\"kafka\",connection_type=\"messaging_system\"}"));
+    assert!(metrics.contains("chokepoint_finding_score{kind=\"spof\",node=\"kafka\""));
+    let openapi = d.get("/openapi.json");
+    assert!(openapi["paths"]["/findings"].is_object());
+    assert_eq!(d.text("/readyz"), "ready\n");
+}
+
+/// The Python SDK and rotel, installed by .ci/run into a venv named by CHOKEPOINT_TEST_PYTHON.
+fn python() -> Option<String> {
+    match std::env::var("CHOKEPOINT_TEST_PYTHON") {
+        Ok(p) if !p.is_empty() => Some(p),
+        _ => {
+            eprintln!("NOT RUN: CHOKEPOINT_TEST_PYTHON is not set (.ci/run sets it up)");
+            None
+        }
+    }
+}
+
+fn run_python_export(py: &str, args: &[String]) {
+    let out = Command::new(py)
+        .arg(root().join("tests/python/export_traces.py"))
+        .args(args)
+        .output()
+        .expect("run the Python exporter");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn python_graph_ok(d: &Daemon) -> bool {
+    let g = d.get("/graph");
+    let edges = g["edges"].as_array().cloned().unwrap_or_default();
+    edges
+        .iter()
+        .any(|e| e["from"] == "py-frontend" && e["to"] == "py-catalog")
+        && edges
+            .iter()
+            .any(|e| e["from"] == "py-catalog" && e["to"] == "catalog (postgresql)")
+}
+
+#[test]
+fn python_sdk_exports_over_grpc_and_http_with_gzip() {
+    let Some(py) = python() else { return };
+    let d = Daemon::start(&[]);
+    run_python_export(
+        &py,
+        &[
+            "--grpc-endpoint".into(),
+            format!("http://{}", d.grpc),
+            "--http-endpoint".into(),
+            format!("http://{}/v1/traces", d.http),
+            "--traces".into(),
+            "20".into(),
+        ],
+    );
+    d.wait_for("the Python services in the graph", python_graph_ok);
+}
+
+#[test]
+fn rotel_collector_in_front_forwards_to_chokepoint() {
+    let Some(py) = python() else { return };
+    let rotel = match std::env::var("CHOKEPOINT_TEST_ROTEL") {
+        Ok(r) if !r.is_empty() => r,
+        _ => {
+            eprintln!("NOT RUN: CHOKEPOINT_TEST_ROTEL is not set (.ci/run sets it up)");
+            return;
+        }
+    };
+    let d = Daemon::start(&[]);
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (g, h) = (free(), free());
+    let mut child = Command::new(rotel)
+        .args([
+            "start",
+            "--otlp-grpc-endpoint",
+            &format!("127.0.0.1:{g}"),
+            "--otlp-http-endpoint",
+            &format!("127.0.0.1:{h}"),
+            "--exporter",
+            "otlp",
+            "--otlp-exporter-endpoint",
+            &format!("http://{}", d.grpc),
+            "--batch-timeout",
+            "50ms",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start rotel");
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", g)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "rotel did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    run_python_export(
+        &py,
+        &[
+            "--grpc-endpoint".into(),
+            format!("http://127.0.0.1:{g}"),
+            "--traces".into(),
+            "10".into(),
+        ],
+    );
+    d.wait_for("spans forwarded by rotel", python_graph_ok);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn post(
+    d: &Daemon,
+    ctype: &str,
+    encoding: Option<&str>,
+    body: Vec<u8>,
+) -> reqwest::blocking::Response {
+    let mut r = reqwest::blocking::Client::new()
+        .post(format!("http://{}/v1/traces", d.http))
+        .header("content-type", ctype)
+        .body(body);
+    if let Some(e) = encoding {
+        r = r.header("content-encoding", e);
+    }
+    r.send().expect("POST /v1/traces")
+}
+
+fn gzip(b: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(b).unwrap();
+    e.finish().unwrap()
+}
+
+#[test]
+fn bad_input_over_the_wire_gets_the_spec_status_and_good_spans_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[receivers]\nmax_request_bytes = 200000\n").unwrap();
+    let d = Daemon::start(&["--config", cfg.to_str().unwrap()]);
+    let pb = "application/x-protobuf";
+    // Garbage protobuf: 400 with a google.rpc.Status body.
+    let r = post(&d, pb, None, b"\xff\xff\xff not protobuf".to_vec());
+    assert_eq!(r.status(), 400);
+    let st = chokepoint::ingest::wire::RpcStatus::decode(r.bytes().unwrap()).unwrap();
+    assert!(st.message.contains("not a valid OTLP"), "{}", st.message);
+    // Wrong content type: 415.
+    assert_eq!(
+        post(&d, "text/plain", None, b"hello".to_vec()).status(),
+        415
+    );
+    // A body over the limit: 413.
+    assert_eq!(post(&d, pb, None, vec![0u8; 300_000]).status(), 413);
+    // A gzip bomb (small compressed, huge inflated): 413, checked after decompression.
+    assert_eq!(
+        post(&d, pb, Some("gzip"), gzip(&vec![0u8; 50_000_000])).status(),
+        413
+    );
+    // Some invalid spans: 200 with partial success; the good ones count.
+    let mut req = shop(Scenario::Healthy, 1).remove(0);
+    let total = chokepoint::ingest::submit::span_count(&req.resource_spans);
+    req.resource_spans[0].scope_spans[0].spans[0].trace_id = vec![1, 2, 3];
+    let r = post(&d, pb, None, req.encode_to_vec());
+    assert_eq!(r.status(), 200);
+    let resp =
+        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::decode(
+            r.bytes().unwrap(),
+        )
+        .unwrap();
+    let p = resp.partial_success.expect("partial success");
+    assert_eq!(p.rejected_spans, 1);
+    assert!(
+        p.error_message.contains("trace id has 3 bytes"),
+        "{}",
+        p.error_message
+    );
+    // JSON with snake_case keys decodes to nothing: accepted, with a warning.
+    let r = post(
+        &d,
+        "application/json",
+        None,
+        br#"{"resource_spans": []}"#.to_vec(),
+    );
+    assert_eq!(r.status(), 200);
+    assert!(r.text().unwrap().contains("zero spans"));
+    // gRPC over the limit: RESOURCE_EXHAUSTED.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let code = rt.block_on(async {
+        let mut c = opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient::connect(
+            format!("http://{}", d.grpc),
+        )
+        .await
+        .unwrap();
+        let mut big = shop(Scenario::Healthy, 1).remove(0);
+        big.resource_spans[0].scope_spans[0].spans[0].name = "x".repeat(300_000);
+        c.export(big).await.unwrap_err().code()
+    });
+    assert_eq!(code, tonic::Code::ResourceExhausted);
+    // Still serving, and the good spans were analysed.
+    d.settle();
+    assert_eq!(d.metric("chokepoint_spans_rejected_total"), 1);
+    assert_eq!(d.metric("chokepoint_spans_analysed_total"), total - 1);
+    assert!(d.metric("chokepoint_requests_invalid_total") >= 4);
+    assert_eq!(d.text("/healthz"), "ok\n");
+}
+
+#[test]
+fn flooding_past_the_queue_gets_retryable_answers_and_the_books_balance() {
+    let d = Daemon::start(&["--queue-batches", "1"]);
+    let reqs: Vec<Vec<u8>> = shop(Scenario::Healthy, 400)
+        .into_iter()
+        .map(|r| r.encode_to_vec())
+        .collect();
+    let url = format!("http://{}/v1/traces", d.http);
+    let (ok, busy): (u64, u64) = std::thread::scope(|s| {
+        let handles: Vec<_> = reqs
+            .chunks(50)
+            .map(|chunk| {
+                let url = url.clone();
+                s.spawn(move || {
+                    let c = reqwest::blocking::Client::new();
+                    let (mut ok, mut busy) = (0, 0);
+                    for body in chunk {
+                        let r = c
+                            .post(&url)
+                            .header("content-type", "application/x-protobuf")
+                            .body(body.clone())
+                            .send()
+                            .unwrap();
+                        match r.status().as_u16() {
+                            200 => ok += 1,
+                            503 => {
+                                assert_eq!(r.headers()["retry-after"], "1");
+                                busy += 1
+                            }
+                            other => panic!("unexpected status {other}"),
+                        }
+                    }
+                    (ok, busy)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    });
+    assert_eq!(ok + busy, 400);
+    assert!(
+        busy > 0,
+        "a one-batch queue under eight concurrent senders must refuse some"
+    );
+    d.settle();
+    let received = d.metric("chokepoint_spans_received_total");
+    let analysed = d.metric("chokepoint_spans_analysed_total");
+    let rejected = d.metric("chokepoint_spans_rejected_total");
+    let dropped = d.metric("chokepoint_spans_dropped_total");
+    assert_eq!(
+        received,
+        analysed + rejected + dropped,
+        "received = analysed + rejected + dropped"
+    );
+    assert!(d.metric("chokepoint_spans_refused_total") > 0);
+}
+
+#[test]
+fn state_survives_kill_9_and_sigterm_drains_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[state]\ndir = \"{}\"\nsnapshot_interval = \"1s\"\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let cfg_s = cfg.to_str().unwrap();
+    let spans_in_graph = |d: &Daemon| d.get("/graph?window=1h")["spans"].as_u64().unwrap();
+    // Run 1: data in, wait for a snapshot that has it, then kill -9.
+    let mut d = Daemon::start(&["--config", cfg_s]);
+    let reqs = shop(Scenario::SingleOrchestrator, 200);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let send = |d: &Daemon, reqs: &[ExportTraceServiceRequest]| {
+        rt.block_on(async {
+            let mut c = opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient::connect(
+                format!("http://{}", d.grpc),
+            )
+            .await
+            .unwrap();
+            for r in reqs {
+                c.export(r.clone()).await.unwrap();
+            }
+        })
+    };
+    send(&d, &reqs);
+    d.settle();
+    let before = spans_in_graph(&d);
+    assert!(before > 0);
+    let snapshot = dir.path().join("state/state.bin");
+    let written = std::fs::metadata(&snapshot).and_then(|m| m.modified()).ok();
+    d.wait_for("a snapshot after the data", |_| {
+        std::fs::metadata(&snapshot)
+            .and_then(|m| m.modified())
+            .ok()
+            .is_some_and(|t| Some(t) != written)
+    });
+    d.signal("-KILL");
+    // Run 2: the graph is back.
+    let mut d = Daemon::start(&["--config", cfg_s]);
+    assert_eq!(spans_in_graph(&d), before, "restored from the snapshot");
+    // SIGTERM under load: everything accepted before the signal is analysed or counted.
+    let more = shop(Scenario::Healthy, 100);
+    send(&d, &more);
+    let received = d.metric("chokepoint_spans_received_total");
+    let status = d.signal("-TERM");
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+    let d = Daemon::start(&["--config", cfg_s]);
+    let after = spans_in_graph(&d);
+    assert_eq!(
+        after,
+        before + received,
+        "traces still assembling were completed, not lost"
+    );
+}
