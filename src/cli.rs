@@ -629,8 +629,8 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
         });
         let result = daemon::run(cfg, daemon::signals(), |b: Bound| {
             println!(
-                "chokepoint listening: otlp-grpc={} otlp-http={} api=http://{}",
-                b.grpc, b.http, b.api
+                "chokepoint listening: otlp-grpc={} otlp-http={} api=http://{} api-grpc={}",
+                b.grpc, b.http, b.api, b.api_grpc
             );
             let _ = io::stdout().flush();
             let _ = ready_tx.send(b);

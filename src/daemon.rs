@@ -46,6 +46,7 @@ pub struct Bound {
     pub grpc: SocketAddr,
     pub http: SocketAddr,
     pub api: SocketAddr,
+    pub api_grpc: SocketAddr,
 }
 
 async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, DaemonError> {
@@ -99,11 +100,13 @@ pub async fn run(
     let grpc_l = bind(cfg.grpc_listen, "OTLP/gRPC").await?;
     let http_l = bind(cfg.http_listen, "OTLP/HTTP").await?;
     let api_l = bind(cfg.api_listen, "API").await?;
+    let api_grpc_l = bind(cfg.api_grpc_listen, "gRPC query API").await?;
     let local = |l: &TcpListener, a| l.local_addr().unwrap_or(a);
     let bound = Bound {
         grpc: local(&grpc_l, cfg.grpc_listen),
         http: local(&http_l, cfg.http_listen),
         api: local(&api_l, cfg.api_listen),
+        api_grpc: local(&api_grpc_l, cfg.api_grpc_listen),
     };
 
     let sub = Submitter::new(batch_tx, stats.clone(), cfg.max_request_bytes);
@@ -135,14 +138,26 @@ pub async fn run(
     drop(sub);
     let ready = Arc::new(AtomicBool::new(false));
     let (api_stop_tx, api_stop_rx) = watch::channel(false);
+    let api_state = ApiState {
+        events: event_tx.clone(),
+        findings: findings_rx.clone(),
+        stats: stats.clone(),
+        ready: ready.clone(),
+        window: cfg.window,
+    };
+    let api_grpc = tokio::spawn({
+        let svc = crate::api::grpc::service(api_state.clone());
+        let s = stopped(api_stop_rx.clone());
+        async move {
+            tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(api_grpc_l), s)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    });
     let api = tokio::spawn({
-        let app = crate::api::http::router(ApiState {
-            events: event_tx.clone(),
-            findings: findings_rx.clone(),
-            stats: stats.clone(),
-            ready: ready.clone(),
-            window: cfg.window,
-        });
+        let app = crate::api::http::router(api_state);
         let s = stopped(api_stop_rx);
         async move {
             axum::serve(api_l, app)
@@ -182,6 +197,8 @@ pub async fn run(
     let _ = pipeline_task.await;
     let _ = api_stop_tx.send(true);
     let a = server("API")(api.await);
+    // Watch streams never end on their own; the shutdown drops them.
+    api_grpc.abort();
     g.and(h).and(a)
 }
 

@@ -54,7 +54,7 @@ fn problem(code: StatusCode, message: impl Into<String>) -> Response {
 }
 
 /// An error answer: a status and a message, as `{"error": "..."}`.
-struct ApiError(StatusCode, String);
+pub(crate) struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -63,7 +63,7 @@ impl IntoResponse for ApiError {
 }
 
 /// Asks the pipeline; a busy or stopped pipeline is a 503, not a hang.
-async fn ask<T>(
+pub(crate) async fn ask<T>(
     s: &ApiState,
     make: impl FnOnce(oneshot::Sender<T>) -> PQuery,
 ) -> Result<T, ApiError> {
@@ -107,25 +107,41 @@ struct FindingsParams {
     window: Option<String>,
 }
 
-async fn findings(State(s): State<ApiState>, Query(p): Query<FindingsParams>) -> Response {
-    if let Some(k) = &p.kind {
+/// Applies the `/findings` filters (shared with the gRPC API); an invalid filter is an error
+/// message for the caller.
+pub(crate) fn filter_findings(
+    mut doc: FindingsDoc,
+    kind: Option<String>,
+    min_severity: Option<String>,
+    node: Option<String>,
+) -> Result<FindingsDoc, String> {
+    if let Some(k) = &kind {
         if k != "bottleneck" && k != "spof" {
-            return problem(StatusCode::BAD_REQUEST, "kind is bottleneck or spof");
+            return Err("kind is bottleneck or spof".into());
         }
     }
-    let min = match &p.min_severity {
+    let min = match &min_severity {
         None => None,
-        Some(m) => match Severity::parse(m) {
-            Some(sv) => Some(sv),
-            None => {
-                return problem(
-                    StatusCode::BAD_REQUEST,
-                    "min_severity is low, medium, high or critical",
-                )
-            }
-        },
+        Some(m) => Some(Severity::parse(m).ok_or("min_severity is low, medium, high or critical")?),
     };
-    let mut doc: FindingsDoc = match &p.window {
+    doc.findings.retain(|f| {
+        kind.as_deref().is_none_or(|k| f.kind == k)
+            && node.as_deref().is_none_or(|n| f.node == n)
+            && min.is_none_or(|m| Severity::parse(f.severity).is_some_and(|sv| sv >= m))
+    });
+    Ok(doc)
+}
+
+async fn findings(State(s): State<ApiState>, Query(p): Query<FindingsParams>) -> Response {
+    if let Err(e) = filter_findings(
+        FindingsDoc::empty(),
+        p.kind.clone(),
+        p.min_severity.clone(),
+        p.node.clone(),
+    ) {
+        return problem(StatusCode::BAD_REQUEST, e);
+    }
+    let doc: FindingsDoc = match &p.window {
         None => (**s.findings.borrow()).clone(),
         Some(_) => {
             let w = match window(&s, &p.window) {
@@ -138,12 +154,10 @@ async fn findings(State(s): State<ApiState>, Query(p): Query<FindingsParams>) ->
             }
         }
     };
-    doc.findings.retain(|f| {
-        p.kind.as_deref().is_none_or(|k| f.kind == k)
-            && p.node.as_deref().is_none_or(|n| f.node == n)
-            && min.is_none_or(|m| Severity::parse(f.severity).is_some_and(|sv| sv >= m))
-    });
-    Json(doc).into_response()
+    match filter_findings(doc, p.kind, p.min_severity, p.node) {
+        Ok(doc) => Json(doc).into_response(),
+        Err(e) => problem(StatusCode::BAD_REQUEST, e),
+    }
 }
 
 #[derive(Deserialize)]

@@ -2,5 +2,6 @@
 //! aggregates are converted at this edge, once.
 
 pub mod dto;
+pub mod grpc;
 pub mod http;
 pub mod metrics;

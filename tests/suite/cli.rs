@@ -264,3 +264,56 @@ fn progress_bar_only_on_a_terminal() {
     let tty = String::from_utf8_lossy(&out.stdout);
     assert!(tty.contains('[') && tty.contains("MB"), "{tty:?}");
 }
+
+#[test]
+fn gen_config_is_the_checked_in_example_and_validates() {
+    let out = chokepoint(&["gen-config"]);
+    assert!(out.status.success());
+    let example = std::fs::read_to_string(root().join("systemd/chokepoint.toml")).unwrap();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        example,
+        "systemd/chokepoint.toml is stale: chokepoint gen-config > systemd/chokepoint.toml"
+    );
+    let ok = chokepoint(&["validate", "--config", "systemd/chokepoint.toml"]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[analysis]\nwindow = \"forever\"\n").unwrap();
+    let out = chokepoint(&["validate", "--config", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("analysis.window") && err.contains("bad.toml"),
+        "{err}"
+    );
+    let unit = std::fs::read_to_string(root().join("systemd/chokepoint.service")).unwrap();
+    assert!(unit.contains("ExecStartPre=/usr/local/bin/chokepoint validate"));
+}
+
+#[test]
+fn serve_says_clearly_when_a_port_is_taken() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = chokepoint(&[
+        "serve",
+        "--grpc-listen",
+        &addr,
+        "--api-listen",
+        "127.0.0.1:0",
+        "--api-grpc-listen",
+        "127.0.0.1:0",
+        "--http-listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot listen on {addr} (OTLP/gRPC)")),
+        "{err}"
+    );
+}

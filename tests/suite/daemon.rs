@@ -29,6 +29,7 @@ pub struct Daemon {
     pub grpc: String,
     pub http: String,
     pub api: String,
+    pub api_grpc: String,
     http_client: reqwest::blocking::Client,
 }
 
@@ -43,6 +44,8 @@ impl Daemon {
                 "--http-listen",
                 "127.0.0.1:0",
                 "--api-listen",
+                "127.0.0.1:0",
+                "--api-grpc-listen",
                 "127.0.0.1:0",
                 "--refresh",
                 "300ms",
@@ -70,6 +73,7 @@ impl Daemon {
             grpc: field("otlp-grpc="),
             http: field("otlp-http="),
             api: field("api="),
+            api_grpc: field("api-grpc="),
             child,
             http_client: reqwest::blocking::Client::new(),
         }
@@ -651,4 +655,75 @@ fn state_survives_kill_9_and_sigterm_drains_everything() {
         before + received,
         "traces still assembling were completed, not lost"
     );
+}
+
+#[test]
+fn grpc_watch_streams_the_flip_from_healthy_to_single_db() {
+    use chokepoint::api::grpc::pb::{findings_client::FindingsClient, ListRequest, WatchRequest};
+    let d = Daemon::start(&["--window", "1m"]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut client = FindingsClient::connect(format!("http://{}", d.api_grpc))
+            .await
+            .unwrap();
+        let mut otlp = opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient::connect(
+            format!("http://{}", d.grpc),
+        )
+        .await
+        .unwrap();
+        let mut stream = client
+            .watch(WatchRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        let first = stream.message().await.unwrap().unwrap();
+        assert!(first.findings.iter().all(|f| f.severity != "critical"));
+        // A healthy history three minutes back, then the incident now.
+        let cfg = SimConfig {
+            scenario: Scenario::Healthy,
+            traces: 300,
+            rate_per_s: 100.0,
+            start_unix_ns: now_ns() - 180_000_000_000,
+            ..Default::default()
+        };
+        for r in generate(&cfg) {
+            otlp.export(r).await.unwrap();
+        }
+        for r in shop(Scenario::SingleDb, 300) {
+            otlp.export(r).await.unwrap();
+        }
+        let flipped = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let msg = stream.message().await.unwrap().expect("stream open");
+                if msg
+                    .findings
+                    .iter()
+                    .any(|f| f.id == "spof/orders (postgresql)" && f.severity == "critical")
+                {
+                    return msg;
+                }
+            }
+        })
+        .await
+        .expect("a streamed change naming the database");
+        let f = &flipped.findings[0];
+        let evidence: serde_json::Value = serde_json::from_str(&f.evidence_json).unwrap();
+        assert!(evidence.is_object());
+        let listed = client
+            .list(ListRequest {
+                kind: "spof".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(listed.findings.iter().all(|f| f.kind == "spof"));
+        assert!(client
+            .list(ListRequest {
+                kind: "nonsense".into(),
+                ..Default::default()
+            })
+            .await
+            .is_err());
+    });
 }

@@ -3,6 +3,7 @@ mod cli;
 mod daemon;
 mod findings;
 mod golden;
+mod proto;
 mod realdata;
 
 use std::path::PathBuf;
