@@ -14,9 +14,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt;
 
 use crate::api::dto::FindingsDoc;
 use crate::api::http::ApiState;
@@ -118,9 +120,18 @@ pub async fn run(
         let svc = crate::ingest::grpc::service(sub.clone());
         let s = stopped(stop_rx.clone());
         async move {
+            // No Nagle (a 40 ms stall per request against delayed ACKs) and HTTP/2 windows
+            // large enough for a typical export request in one round trip.
+            let incoming = TcpListenerStream::new(grpc_l).map(|c| {
+                c.inspect(|c| {
+                    let _ = c.set_nodelay(true);
+                })
+            });
             tonic::transport::Server::builder()
+                .initial_stream_window_size(Some(4 << 20))
+                .initial_connection_window_size(Some(16 << 20))
                 .add_service(svc)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_l), s)
+                .serve_with_incoming_shutdown(incoming, s)
                 .await
                 .map_err(|e| e.to_string())
         }
@@ -129,10 +140,15 @@ pub async fn run(
         let app = crate::ingest::http::router(sub.clone());
         let s = stopped(stop_rx.clone());
         async move {
-            axum::serve(http_l, app)
-                .with_graceful_shutdown(s)
-                .await
-                .map_err(|e| e.to_string())
+            axum::serve(
+                http_l.tap_io(|t| {
+                    let _ = t.set_nodelay(true);
+                }),
+                app,
+            )
+            .with_graceful_shutdown(s)
+            .await
+            .map_err(|e| e.to_string())
         }
     });
     drop(sub);
@@ -160,10 +176,15 @@ pub async fn run(
         let app = crate::api::http::router(api_state);
         let s = stopped(api_stop_rx);
         async move {
-            axum::serve(api_l, app)
-                .with_graceful_shutdown(s)
-                .await
-                .map_err(|e| e.to_string())
+            axum::serve(
+                api_l.tap_io(|t| {
+                    let _ = t.set_nodelay(true);
+                }),
+                app,
+            )
+            .with_graceful_shutdown(s)
+            .await
+            .map_err(|e| e.to_string())
         }
     });
     every(event_tx.clone(), Duration::from_millis(500), || Event::Tick);
