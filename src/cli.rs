@@ -209,6 +209,10 @@ pub struct ServeArgs {
     /// Export requests queued for analysis before exporters are told to retry.
     #[arg(long, env = "CHOKEPOINT_QUEUE_BATCHES")]
     pub queue_batches: Option<usize>,
+    /// Override any configuration key: --set analysis.history=2h (repeatable). Every key
+    /// can also be set as CHOKEPOINT_<SECTION>_<KEY>, e.g. CHOKEPOINT_ANALYSIS_HISTORY=2h.
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE", value_parser = parse_set)]
+    pub set: Vec<(String, String)>,
     /// Feed the daemon the simulated shop, so findings appear within seconds.
     #[arg(long)]
     pub demo: bool,
@@ -254,6 +258,13 @@ pub struct SimulateArgs {
     /// Write OTLP/JSON lines here (gzip if the name ends in .gz); stdout if absent.
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+fn parse_set(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not SECTION.KEY=VALUE"))?;
+    Ok((k.trim().to_owned(), v.trim().to_owned()))
 }
 
 /// Parses `10s`, `500ms`, `2m`, `1h`, `250us`, or plain seconds, into nanoseconds.
@@ -584,7 +595,11 @@ fn load_config(path: Option<&PathBuf>, o: &Overrides) -> Result<Config> {
 }
 
 fn validate(a: ValidateArgs) -> Result<ExitCode> {
-    load_config(Some(&a.config), &Overrides::default())?;
+    let o = Overrides {
+        set: config::env_overrides(std::env::vars()),
+        ..Default::default()
+    };
+    load_config(Some(&a.config), &o)?;
     println!("ok: {}", a.config.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -597,7 +612,10 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn serve(a: ServeArgs) -> Result<ExitCode> {
+    let mut set = config::env_overrides(std::env::vars());
+    set.extend(a.set.iter().cloned());
     let o = Overrides {
+        set,
         grpc_listen: a.grpc_listen.clone(),
         http_listen: a.http_listen.clone(),
         api_listen: a.api_listen.clone(),

@@ -178,8 +178,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Values that override the file (from flags or the environment); `None` keeps the file's.
+/// `set` holds generic `section.key=value` overrides, applied before the named ones.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
+    pub set: Vec<(String, String)>,
     pub grpc_listen: Option<String>,
     pub http_listen: Option<String>,
     pub api_listen: Option<String>,
@@ -189,6 +191,71 @@ pub struct Overrides {
     pub refresh: Option<String>,
     pub trace_idle: Option<String>,
     pub queue_batches: Option<usize>,
+}
+
+/// Every `section.key` the file may hold (those of [`DEFAULT_TOML`]).
+pub fn known_keys() -> Vec<String> {
+    let table: toml::Table = toml::from_str(DEFAULT_TOML).unwrap_or_default();
+    table
+        .iter()
+        .filter_map(|(section, v)| Some((section, v.as_table()?)))
+        .flat_map(|(section, t)| t.keys().map(move |k| format!("{section}.{k}")))
+        .collect()
+}
+
+/// `CHOKEPOINT_<SECTION>_<KEY>` variables set in `vars`, as `section.key=value` overrides.
+pub fn env_overrides(vars: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
+    let keys = known_keys();
+    let mut out: Vec<(String, String)> = vars
+        .filter_map(|(name, value)| {
+            let key = keys.iter().find(|k| {
+                format!("CHOKEPOINT_{}", k.replace('.', "_")).eq_ignore_ascii_case(&name)
+            })?;
+            Some((key.clone(), value))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Sets `section.key` to `value`, typed like the default's value (a number stays a number).
+fn set_key(table: &mut toml::Table, key: &str, value: &str) -> Result<(), ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid {
+        key: "--set",
+        message,
+    };
+    let (section, name) = key
+        .split_once('.')
+        .ok_or_else(|| invalid(format!("{key:?} is not section.key")))?;
+    if !known_keys().iter().any(|k| k == key) {
+        return Err(invalid(format!(
+            "unknown key {key:?}; see chokepoint gen-config"
+        )));
+    }
+    let defaults: toml::Table = toml::from_str(DEFAULT_TOML).unwrap_or_default();
+    let typed = match defaults.get(section).and_then(|s| s.get(name)) {
+        Some(toml::Value::Integer(_)) => toml::Value::Integer(
+            value
+                .parse()
+                .map_err(|_| invalid(format!("{key} wants a whole number, not {value:?}")))?,
+        ),
+        Some(toml::Value::Float(_)) => toml::Value::Float(
+            value
+                .parse()
+                .map_err(|_| invalid(format!("{key} wants a number, not {value:?}")))?,
+        ),
+        _ => toml::Value::String(value.to_owned()),
+    };
+    let sec = table
+        .entry(section.to_owned())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    match sec.as_table_mut() {
+        Some(t) => {
+            t.insert(name.to_owned(), typed);
+            Ok(())
+        }
+        None => Err(invalid(format!("{section} is not a section"))),
+    }
 }
 
 fn addr(key: &'static str, v: &str) -> Result<SocketAddr, ConfigError> {
@@ -220,7 +287,11 @@ impl Config {
     }
 
     pub fn from_toml(text: &str, o: &Overrides) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text)?;
+        let mut table: toml::Table = toml::from_str(text)?;
+        for (key, value) in &o.set {
+            set_key(&mut table, key, value)?;
+        }
+        let raw: RawConfig = table.try_into()?;
         Config::resolve(raw, o)
     }
 
@@ -350,6 +421,39 @@ mod tests {
         };
         let c = Config::from_toml("[receivers]\ngrpc_listen = \"127.0.0.1:1\"\n", &o).unwrap();
         assert_eq!(c.grpc_listen.port(), 14317);
+    }
+
+    #[test]
+    fn generic_overrides_and_environment() {
+        let o = Overrides {
+            set: vec![
+                ("receivers.max_request_bytes".into(), "1000".into()),
+                ("analysis.skew_tolerance".into(), "0.02".into()),
+            ],
+            ..Default::default()
+        };
+        let c = Config::from_toml("", &o).unwrap();
+        assert_eq!((c.max_request_bytes, c.skew_tolerance), (1000, 0.02));
+        let env = env_overrides(
+            [
+                (
+                    "CHOKEPOINT_STATE_SNAPSHOT_INTERVAL".to_owned(),
+                    "9s".to_owned(),
+                ),
+                ("CHOKEPOINT_NOT_A_KEY".to_owned(), "1".to_owned()),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(
+            env,
+            vec![("state.snapshot_interval".to_owned(), "9s".to_owned())]
+        );
+        let bad = Overrides {
+            set: vec![("receivers.max_request_bytes".into(), "lots".into())],
+            ..Default::default()
+        };
+        assert!(Config::from_toml("", &bad).is_err());
+        assert_eq!(known_keys().len(), 18);
     }
 
     #[test]

@@ -727,3 +727,70 @@ fn grpc_watch_streams_the_flip_from_healthy_to_single_db() {
             .is_err());
     });
 }
+
+#[test]
+fn demo_mode_shows_live_findings_within_seconds() {
+    let d = Daemon::start(&[
+        "--demo",
+        "--demo-rate",
+        "50",
+        "--set",
+        "pipeline.trace_idle=500ms",
+    ]);
+    d.wait_for("demo traffic in the graph", |d| {
+        let g = d.get("/graph");
+        g["nodes"]
+            .as_array()
+            .is_some_and(|n| n.iter().any(|n| n["name"] == "saga-orchestrator"))
+    });
+    d.wait_for("findings computed over demo traffic", |d| {
+        d.get("/findings")["traces"].as_u64().unwrap_or(0) > 0
+    });
+}
+
+#[test]
+fn grpc_backpressure_is_unavailable_with_retry_info() {
+    use chokepoint::ingest::wire::{RetryInfo, RpcStatus};
+    let d = Daemon::start(&["--queue-batches", "1"]);
+    let reqs = shop(Scenario::Healthy, 400);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let statuses: Vec<tonic::Status> = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for chunk in reqs.chunks(50) {
+            let chunk = chunk.to_vec();
+            let addr = format!("http://{}", d.grpc);
+            tasks.push(tokio::spawn(async move {
+                let mut c = opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient::connect(addr)
+                    .await
+                    .unwrap();
+                let mut refused = Vec::new();
+                for r in chunk {
+                    if let Err(s) = c.export(r).await {
+                        refused.push(s);
+                    }
+                }
+                refused
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        all
+    });
+    assert!(!statuses.is_empty(), "some exports must be refused");
+    for s in &statuses {
+        assert_eq!(s.code(), tonic::Code::Unavailable);
+        let details = RpcStatus::decode(s.details()).expect("google.rpc.Status details");
+        let any = &details.details[0];
+        assert_eq!(any.type_url, "type.googleapis.com/google.rpc.RetryInfo");
+        let info = RetryInfo::decode(any.value.as_slice()).unwrap();
+        assert_eq!(info.retry_delay.unwrap().seconds, 1);
+    }
+    d.settle();
+    let received = d.metric("chokepoint_spans_received_total");
+    let accounted = d.metric("chokepoint_spans_analysed_total")
+        + d.metric("chokepoint_spans_rejected_total")
+        + d.metric("chokepoint_spans_dropped_total");
+    assert_eq!(received, accounted);
+}
