@@ -267,30 +267,9 @@ fn parse_set(s: &str) -> Result<(String, String), String> {
     Ok((k.trim().to_owned(), v.trim().to_owned()))
 }
 
-/// Parses `10s`, `500ms`, `2m`, `1h`, `250us`, or plain seconds, into nanoseconds.
+/// A duration flag (`10s`, `500ms`, `2m`, …) in nanoseconds.
 pub fn parse_duration_ns(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 10s, 500ms, 5m)"))?;
-    let mult = match unit.trim() {
-        "" | "s" => 1e9,
-        "ms" => 1e6,
-        "us" | "µs" => 1e3,
-        "ns" => 1.0,
-        "m" => 60e9,
-        "h" => 3600e9,
-        other => {
-            return Err(format!(
-                "unknown duration unit {other:?} (use ns, us, ms, s, m, h)"
-            ))
-        }
-    };
-    Ok((v * mult) as u64)
+    config::parse_duration(s).map(|d| d.as_nanos() as u64)
 }
 
 pub fn init_logging(verbose: u8) {

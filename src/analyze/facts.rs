@@ -6,11 +6,11 @@
 use rustc_hash::FxHashMap;
 
 use super::critical_path::{attribute, critical_path, is_blocking_child, CriticalPathConfig, Part};
-use super::graph::{resolve_peer, NodeId, NodeTable};
+use super::graph::{resolve_peer, waited_peer, NodeId, NodeTable};
 use super::stats::{BottomK, TopK};
 use super::tree::{Ix, Trace};
 use crate::hist::Hist;
-use crate::model::{Interner, NodeKey, NodeType, SpanKind, Sym, TraceId};
+use crate::model::{Interner, NodeKey, NodeType, Sym, TraceId};
 
 /// An entry operation: the root span's service and name (`api-gateway`, `POST /checkout`).
 #[derive(
@@ -50,16 +50,7 @@ fn reached_node(t: &Trace, i: Ix, nodes: &mut NodeTable) -> (NodeId, Option<Node
         ty: NodeType::Service,
         name: s.service,
     });
-    let peer = s.peer.and_then(|p| {
-        let answered = p.node.ty != NodeType::Messaging
-            && t.children(i).iter().any(|&c| {
-                let cs = t.span(c);
-                cs.service != s.service || matches!(cs.kind, SpanKind::Server | SpanKind::Consumer)
-            });
-        let waits = matches!(s.kind, SpanKind::Client | SpanKind::Producer)
-            || (s.kind == SpanKind::Unspecified && p.node.ty != NodeType::Messaging);
-        (!answered && waits).then(|| resolve_peer(nodes, p.node))
-    });
+    let peer = waited_peer(t, i).map(|p| resolve_peer(nodes, p.node));
     (own, peer)
 }
 

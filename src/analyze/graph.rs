@@ -105,6 +105,22 @@ pub fn resolve_peer(nodes: &mut NodeTable, key: NodeKey) -> NodeId {
     nodes.id(key)
 }
 
+/// The uninstrumented peer span `i` waited on, if any: a broker is always on the path of a
+/// producer or consumer; a database or HTTP peer only when no instrumented server answered
+/// the call.
+pub fn waited_peer(t: &Trace, i: Ix) -> Option<crate::model::Peer> {
+    let s = t.span(i);
+    let peer = s.peer?;
+    let answered = peer.node.ty != NodeType::Messaging
+        && t.children(i).iter().any(|&c| {
+            let cs = t.span(c);
+            cs.service != s.service || matches!(cs.kind, SpanKind::Server | SpanKind::Consumer)
+        });
+    let waits = matches!(s.kind, SpanKind::Client | SpanKind::Producer)
+        || (s.kind == SpanKind::Unspecified && peer.node.ty != NodeType::Messaging);
+    (!answered && waits).then_some(peer)
+}
+
 /// How a caller reaches a callee; the names are those of Grafana's service graph
 /// (`connection_type` label).
 #[derive(
@@ -452,20 +468,9 @@ impl GraphAgg {
                 }
             }
         }
-        // A client or producer naming a peer, with no instrumented callee under it.
-        let Some(peer) = s.peer else { return };
-        // A broker is always on the path; a database or HTTP peer only when no instrumented
-        // server answered the call.
-        let resolved = peer.node.ty != NodeType::Messaging
-            && t.children(i).iter().any(|&c| {
-                let cs = t.span(c);
-                cs.service != s.service || matches!(cs.kind, SpanKind::Server | SpanKind::Consumer)
-            });
-        let waits = matches!(s.kind, SpanKind::Client | SpanKind::Producer)
-            || (s.kind == SpanKind::Unspecified && peer.node.ty != NodeType::Messaging);
-        if resolved || !waits {
+        let Some(peer) = waited_peer(t, i) else {
             return;
-        }
+        };
         let conn = match peer.node.ty {
             NodeType::Database => ConnType::Database,
             NodeType::Messaging => ConnType::Messaging,

@@ -9,7 +9,7 @@ use chokepoint::api::dto::FindingsDoc;
 use chokepoint::engine::{Engine, EngineConfig};
 use chokepoint::replay::load_files;
 
-use super::{findings_of, graph_of, root, top};
+use super::{findings_of, graph_of, realdata, root, top};
 
 fn shop(scenario: &str) -> PathBuf {
     root().join(format!("testdata/shop-{scenario}.otlp.jsonl.gz"))
@@ -266,19 +266,6 @@ fn slow_call_in_parallel_with_a_slower_sibling_is_not_the_bottleneck() {
     let d = t.findings();
     assert_eq!(top(&d, "bottleneck").unwrap().node, "slower");
     assert!(d.findings.iter().all(|f| f.id != "bottleneck/slow"));
-}
-
-fn realdata(name: &str) -> Option<PathBuf> {
-    let p = root().join("../shared/realdata").join(name);
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!(
-            "NOT RUN: {} missing; the real-data findings tests did not run",
-            p.display()
-        );
-        None
-    }
 }
 
 #[test]

@@ -46,3 +46,19 @@ pub fn findings_of(files: &[PathBuf], baseline: &[PathBuf]) -> FindingsDoc {
 pub fn top<'a>(doc: &'a FindingsDoc, kind: &str) -> Option<&'a FindingDto> {
     doc.findings.iter().find(|f| f.kind == kind)
 }
+
+/// A file of ../shared/realdata, or `None` (with a loud note) when that folder is not beside
+/// the checkout.
+pub fn realdata(name: &str) -> Option<PathBuf> {
+    let p = root().join("../shared/realdata").join(name);
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!(
+            "NOT RUN: {} is missing (../shared/realdata is not beside the checkout); \
+             the real-data tests did not run",
+            p.display()
+        );
+        None
+    }
+}

@@ -1,26 +1,9 @@
 //! Real trace files from public projects (../shared/realdata, beside the checkout in CI).
 //! Each test asserts what the folder's README says a careful reader of that file finds.
 
-use std::path::PathBuf;
-
 use chokepoint::api::dto::GraphDoc;
 
-use super::{graph_of, root};
-
-/// The file's path, or `None` (with a loud note) when ../shared is not beside the checkout.
-fn realdata(name: &str) -> Option<PathBuf> {
-    let p = root().join("../shared/realdata").join(name);
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!(
-            "NOT RUN: {} is missing (../shared/realdata is not beside the checkout); \
-             the real-data tests did not run",
-            p.display()
-        );
-        None
-    }
-}
+use super::{graph_of, realdata};
 
 /// Reads a real file and insists it was read cleanly: no file failures, no rejected spans.
 fn read_clean(name: &str) -> Option<GraphDoc> {
