@@ -37,6 +37,8 @@ impl Default for EngineConfig {
 #[derive(Debug, Default)]
 pub struct TraceIssues {
     pub count: u64,
+    /// Spans discarded as repeats of a span id already in their trace.
+    pub spans_duplicate: u64,
     pub details: Vec<String>,
 }
 
@@ -60,7 +62,9 @@ impl Analyzer {
         if spans.is_empty() {
             return;
         }
+        let n = spans.len();
         let trace = Trace::build(spans);
+        self.issues.spans_duplicate += (n - trace.len()) as u64;
         self.issues.count += u64::from(trace.issue_count);
         for (span, e) in &trace.issues {
             if self.issues.details.len() < TraceIssues::MAX_DETAILS {

@@ -216,7 +216,9 @@ impl Pipeline {
         let w = &self.engine.analyzer.windows;
         s.spans_analysed.store(w.spans_added, Ordering::Relaxed);
         s.spans_dropped.store(
-            a.spans_dropped_trace_full + w.spans_dropped_old,
+            a.spans_dropped_trace_full
+                + w.spans_dropped_old
+                + self.engine.analyzer.issues.spans_duplicate,
             Ordering::Relaxed,
         );
     }

@@ -150,7 +150,7 @@ pub fn stats_metrics(s: &Stats) -> String {
     one(
         "chokepoint_spans_dropped_total",
         "counter",
-        "Spans taken but dropped (trace over its span limit, or too old for history).",
+        "Spans taken but dropped (trace over its span limit, too old for history, or a repeated span id).",
         &s.spans_dropped,
     );
     one(

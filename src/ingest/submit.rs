@@ -20,7 +20,8 @@ pub struct Stats {
     pub spans_rejected: AtomicU64,
     /// Spans folded into the live aggregates as part of completed traces.
     pub spans_analysed: AtomicU64,
-    /// Spans dropped after they were taken (trace over its span limit, trace too old).
+    /// Spans dropped after they were taken (trace over its span limit, too old for history,
+    /// a repeat of a span id already in its trace).
     pub spans_dropped: AtomicU64,
     /// Spans of requests turned away with a retryable answer (the exporter sends them again).
     pub spans_refused: AtomicU64,
