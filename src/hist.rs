@@ -67,7 +67,7 @@ impl Hist {
         if self.0.is_empty() {
             return 0;
         }
-        self.0.value_at_quantile(q) * 1000
+        self.0.value_at_quantile(q).saturating_mul(1000)
     }
 
     /// Values recorded at or below `ns` (for Prometheus `le` buckets).
@@ -90,7 +90,7 @@ impl Hist {
     }
 
     pub fn max_ns(&self) -> u64 {
-        self.0.max() * 1000
+        self.0.max().saturating_mul(1000)
     }
 
     /// The `q` quantile in milliseconds, rounded to microseconds.
@@ -102,6 +102,14 @@ impl Hist {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn absurd_durations_saturate_instead_of_overflowing() {
+        let mut h = Hist::default();
+        h.record_ns(u64::MAX);
+        assert!(h.quantile_ns(1.0) >= u64::MAX / 2);
+        assert!(h.max_ns() >= u64::MAX / 2);
+    }
 
     #[test]
     fn records_and_merges() {
