@@ -255,7 +255,8 @@ pub struct SimulateArgs {
     /// Entry requests per second of span time.
     #[arg(long, default_value_t = 10.0)]
     pub rate: f64,
-    /// Write OTLP/JSON lines here (gzip if the name ends in .gz); stdout if absent.
+    /// Write OTLP/JSON lines here (gzip if the name ends in .gz; one OTLP protobuf message if
+    /// it ends in .pb); stdout if absent.
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
@@ -672,6 +673,16 @@ fn simulate(a: SimulateArgs) -> Result<ExitCode> {
             let mut w = BufWriter::new(io::stdout().lock());
             write_all(&mut w)?;
             w.flush()?;
+        }
+        Some(p) if p.extension().is_some_and(|e| e == "pb") => {
+            // One serialized ExportTraceServiceRequest holding every trace.
+            let all = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
+                resource_spans: simulate::generate(&cfg)
+                    .flat_map(|r| r.resource_spans)
+                    .collect(),
+            };
+            std::fs::write(p, prost::Message::encode_to_vec(&all))
+                .with_context(|| format!("cannot write {}", p.display()))?;
         }
         Some(p) => {
             let f = File::create(p).with_context(|| format!("cannot create {}", p.display()))?;

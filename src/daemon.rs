@@ -209,8 +209,25 @@ pub async fn run(
             }),
         }
     };
-    let g = server("OTLP/gRPC")(grpc.await);
-    let h = server("OTLP/HTTP")(http.await);
+    // A client that stalls mid-request must not hold shutdown hostage: past the grace
+    // period its connection is cut and the drain goes on.
+    let grace = Duration::from_secs(10);
+    let finish = |task: tokio::task::JoinHandle<Result<(), String>>, what: &'static str| async move {
+        let abort = task.abort_handle();
+        match tokio::time::timeout(grace, task).await {
+            Ok(r) => server(what)(r),
+            Err(_) => {
+                abort.abort();
+                tracing::warn!(
+                    what,
+                    "receiver did not stop within the grace period; cut off"
+                );
+                Ok(())
+            }
+        }
+    };
+    let g = finish(grpc, "OTLP/gRPC").await;
+    let h = finish(http, "OTLP/HTTP").await;
     let (done_tx, done_rx) = oneshot::channel();
     if event_tx.send(Event::Shutdown(done_tx)).await.is_ok() {
         let _ = done_rx.await;

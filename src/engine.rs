@@ -28,7 +28,7 @@ impl Default for EngineConfig {
             window_ns: u64::MAX,
             max_windows: 1440,
             max_nodes: 10_000,
-            max_names: 1_000_000,
+            max_names: 200_000,
         }
     }
 }
@@ -86,11 +86,15 @@ pub struct Engine {
     pub analyzer: Analyzer,
     /// Latest span end seen: replay's clock.
     watermark: u64,
+    /// Spans in a row that would have moved the watermark more than [`Engine::MAX_JUMP_NS`].
+    jumps: u32,
     scratch: Vec<Span>,
     pub report: BatchReport,
 }
 
 impl Engine {
+    const MAX_JUMP_NS: u64 = 3_600_000_000_000;
+
     pub fn new(cfg: EngineConfig) -> Self {
         Engine {
             normalizer: Normalizer::new(Interner::with_capacity_limit(cfg.max_names)),
@@ -102,6 +106,7 @@ impl Engine {
                 on_trace: None,
             },
             watermark: 0,
+            jumps: 0,
             scratch: Vec::new(),
             report: BatchReport::default(),
         }
@@ -116,7 +121,18 @@ impl Engine {
             .normalize(resource_spans, &mut spans, report);
         let analyzer = &mut self.analyzer;
         for s in spans.drain(..) {
-            self.watermark = self.watermark.max(s.end_ns);
+            // One span with an absurd end time must not complete every pending trace: a
+            // jump of more than an hour counts only once a hundred spans in a row agree.
+            if self.watermark == 0 || s.end_ns <= self.watermark.saturating_add(Self::MAX_JUMP_NS) {
+                self.watermark = self.watermark.max(s.end_ns);
+                self.jumps = 0;
+            } else {
+                self.jumps += 1;
+                if self.jumps >= 100 {
+                    self.watermark = s.end_ns;
+                    self.jumps = 0;
+                }
+            }
             self.assembler
                 .push(s, self.watermark, &mut |t| analyzer.complete(t));
         }
@@ -175,5 +191,57 @@ impl Engine {
 
     pub fn assembler_stats(&self) -> AssemblerStats {
         self.assembler.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ScopeSpans, Span as OtlpSpan};
+
+    fn batch(trace: u8, span: u8, parent: Option<u8>, start: u64, end: u64) -> Vec<ResourceSpans> {
+        vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![KeyValue {
+                    key: "service.name".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue("svc".into())),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![OtlpSpan {
+                    trace_id: vec![trace; 16],
+                    span_id: vec![span; 8],
+                    parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
+                    start_time_unix_nano: start,
+                    end_time_unix_nano: end,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }]
+    }
+
+    #[test]
+    fn one_absurd_end_time_does_not_split_every_pending_trace() {
+        let mut e = Engine::new(EngineConfig::default());
+        let t0 = 1_700_000_000_000_000_000u64;
+        let mut r = BatchReport::default();
+        e.ingest(&batch(1, 1, None, t0, t0 + 1_000), &mut r);
+        e.ingest(&batch(2, 9, None, t0, u64::MAX), &mut r);
+        e.ingest(&batch(1, 2, Some(1), t0 + 10, t0 + 500), &mut r);
+        e.finish();
+        let g = e.graph();
+        assert_eq!(
+            (g.traces, g.fragmented_traces),
+            (2, 0),
+            "trace 1 stayed whole"
+        );
     }
 }

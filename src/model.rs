@@ -77,6 +77,8 @@ impl Default for Interner {
 impl Interner {
     /// The symbol every name maps to once the table is full.
     pub const OVERFLOW: Sym = Sym(0);
+    /// Longest name kept, in bytes.
+    pub const MAX_NAME_BYTES: usize = 256;
     const OVERFLOW_NAME: &'static str = "(too many names)";
 
     pub fn with_capacity_limit(max_symbols: usize) -> Self {
@@ -92,6 +94,17 @@ impl Interner {
     }
 
     pub fn intern(&mut self, s: &str) -> Sym {
+        // Names are labels: past MAX_NAME_BYTES they are cut (at a character boundary), so
+        // a flood of huge unique names costs bounded memory.
+        let s = if s.len() > Self::MAX_NAME_BYTES {
+            let mut end = Self::MAX_NAME_BYTES;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            &s[..end]
+        } else {
+            s
+        };
         if let Some(&sym) = self.map.get(s) {
             return sym;
         }

@@ -72,9 +72,15 @@ struct PathStore {
 }
 
 impl PathStore {
-    fn push(&mut self, p: PathRecord) {
-        if self.paths.insert(p.trace_id, p.clone()).is_none() {
-            self.order.push_back(p.trace_id);
+    /// Segments kept per path: enough for any trace a person reads; a 100k-call batch job
+    /// must not make the store hold gigabytes.
+    const MAX_SEGMENTS: usize = 2000;
+
+    fn push(&mut self, mut p: PathRecord) {
+        p.segments.truncate(Self::MAX_SEGMENTS);
+        let id = p.trace_id;
+        if self.paths.insert(id, p).is_none() {
+            self.order.push_back(id);
         }
         while self.order.len() > self.cap {
             if let Some(old) = self.order.pop_front() {
@@ -98,6 +104,8 @@ pub fn engine_config(cfg: &Config) -> EngineConfig {
 
 pub struct Pipeline {
     pub engine: Engine,
+    /// Assembly's clock: monotonic, so a wall-clock step cannot stall or split traces.
+    started: std::time::Instant,
     cfg: Config,
     stats: Arc<Stats>,
     paths: Arc<Mutex<PathStore>>,
@@ -131,6 +139,7 @@ impl Pipeline {
         }));
         Pipeline {
             engine,
+            started: std::time::Instant::now(),
             cfg,
             stats,
             paths,
@@ -178,7 +187,8 @@ impl Pipeline {
             Event::Batch(sub) => self.batch(sub),
             Event::Query(q) => self.query(q),
             Event::Tick => {
-                self.engine.tick(now_ns());
+                self.engine.analyzer.windows.set_now(now_ns());
+                self.engine.tick(self.mono_ns());
                 self.publish_counters();
             }
             Event::Refresh => self.refresh(),
@@ -189,12 +199,18 @@ impl Pipeline {
 
     fn batch(&mut self, sub: Submission) {
         let mut report = sub.report;
-        self.engine.ingest_at(&sub.spans, &mut report, now_ns());
+        self.engine.analyzer.windows.set_now(now_ns());
+        self.engine
+            .ingest_at(&sub.spans, &mut report, self.mono_ns());
         self.stats
             .spans_rejected
             .fetch_add(report.rejected, Ordering::Relaxed);
         self.publish_counters();
         let _ = sub.reply.send(report);
+    }
+
+    fn mono_ns(&self) -> u64 {
+        self.started.elapsed().as_nanos() as u64
     }
 
     /// Copies the engine's own counts into the shared stats.
@@ -215,9 +231,14 @@ impl Pipeline {
         );
         let w = &self.engine.analyzer.windows;
         s.spans_analysed.store(w.spans_added, Ordering::Relaxed);
+        s.names_overflowed
+            .store(self.engine.interner().overflowed, Ordering::Relaxed);
+        s.nodes_overflowed
+            .store(self.engine.analyzer.nodes.overflowed, Ordering::Relaxed);
         s.spans_dropped.store(
             a.spans_dropped_trace_full
                 + w.spans_dropped_old
+                + w.spans_dropped_future
                 + self.engine.analyzer.issues.spans_duplicate,
             Ordering::Relaxed,
         );
@@ -228,6 +249,8 @@ impl Pipeline {
     fn windows(&self, window: Duration) -> (GraphAgg, Option<GraphAgg>) {
         let w = &self.engine.analyzer.windows;
         let now = now_ns();
+        // History is all there is: a longer window is the whole of it.
+        let window = window.min(self.cfg.history);
         let from = w.bucket_of(now.saturating_sub(window.as_nanos() as u64));
         let cur = w.merged_range(from, u64::MAX);
         let base = w.merged_range(0, from);

@@ -30,7 +30,18 @@ pub enum StateError {
     Corrupt { path: PathBuf, message: String },
 }
 
-#[derive(Serialize, Deserialize)]
+/// What `save` writes: the same layout as [`Snapshot`], borrowed, so a snapshot costs no copy
+/// of the state.
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    version: u32,
+    names: Vec<&'a str>,
+    nodes: &'a [NodeKey],
+    buckets: &'a BTreeMap<u64, GraphAgg>,
+    retired: &'a GraphAgg,
+}
+
+#[derive(Deserialize)]
 struct Snapshot {
     version: u32,
     names: Vec<String>,
@@ -62,12 +73,12 @@ impl StateDir {
 
     pub fn save(&self, engine: &Engine) -> Result<(), StateError> {
         let (buckets, retired) = engine.analyzer.windows.parts();
-        let snap = Snapshot {
+        let snap = SnapshotRef {
             version: VERSION,
-            names: engine.interner().names().map(str::to_owned).collect(),
-            nodes: engine.analyzer.nodes.keys().to_vec(),
-            buckets: buckets.clone(),
-            retired: retired.clone(),
+            names: engine.interner().names().collect(),
+            nodes: engine.analyzer.nodes.keys(),
+            buckets,
+            retired,
         };
         let tmp = self.dir.join(format!("{FILE}.tmp"));
         let io = |source| StateError::Io {

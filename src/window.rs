@@ -21,6 +21,11 @@ pub struct Windows {
     /// Traces whose bucket had already been dropped as too old when they completed.
     pub traces_dropped_old: u64,
     pub spans_dropped_old: u64,
+    /// Spans of traces that start after the live horizon (a clock far ahead, or garbage
+    /// timestamps): kept out so they cannot push real history out.
+    pub spans_dropped_future: u64,
+    /// Live only: traces starting at or after this are refused (now + one bucket).
+    horizon_ns: Option<u64>,
     /// Spans of the traces folded into a bucket.
     pub spans_added: u64,
 }
@@ -36,6 +41,8 @@ impl Windows {
             critical_path: CriticalPathConfig::default(),
             traces_dropped_old: 0,
             spans_dropped_old: 0,
+            spans_dropped_future: 0,
+            horizon_ns: None,
             spans_added: 0,
         }
     }
@@ -53,8 +60,28 @@ impl Windows {
         t_ns - t_ns % self.width_ns
     }
 
+    /// Live: sets the wall clock. Buckets older than the history are retired by time (not
+    /// only by count), and traces starting more than a bucket ahead of now are refused.
+    pub fn set_now(&mut self, now_ns: u64) {
+        self.horizon_ns = Some(now_ns.saturating_add(self.width_ns));
+        let keep_from =
+            now_ns.saturating_sub(self.width_ns.saturating_mul(self.max_buckets as u64));
+        while let Some((&first, _)) = self.buckets.first_key_value() {
+            if first.saturating_add(self.width_ns) > keep_from {
+                break;
+            }
+            if let Some((_, old)) = self.buckets.pop_first() {
+                self.retired.merge_graph(&old);
+            }
+        }
+    }
+
     pub fn add_trace(&mut self, t: &Trace, nodes: &mut NodeTable) {
         let Some(root) = t.main_root() else { return };
+        if self.horizon_ns.is_some_and(|h| t.span(root).start_ns >= h) {
+            self.spans_dropped_future += t.len() as u64;
+            return;
+        }
         let start = self.bucket_of(t.span(root).start_ns);
         if self.buckets.len() >= self.max_buckets
             && !self.buckets.contains_key(&start)

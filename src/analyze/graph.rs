@@ -27,7 +27,8 @@ use crate::model::{NodeKey, NodeType, Span, SpanKind, Sym};
 pub struct NodeId(pub u32);
 
 /// Node keys ↔ dense ids. Bounded: past `max_nodes`, new nodes fold into one overflow node
-/// (and are counted), so a flood of distinct peer names cannot grow the graph without limit.
+/// (id 0, named like the interner's overflow symbol, and counted), so a flood of distinct
+/// peer names cannot grow the graph without limit, nor be credited to a real node.
 #[derive(Debug)]
 pub struct NodeTable {
     keys: Vec<NodeKey>,
@@ -37,11 +38,20 @@ pub struct NodeTable {
 }
 
 impl NodeTable {
+    /// The node everything past the limit folds into.
+    pub const OVERFLOW: NodeId = NodeId(0);
+
     pub fn new(max_nodes: usize) -> Self {
+        let overflow = NodeKey {
+            ty: NodeType::External,
+            name: crate::model::Interner::OVERFLOW,
+        };
+        let mut ids = FxHashMap::default();
+        ids.insert(overflow, Self::OVERFLOW);
         NodeTable {
-            keys: Vec::new(),
-            ids: FxHashMap::default(),
-            max_nodes: max_nodes.max(1),
+            keys: vec![overflow],
+            ids,
+            max_nodes: max_nodes.max(2),
             overflowed: 0,
         }
     }
@@ -52,7 +62,7 @@ impl NodeTable {
         }
         if self.keys.len() >= self.max_nodes {
             self.overflowed += 1;
-            return NodeId(self.max_nodes as u32 - 1);
+            return Self::OVERFLOW;
         }
         let id = NodeId(self.keys.len() as u32);
         self.keys.push(key);
@@ -72,7 +82,7 @@ impl NodeTable {
     /// Rebuilds a table from [`NodeTable::keys`]: the same keys get the same ids.
     pub fn from_keys(keys: &[NodeKey], max_nodes: usize) -> Self {
         let mut me = NodeTable::new(max_nodes.max(keys.len()));
-        for k in keys {
+        for k in keys.iter().skip(1) {
             me.id(*k);
         }
         me
@@ -226,7 +236,7 @@ impl NodeAgg {
     fn record_load(&mut self, t_ns: u64, latency_ns: u64) {
         let e = self.load.entry(t_ns / LOAD_BUCKET_NS).or_default();
         e.0 += 1;
-        e.1 += latency_ns;
+        e.1 = e.1.saturating_add(latency_ns);
         while self.load.len() > MAX_LOAD_BUCKETS {
             self.load.pop_first();
         }
@@ -304,7 +314,7 @@ impl GraphAgg {
             for (b, (c, sum)) in &n.load {
                 let e = m.load.entry(*b).or_default();
                 e.0 += c;
-                e.1 += sum;
+                e.1 = e.1.saturating_add(*sum);
             }
             while m.load.len() > MAX_LOAD_BUCKETS {
                 m.load.pop_first();
@@ -501,8 +511,8 @@ fn linked_producer(t: &Trace, s: &Span) -> Option<Ix> {
         if l.trace_id != t.id {
             return None;
         }
-        (0..t.len() as Ix)
-            .find(|&j| t.span(j).span_id == l.span_id && t.span(j).kind == SpanKind::Producer)
+        t.index_of(l.span_id)
+            .filter(|&j| t.span(j).kind == SpanKind::Producer)
     })
 }
 

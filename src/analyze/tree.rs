@@ -24,6 +24,8 @@ pub struct Trace {
     child_list: Vec<Ix>,
     /// Spans without a parent in this trace, by start time.
     pub roots: Vec<Ix>,
+    /// Span id → index, for following links.
+    by_id: FxHashMap<SpanId, Ix>,
     /// Some span names a parent that is not in the trace.
     pub fragmented: bool,
     /// Repairs made, with the span they concern (bounded to the first few).
@@ -132,6 +134,7 @@ impl Trace {
             child_start,
             child_list,
             roots,
+            by_id: index,
             fragmented,
             issues,
             issue_count,
@@ -147,6 +150,10 @@ impl Trace {
             stack.extend(self.children(i).iter().rev().copied());
         }
         out
+    }
+
+    pub fn index_of(&self, id: SpanId) -> Option<Ix> {
+        self.by_id.get(&id).copied()
     }
 
     pub fn children(&self, i: Ix) -> &[Ix] {

@@ -201,5 +201,17 @@ pub fn stats_metrics(s: &Stats) -> String {
         "Export requests waiting for the pipeline.",
         &s.queue_depth,
     );
+    one(
+        "chokepoint_names_overflowed_total",
+        "counter",
+        "Names folded into one because the name table was full.",
+        &s.names_overflowed,
+    );
+    one(
+        "chokepoint_nodes_overflowed_total",
+        "counter",
+        "Nodes folded into one because the node table was full.",
+        &s.nodes_overflowed,
+    );
     out
 }

@@ -207,6 +207,14 @@ fn sniff(path: &Path, r: &mut dyn BufRead) -> Result<Format, FileError> {
         if buf.is_empty() {
             return Ok(Format::Empty);
         }
+        // A serialized ExportTraceServiceRequest starts with 0x0a (field 1, length-delimited),
+        // which is also '\n': it is protobuf unless JSON follows the whitespace.
+        if buf[0] == 0x0a {
+            let next = buf.iter().find(|b| !b.is_ascii_whitespace());
+            if !matches!(next, Some(b'{' | b'[') | None) {
+                return Ok(Format::OtlpProto);
+            }
+        }
         // Skip whitespace and a UTF-8 byte-order mark before JSON.
         let skip = buf
             .iter()

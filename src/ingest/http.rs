@@ -14,7 +14,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -129,7 +129,7 @@ async fn export(State(sub): State<Submitter>, headers: HeaderMap, body: Bytes) -
         "" | "identity" => body.to_vec(),
         "gzip" => {
             let mut out = Vec::new();
-            let read = GzDecoder::new(&body[..])
+            let read = MultiGzDecoder::new(&body[..])
                 .take(max as u64 + 1)
                 .read_to_end(&mut out);
             if let Err(e) = read {

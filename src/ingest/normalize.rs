@@ -12,6 +12,9 @@ use rustc_hash::FxHashMap;
 use super::problem::{BatchReport, SpanError, SpanProblem};
 use crate::model::{Interner, Link, NodeKey, NodeType, Peer, Span, SpanId, SpanKind, Sym, TraceId};
 
+/// Links kept per span.
+pub const MAX_LINKS: usize = 32;
+
 /// The service name SDKs use when `service.name` is missing.
 pub const UNKNOWN_SERVICE: &str = "unknown_service";
 
@@ -158,13 +161,16 @@ impl Normalizer {
             return sym;
         }
         let sym = self.interner.intern(&format!("{base} ({system})"));
-        self.composite.insert((b, s), sym);
+        // Full tables fold into the overflow symbol; caching that would grow without bound.
+        if sym != Interner::OVERFLOW && b != Interner::OVERFLOW {
+            self.composite.insert((b, s), sym);
+        }
         sym
     }
 
     fn address(&mut self, host: Option<&str>, port: Option<i64>) -> Option<Sym> {
         let h = self.interner.intern(host?);
-        let Some(port) = port.filter(|p| *p > 0) else {
+        let Some(port) = port.filter(|p| (1..=65535).contains(p)) else {
             return Some(h);
         };
         if let Some(&sym) = self.addresses.get(&(h, port)) {
@@ -177,7 +183,9 @@ impl Normalizer {
             format!("{host}:{port}")
         };
         let sym = self.interner.intern(&joined);
-        self.addresses.insert((h, port), sym);
+        if sym != Interner::OVERFLOW && h != Interner::OVERFLOW {
+            self.addresses.insert((h, port), sym);
+        }
         Some(sym)
     }
 
@@ -310,9 +318,12 @@ impl Normalizer {
             (None, None) => None,
         };
         let peer = self.peer(kind, &attrs, res.service);
+        // Links are evidence for messaging hops; a handful is plenty, and a span carrying
+        // half a million of them must not cost memory or time downstream.
         let links = s
             .links
             .iter()
+            .take(MAX_LINKS)
             .filter_map(|l| {
                 Some(Link {
                     trace_id: trace_id_opt(&l.trace_id)?,

@@ -34,6 +34,10 @@ pub struct Stats {
     pub traces_in_flight: AtomicU64,
     pub spans_in_flight: AtomicU64,
     pub queue_depth: AtomicU64,
+    /// Names folded into the overflow name because the name table was full.
+    pub names_overflowed: AtomicU64,
+    /// Nodes folded into the overflow node because the node table was full.
+    pub nodes_overflowed: AtomicU64,
 }
 
 impl Stats {
@@ -96,22 +100,24 @@ impl Submitter {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let n = span_count(&spans) + report.seen;
         let (reply, verdict) = oneshot::channel();
+        // Counted before the pipeline can see the spans, so the books never show more spans
+        // accounted for than received; taken back if the queue refuses them.
+        self.stats.spans_received.fetch_add(n, Ordering::Relaxed);
         match self.tx.try_send(Submission {
             spans,
             report,
             reply,
         }) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(e) => {
+                self.stats.spans_received.fetch_sub(n, Ordering::Relaxed);
                 self.stats.spans_refused.fetch_add(n, Ordering::Relaxed);
-                return Err(SubmitError::Busy);
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.stats.spans_refused.fetch_add(n, Ordering::Relaxed);
-                return Err(SubmitError::Closed);
+                return Err(match e {
+                    mpsc::error::TrySendError::Full(_) => SubmitError::Busy,
+                    mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
+                });
             }
         }
-        self.stats.spans_received.fetch_add(n, Ordering::Relaxed);
         self.stats.queue_depth.store(
             (self.tx.max_capacity() - self.tx.capacity()) as u64,
             Ordering::Relaxed,

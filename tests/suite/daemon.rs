@@ -847,3 +847,45 @@ fn grpc_accepts_zstd_and_gzip_compressed_requests() {
         "the repeats"
     );
 }
+
+#[test]
+fn hostile_input_is_refused_and_counted_not_harmful() {
+    let d = Daemon::start(&[]);
+    let pb = "application/x-protobuf";
+    // A window too large for a duration: a 400, and the API keeps serving.
+    let r = reqwest::blocking::get(format!("{}/graph?window=99999999999999999999", d.api)).unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(d.text("/healthz"), "ok\n");
+    // Traces from a clock 80 years ahead are refused and counted, not kept as history.
+    let mut future = shop(Scenario::Healthy, 3);
+    for r in &mut future {
+        for rs in &mut r.resource_spans {
+            for ss in &mut rs.scope_spans {
+                for s in &mut ss.spans {
+                    s.start_time_unix_nano += 80 * 365 * 86_400 * 1_000_000_000;
+                    s.end_time_unix_nano += 80 * 365 * 86_400 * 1_000_000_000;
+                }
+            }
+        }
+    }
+    let n_future: u64 = future
+        .iter()
+        .map(|r| chokepoint::ingest::submit::span_count(&r.resource_spans))
+        .sum();
+    for r in &future {
+        assert_eq!(post(&d, pb, None, r.encode_to_vec()).status(), 200);
+    }
+    // Two gzip members in one body (concatenated protobuf is one merged message): both count.
+    let two = shop(Scenario::Healthy, 2);
+    let n_two: u64 = two
+        .iter()
+        .map(|r| chokepoint::ingest::submit::span_count(&r.resource_spans))
+        .sum();
+    let mut body = gzip(&two[0].encode_to_vec());
+    body.extend(gzip(&two[1].encode_to_vec()));
+    assert_eq!(post(&d, pb, Some("gzip"), body).status(), 200);
+    d.settle();
+    assert_eq!(d.metric("chokepoint_spans_dropped_total"), n_future);
+    assert_eq!(d.metric("chokepoint_spans_analysed_total"), n_two);
+    assert_eq!(d.get("/graph?window=1h")["spans"], n_two);
+}
