@@ -130,6 +130,9 @@ pub async fn run(
             tonic::transport::Server::builder()
                 .initial_stream_window_size(Some(4 << 20))
                 .initial_connection_window_size(Some(16 << 20))
+                .layer(tower::util::MapResponseLayer::new(
+                    crate::ingest::grpc::too_large_is_not_retryable,
+                ))
                 .add_service(svc)
                 .serve_with_incoming_shutdown(incoming, s)
                 .await

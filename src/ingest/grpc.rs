@@ -30,6 +30,22 @@ pub fn service(sub: Submitter) -> TraceServiceServer<GrpcReceiver> {
         .max_decoding_message_size(max.saturating_mul(4))
 }
 
+/// tonic answers a message over its decoding limit with OUT_OF_RANGE, which OTLP exporters
+/// treat as retryable: they would resend the same oversized batch for ever. This rewrites that
+/// (trailers-only) answer to RESOURCE_EXHAUSTED without RetryInfo, as the specification asks
+/// for a request that is too large.
+pub fn too_large_is_not_retryable<B>(mut resp: http::Response<B>) -> http::Response<B> {
+    let out_of_range = resp
+        .headers()
+        .get("grpc-status")
+        .is_some_and(|v| v.as_bytes() == b"11");
+    if out_of_range {
+        resp.headers_mut()
+            .insert("grpc-status", http::HeaderValue::from_static("8"));
+    }
+    resp
+}
+
 /// A retryable status: UNAVAILABLE with a RetryInfo detail, so exporters back off and retry.
 pub fn retryable(message: &str) -> Status {
     let details = retryable_status(UNAVAILABLE, message, 1);

@@ -889,3 +889,26 @@ fn hostile_input_is_refused_and_counted_not_harmful() {
     assert_eq!(d.metric("chokepoint_spans_analysed_total"), n_two);
     assert_eq!(d.get("/graph?window=1h")["spans"], n_two);
 }
+
+#[test]
+fn grpc_far_over_the_limit_is_resource_exhausted_not_retryable() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[receivers]\nmax_request_bytes = 100000\n").unwrap();
+    let d = Daemon::start(&["--config", cfg.to_str().unwrap()]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let code = rt.block_on(async {
+        let mut c = opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient::connect(
+            format!("http://{}", d.grpc),
+        )
+        .await
+        .unwrap()
+        .max_encoding_message_size(64 << 20);
+        // Ten times the limit: stopped by the decoder itself, before the handler.
+        let mut big = shop(Scenario::Healthy, 1).remove(0);
+        big.resource_spans[0].scope_spans[0].spans[0].name = "x".repeat(1_000_000);
+        c.export(big).await.unwrap_err().code()
+    });
+    assert_eq!(code, tonic::Code::ResourceExhausted);
+    assert_eq!(d.text("/healthz"), "ok\n");
+}
