@@ -18,7 +18,7 @@ pub const DEFAULT_TOML: &str = r#"# chokepoint configuration. Every key is optio
 [receivers]
 # OTLP/gRPC (opentelemetry.proto.collector.trace.v1.TraceService/Export); gzip and zstd accepted.
 grpc_listen = "127.0.0.1:4317"
-# OTLP/HTTP: POST /v1/traces, application/x-protobuf or application/json, gzip accepted.
+# OTLP/HTTP: POST /v1/traces, application/x-protobuf or application/json; gzip and zstd accepted.
 http_listen = "127.0.0.1:4318"
 # Largest request accepted, checked after decompression (bytes).
 max_request_bytes = 16777216

@@ -112,6 +112,8 @@ pub struct Pipeline {
     findings_tx: watch::Sender<Arc<FindingsDoc>>,
     /// Where snapshots go, if anywhere.
     state: Option<crate::state::StateDir>,
+    /// The snapshot being written on a blocking thread, if any.
+    writing: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Pipeline {
@@ -145,6 +147,7 @@ impl Pipeline {
             paths,
             findings_tx,
             state,
+            writing: None,
         }
     }
 
@@ -167,7 +170,22 @@ impl Pipeline {
                         self.engine.finish();
                         self.publish_counters();
                         self.refresh();
-                        self.snapshot();
+                        // The last snapshot must be on disk before the daemon says it is done.
+                        if let Some(w) = self.writing.take() {
+                            let _ = w.await;
+                        }
+                        if let Some(dir) = self.state.clone() {
+                            match dir.encode(&self.engine) {
+                                Ok(bytes) => {
+                                    let written =
+                                        tokio::task::spawn_blocking(move || dir.write(&bytes)).await;
+                                    if let Ok(Err(e)) = written {
+                                        tracing::warn!(%e, "final state snapshot failed");
+                                    }
+                                }
+                                Err(e) => tracing::warn!(%e, "final state snapshot failed"),
+                            }
+                        }
                         let _ = done.send(());
                         return;
                     }
@@ -291,11 +309,25 @@ impl Pipeline {
         self.findings_tx.send_replace(Arc::new(doc));
     }
 
-    fn snapshot(&self) {
-        if let Some(dir) = &self.state {
-            if let Err(e) = dir.save(&self.engine) {
-                tracing::warn!(%e, "state snapshot failed");
+    /// Encodes a snapshot here (quick) and writes it on a blocking thread, so a slow disk
+    /// does not stall ingestion; skipped while the previous write is still going.
+    fn snapshot(&mut self) {
+        let Some(dir) = self.state.clone() else {
+            return;
+        };
+        if self.writing.as_ref().is_some_and(|w| !w.is_finished()) {
+            tracing::debug!("previous snapshot still being written; skipped");
+            return;
+        }
+        match dir.encode(&self.engine) {
+            Ok(bytes) => {
+                self.writing = Some(tokio::task::spawn_blocking(move || {
+                    if let Err(e) = dir.write(&bytes) {
+                        tracing::warn!(%e, "state snapshot failed");
+                    }
+                }));
             }
+            Err(e) => tracing::warn!(%e, "state snapshot failed"),
         }
     }
 

@@ -71,7 +71,15 @@ impl StateDir {
         self.dir.join(FILE)
     }
 
+    /// Encodes and writes a snapshot (both on the calling thread).
     pub fn save(&self, engine: &Engine) -> Result<(), StateError> {
+        let bytes = self.encode(engine)?;
+        self.write(&bytes)
+    }
+
+    /// The snapshot's bytes: quick (no I/O), so the pipeline can do it between batches and
+    /// hand the slow part, [`StateDir::write`], to a blocking thread.
+    pub fn encode(&self, engine: &Engine) -> Result<Vec<u8>, StateError> {
         let (buckets, retired) = engine.analyzer.windows.parts();
         let snap = SnapshotRef {
             version: VERSION,
@@ -80,6 +88,14 @@ impl StateDir {
             buckets,
             retired,
         };
+        bincode::serialize(&snap).map_err(|e| StateError::Corrupt {
+            path: self.path(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Writes encoded bytes to a temporary file, syncs it and renames it into place.
+    pub fn write(&self, bytes: &[u8]) -> Result<(), StateError> {
         let tmp = self.dir.join(format!("{FILE}.tmp"));
         let io = |source| StateError::Io {
             path: tmp.clone(),
@@ -87,10 +103,7 @@ impl StateDir {
         };
         let f = fs::File::create(&tmp).map_err(io)?;
         let mut w = BufWriter::new(f);
-        bincode::serialize_into(&mut w, &snap).map_err(|e| StateError::Corrupt {
-            path: tmp.clone(),
-            message: e.to_string(),
-        })?;
+        w.write_all(bytes).map_err(io)?;
         w.flush().map_err(io)?;
         w.get_ref().sync_all().map_err(io)?;
         fs::rename(&tmp, self.path()).map_err(|source| StateError::Io {

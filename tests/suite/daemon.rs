@@ -912,3 +912,26 @@ fn grpc_far_over_the_limit_is_resource_exhausted_not_retryable() {
     assert_eq!(code, tonic::Code::ResourceExhausted);
     assert_eq!(d.text("/healthz"), "ok\n");
 }
+
+#[test]
+fn http_accepts_zstd_and_stops_a_zstd_bomb() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[receivers]\nmax_request_bytes = 300000\n").unwrap();
+    let d = Daemon::start(&["--config", cfg.to_str().unwrap()]);
+    let req = shop(Scenario::Healthy, 2).remove(0);
+    let n = chokepoint::ingest::submit::span_count(&req.resource_spans);
+    let body = zstd::encode_all(&req.encode_to_vec()[..], 3).unwrap();
+    assert_eq!(
+        post(&d, "application/x-protobuf", Some("zstd"), body).status(),
+        200
+    );
+    let bomb = zstd::encode_all(&vec![0u8; 50_000_000][..], 3).unwrap();
+    assert!(bomb.len() < 300_000);
+    assert_eq!(
+        post(&d, "application/x-protobuf", Some("zstd"), bomb).status(),
+        413
+    );
+    d.settle();
+    assert_eq!(d.metric("chokepoint_spans_analysed_total"), n);
+}
