@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-use chokepoint::analyze::critical_path::{critical_path, CriticalPathConfig};
+use chokepoint::analyze::critical_path::{critical_path, CriticalPathConfig, Segment};
 use chokepoint::analyze::facts::{extract, FactsAgg};
 use chokepoint::analyze::graph::{GraphAgg, NodeTable};
 use chokepoint::analyze::tree::Trace;
@@ -24,7 +24,7 @@ fn traces(scenario: Scenario, n: usize) -> (Vec<Vec<Span>>, Engine) {
     let mut engine = Engine::new(EngineConfig::default());
     let out: Arc<Mutex<Vec<Vec<Span>>>> = Arc::default();
     let sink = out.clone();
-    engine.analyzer.on_trace = Some(Box::new(move |t: &Trace| {
+    engine.analyzer.on_trace = Some(Box::new(move |t: &Trace, _: &[Segment]| {
         sink.lock().unwrap().push(t.spans.clone())
     }));
     let cfg = SimConfig {
@@ -61,7 +61,8 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let mut agg = FactsAgg::default();
             for t in &built {
-                if let Some(f) = extract(t, &mut nodes, &cfg) {
+                let path = critical_path(t, &cfg);
+                if let Some(f) = extract(t, &path, &mut nodes) {
                     agg.add(&f);
                 }
             }
@@ -73,7 +74,8 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let mut agg = GraphAgg::default();
             for s in &spans {
-                agg.add_trace(&Trace::build(s.clone()), &mut nodes, &cfg);
+                let t = Trace::build(s.clone());
+                agg.add_trace(&t, &critical_path(&t, &cfg), &mut nodes);
             }
             black_box(agg.traces)
         })

@@ -434,7 +434,7 @@ fn engine_for(e: &EngineArgs, a: &AnalysisArgs, window_ns: Option<u64>) -> Resul
         cfg.max_windows = usize::MAX;
     }
     let mut engine = Engine::new(cfg);
-    engine.analyzer.windows.critical_path.skew_tolerance = a.skew_tolerance;
+    engine.analyzer.critical_path.skew_tolerance = a.skew_tolerance;
     Ok(engine)
 }
 
@@ -486,12 +486,11 @@ fn replay(a: ReplayArgs) -> Result<ExitCode> {
 
 fn critical_path(a: CriticalPathArgs) -> Result<ExitCode> {
     let mut engine = engine_for(&a.engine, &a.analysis, None)?;
-    let cfg = engine.analyzer.windows.critical_path;
     let paths: Arc<Mutex<Vec<PathRecord>>> = Arc::default();
     let sink = paths.clone();
-    engine.analyzer.on_trace = Some(Box::new(move |t| {
+    engine.analyzer.on_trace = Some(Box::new(move |t, path| {
         if let Ok(mut p) = sink.lock() {
-            p.push(PathRecord::of(t, &cfg));
+            p.push(PathRecord::from_path(t, path));
         }
     }));
     let mut failed = false;

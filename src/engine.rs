@@ -4,6 +4,7 @@
 
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 
+use crate::analyze::critical_path::{critical_path, CriticalPathConfig, Segment};
 use crate::analyze::graph::{GraphAgg, NodeTable};
 use crate::analyze::tree::Trace;
 use crate::assemble::{Assembler, AssemblerConfig, AssemblerStats};
@@ -46,14 +47,16 @@ impl TraceIssues {
     pub const MAX_DETAILS: usize = 50;
 }
 
-/// Called with every completed trace (the `critical-path` command prints them).
-pub type TraceObserver = Box<dyn FnMut(&Trace) + Send>;
+/// Called with every completed trace and its critical path (the `critical-path` command
+/// prints them; the daemon keeps recent ones).
+pub type TraceObserver = Box<dyn FnMut(&Trace, &[Segment]) + Send>;
 
 /// Everything downstream of the assembler: the part that sees complete traces.
 pub struct Analyzer {
     pub nodes: NodeTable,
     pub windows: Windows,
     pub issues: TraceIssues,
+    pub critical_path: CriticalPathConfig,
     pub on_trace: Option<TraceObserver>,
 }
 
@@ -73,9 +76,11 @@ impl Analyzer {
                     .push(format!("trace {}, span {span}: {e}", trace.id));
             }
         }
-        self.windows.add_trace(&trace, &mut self.nodes);
+        // Computed once: the facts and the observer both use it.
+        let path = critical_path(&trace, &self.critical_path);
+        self.windows.add_trace(&trace, &path, &mut self.nodes);
         if let Some(f) = &mut self.on_trace {
-            f(&trace);
+            f(&trace, &path);
         }
     }
 }
@@ -103,6 +108,7 @@ impl Engine {
                 nodes: NodeTable::new(cfg.max_nodes),
                 windows: Windows::new(cfg.window_ns, cfg.max_windows),
                 issues: TraceIssues::default(),
+                critical_path: CriticalPathConfig::default(),
                 on_trace: None,
             },
             watermark: 0,
@@ -116,48 +122,59 @@ impl Engine {
     /// batch's rejections (it may already hold some from decoding) and is added to the
     /// engine's running total.
     pub fn ingest(&mut self, resource_spans: &[ResourceSpans], report: &mut BatchReport) {
-        let mut spans = std::mem::take(&mut self.scratch);
-        self.normalizer
-            .normalize(resource_spans, &mut spans, report);
+        self.assemble(resource_spans, report, None);
         let analyzer = &mut self.analyzer;
-        for s in spans.drain(..) {
-            // One span with an absurd end time must not complete every pending trace: a
-            // jump of more than an hour counts only once a hundred spans in a row agree.
-            if self.watermark == 0 || s.end_ns <= self.watermark.saturating_add(Self::MAX_JUMP_NS) {
-                self.watermark = self.watermark.max(s.end_ns);
-                self.jumps = 0;
-            } else {
-                self.jumps += 1;
-                if self.jumps >= 100 {
-                    self.watermark = s.end_ns;
-                    self.jumps = 0;
-                }
-            }
-            self.assembler
-                .push(s, self.watermark, &mut |t| analyzer.complete(t));
-        }
-        self.scratch = spans;
         self.assembler
             .expire(self.watermark, &mut |t| analyzer.complete(t));
         self.report.merge(report.clone());
     }
 
-    /// Normalizes and assembles one batch on the caller's clock (`now_ns`: wall time, live).
+    /// Normalizes and assembles one batch on the caller's clock (`now_ns`: monotonic, live).
     pub fn ingest_at(
         &mut self,
         resource_spans: &[ResourceSpans],
         report: &mut BatchReport,
         now_ns: u64,
     ) {
+        self.assemble(resource_spans, report, Some(now_ns));
+    }
+
+    /// Normalize, then push each span on `clock` (or, without one, on the span-time watermark).
+    fn assemble(
+        &mut self,
+        resource_spans: &[ResourceSpans],
+        report: &mut BatchReport,
+        clock: Option<u64>,
+    ) {
         let mut spans = std::mem::take(&mut self.scratch);
         self.normalizer
             .normalize(resource_spans, &mut spans, report);
-        let analyzer = &mut self.analyzer;
         for s in spans.drain(..) {
-            self.assembler
-                .push(s, now_ns, &mut |t| analyzer.complete(t));
+            let now = match clock {
+                Some(now) => now,
+                None => self.advance_watermark(s.end_ns),
+            };
+            let analyzer = &mut self.analyzer;
+            self.assembler.push(s, now, &mut |t| analyzer.complete(t));
         }
         self.scratch = spans;
+    }
+
+    /// Moves replay's clock to `end_ns`. One span with an absurd end time must not complete
+    /// every pending trace: a jump of more than an hour counts only once a hundred spans in a
+    /// row agree.
+    fn advance_watermark(&mut self, end_ns: u64) -> u64 {
+        if self.watermark == 0 || end_ns <= self.watermark.saturating_add(Self::MAX_JUMP_NS) {
+            self.watermark = self.watermark.max(end_ns);
+            self.jumps = 0;
+        } else {
+            self.jumps += 1;
+            if self.jumps >= 100 {
+                self.watermark = end_ns;
+                self.jumps = 0;
+            }
+        }
+        self.watermark
     }
 
     /// Completes the traces idle at `now_ns` (live: called on a timer).
@@ -176,8 +193,7 @@ impl Engine {
     /// baseline loaded first stays comparable with what is loaded after.
     pub fn take_windows(&mut self) -> Windows {
         let w = &self.analyzer.windows;
-        let mut fresh = Windows::new(w.width_ns(), w.max_buckets());
-        fresh.critical_path = w.critical_path;
+        let fresh = Windows::new(w.width_ns(), w.max_buckets());
         std::mem::replace(&mut self.analyzer.windows, fresh)
     }
 

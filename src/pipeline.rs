@@ -12,9 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::analyze::critical_path::{CriticalPathConfig, PathRecord};
 use crate::analyze::graph::GraphAgg;
-use crate::api::dto::{
-    BaselineDto, FindingDto, FindingsDoc, GraphDoc, NodeDetail, NodePoint, WindowDto,
-};
+use crate::api::dto::{FindingsDoc, GraphDoc, NodeDetail, NodePoint};
 use crate::config::Config;
 use crate::engine::{Engine, EngineConfig};
 use crate::findings::{compute, Context};
@@ -124,7 +122,7 @@ impl Pipeline {
         findings_tx: watch::Sender<Arc<FindingsDoc>>,
         state: Option<crate::state::StateDir>,
     ) -> Pipeline {
-        engine.analyzer.windows.critical_path = CriticalPathConfig {
+        engine.analyzer.critical_path = CriticalPathConfig {
             skew_tolerance: cfg.skew_tolerance,
         };
         let paths = Arc::new(Mutex::new(PathStore {
@@ -133,10 +131,9 @@ impl Pipeline {
             paths: FxHashMap::default(),
         }));
         let sink = paths.clone();
-        let cp = engine.analyzer.windows.critical_path;
-        engine.analyzer.on_trace = Some(Box::new(move |t| {
+        engine.analyzer.on_trace = Some(Box::new(move |t, path| {
             if let Ok(mut p) = sink.lock() {
-                p.push(PathRecord::of(t, &cp));
+                p.push(PathRecord::from_path(t, path));
             }
         }));
         Pipeline {
@@ -283,24 +280,9 @@ impl Pipeline {
             names: self.engine.interner(),
         };
         let findings = compute(&cur, base.as_ref(), &ctx);
-        let win = |g: &GraphAgg| {
-            if g.start_ns <= g.end_ns {
-                WindowDto::new(g.start_ns, g.end_ns)
-            } else {
-                let n = now_ns();
-                WindowDto::new(n.saturating_sub(window.as_nanos() as u64), n)
-            }
-        };
-        FindingsDoc {
-            window: win(&cur),
-            traces: cur.traces,
-            spans: cur.spans,
-            baseline: base.as_ref().map(|b| BaselineDto {
-                traces: b.traces,
-                window: win(b),
-            }),
-            findings: findings.iter().map(FindingDto::from).collect(),
-        }
+        let now = now_ns();
+        let empty = (now.saturating_sub(window.as_nanos() as u64), now);
+        FindingsDoc::new(&cur, base.as_ref(), &findings, empty)
     }
 
     /// Recomputes the default window's findings for `/findings` and `Watch`.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use crate::analyze::graph::GraphAgg;
-use crate::api::dto::{BaselineDto, FindingDto, FindingsDoc, WindowDto};
+use crate::api::dto::FindingsDoc;
 use crate::engine::Engine;
 use crate::findings::{compute, Context};
 use crate::ingest::{read_path_counted, BatchReport, FileError, FileSummary, Location};
@@ -154,22 +154,6 @@ impl Analysis {
             names: self.engine.interner(),
         };
         let findings = compute(g, self.baseline.as_ref(), &ctx);
-        let window = |g: &GraphAgg| {
-            if g.start_ns <= g.end_ns {
-                WindowDto::new(g.start_ns, g.end_ns)
-            } else {
-                WindowDto::new(0, 0)
-            }
-        };
-        FindingsDoc {
-            window: window(g),
-            traces: g.traces,
-            spans: g.spans,
-            baseline: self.baseline.as_ref().map(|b| BaselineDto {
-                traces: b.traces,
-                window: window(b),
-            }),
-            findings: findings.iter().map(FindingDto::from).collect(),
-        }
+        FindingsDoc::new(g, self.baseline.as_ref(), &findings, (0, 0))
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::analyze::critical_path::CriticalPathConfig;
+use crate::analyze::critical_path::Segment;
 use crate::analyze::graph::{GraphAgg, NodeTable};
 use crate::analyze::tree::Trace;
 
@@ -17,7 +17,6 @@ pub struct Windows {
     /// The graph (nodes and edges, not facts) of buckets aged out of history, so all-time
     /// counters (Prometheus) never go down.
     retired: GraphAgg,
-    pub critical_path: CriticalPathConfig,
     /// Traces whose bucket had already been dropped as too old when they completed.
     pub traces_dropped_old: u64,
     pub spans_dropped_old: u64,
@@ -38,7 +37,6 @@ impl Windows {
             max_buckets: max_buckets.max(1),
             buckets: BTreeMap::new(),
             retired: GraphAgg::default(),
-            critical_path: CriticalPathConfig::default(),
             traces_dropped_old: 0,
             spans_dropped_old: 0,
             spans_dropped_future: 0,
@@ -76,7 +74,7 @@ impl Windows {
         }
     }
 
-    pub fn add_trace(&mut self, t: &Trace, nodes: &mut NodeTable) {
+    pub fn add_trace(&mut self, t: &Trace, path: &[Segment], nodes: &mut NodeTable) {
         let Some(root) = t.main_root() else { return };
         if self.horizon_ns.is_some_and(|h| t.span(root).start_ns >= h) {
             self.spans_dropped_future += t.len() as u64;
@@ -99,7 +97,7 @@ impl Windows {
         self.buckets
             .entry(start)
             .or_default()
-            .add_trace(t, nodes, &self.critical_path);
+            .add_trace(t, path, nodes);
         // History past its bound ages out (it was analysed while it was kept).
         while self.buckets.len() > self.max_buckets {
             if let Some((_, old)) = self.buckets.pop_first() {

@@ -215,7 +215,11 @@ pub struct PathSegment {
 
 impl PathRecord {
     pub fn of(t: &Trace, cfg: &CriticalPathConfig) -> PathRecord {
-        let path = critical_path(t, cfg);
+        PathRecord::from_path(t, &critical_path(t, cfg))
+    }
+
+    /// The record of a path already computed.
+    pub fn from_path(t: &Trace, path: &[Segment]) -> PathRecord {
         let segments: Vec<PathSegment> = path
             .iter()
             .filter_map(|seg| {

@@ -5,7 +5,7 @@
 
 use rustc_hash::FxHashMap;
 
-use super::critical_path::{attribute, critical_path, is_blocking_child, CriticalPathConfig, Part};
+use super::critical_path::{attribute, is_blocking_child, Part, Segment};
 use super::graph::{resolve_peer, waited_peer, NodeId, NodeTable};
 use super::stats::{BottomK, TopK};
 use super::tree::{Ix, Trace};
@@ -54,8 +54,9 @@ fn reached_node(t: &Trace, i: Ix, nodes: &mut NodeTable) -> (NodeId, Option<Node
     (own, peer)
 }
 
-/// Reduces a trace. `None` for an empty trace.
-pub fn extract(t: &Trace, nodes: &mut NodeTable, cfg: &CriticalPathConfig) -> Option<TraceFacts> {
+/// Reduces a trace, given its critical path (computed once by the caller, who may need it
+/// too). `None` for an empty trace.
+pub fn extract(t: &Trace, path: &[Segment], nodes: &mut NodeTable) -> Option<TraceFacts> {
     let root = t.main_root()?;
     let rs = t.span(root);
     let op = OpKey {
@@ -65,14 +66,13 @@ pub fn extract(t: &Trace, nodes: &mut NodeTable, cfg: &CriticalPathConfig) -> Op
         }),
         name: rs.name,
     };
-    let path = critical_path(t, cfg);
     let e2e_ns = match (path.first(), path.last()) {
         (Some(a), Some(b)) => b.end_ns - a.start_ns,
         _ => rs.duration_ns(),
     };
     let mut cp: Vec<(NodeId, u64, u64)> = Vec::new();
     let mut waits: Vec<(NodeId, NodeId, u64)> = Vec::new();
-    for seg in &path {
+    for seg in path {
         let Some((key, part)) = attribute(t, seg) else {
             continue;
         };

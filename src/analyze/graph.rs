@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rustc_hash::FxHashMap;
 
-use super::critical_path::CriticalPathConfig;
+use super::critical_path::Segment;
 use super::facts::{extract, FactsAgg};
 use super::stats::Moments;
 use super::tree::{Ix, Trace};
@@ -336,8 +336,8 @@ impl GraphAgg {
         self.edges.entry(EdgeKey { from, to, conn }).or_default()
     }
 
-    /// Folds one trace into the graph.
-    pub fn add_trace(&mut self, t: &Trace, nodes: &mut NodeTable, cp: &CriticalPathConfig) {
+    /// Folds one trace (and its critical path) into the graph.
+    pub fn add_trace(&mut self, t: &Trace, path: &[Segment], nodes: &mut NodeTable) {
         self.traces += 1;
         self.spans += t.len() as u64;
         for s in &t.spans {
@@ -414,7 +414,7 @@ impl GraphAgg {
                 n.self_time.record_ns(all.saturating_sub(waiting));
             }
         }
-        if let Some(f) = extract(t, nodes, cp) {
+        if let Some(f) = extract(t, path, nodes) {
             self.facts.add(&f);
         }
     }

@@ -331,6 +331,33 @@ pub fn path_json(
 }
 
 impl FindingsDoc {
+    /// The document of a window's findings. `empty` is the window to show when `cur` holds
+    /// no span (its span-time bounds are then unset).
+    pub fn new(
+        cur: &GraphAgg,
+        baseline: Option<&GraphAgg>,
+        findings: &[crate::findings::Finding],
+        empty: (u64, u64),
+    ) -> FindingsDoc {
+        let window = |g: &GraphAgg| {
+            if g.start_ns <= g.end_ns {
+                WindowDto::new(g.start_ns, g.end_ns)
+            } else {
+                WindowDto::new(empty.0, empty.1)
+            }
+        };
+        FindingsDoc {
+            window: window(cur),
+            traces: cur.traces,
+            spans: cur.spans,
+            baseline: baseline.map(|b| BaselineDto {
+                traces: b.traces,
+                window: window(b),
+            }),
+            findings: findings.iter().map(FindingDto::from).collect(),
+        }
+    }
+
     /// Before the first refresh: no window, no findings.
     pub fn empty() -> FindingsDoc {
         FindingsDoc {

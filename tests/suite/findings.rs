@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use chokepoint::analyze::critical_path::{critical_path, CriticalPathConfig};
+use chokepoint::analyze::critical_path::CriticalPathConfig;
 use chokepoint::api::dto::FindingsDoc;
 use chokepoint::engine::{Engine, EngineConfig};
 use chokepoint::replay::load_files;
@@ -314,11 +314,11 @@ fn crisp_case18_exclusive_critical_path_times_with_tolerance() {
     let mut engine = Engine::new(EngineConfig::default());
     let totals: std::sync::Arc<std::sync::Mutex<BTreeMap<String, u64>>> = Default::default();
     let sink = totals.clone();
-    engine.analyzer.on_trace = Some(Box::new(move |t| {
-        let cfg = CriticalPathConfig {
-            skew_tolerance: 0.01,
-        };
-        for seg in critical_path(t, &cfg) {
+    engine.analyzer.critical_path = CriticalPathConfig {
+        skew_tolerance: 0.01,
+    };
+    engine.analyzer.on_trace = Some(Box::new(move |t, path| {
+        for seg in path {
             let Some(i) = seg.span else { continue };
             let s = t.span(i);
             // Names are interned; the CRISP file's services and operations are S1.. and O1..
