@@ -88,7 +88,7 @@ fn bench(c: &mut Criterion) {
     };
     g.throughput(Throughput::Elements(1));
     g.bench_function("score_window/shop_2000_traces", |b| {
-        b.iter(|| black_box(compute(&window, Some(&window), &ctx).len()))
+        b.iter(|| black_box(compute(&window, Some(&window), &ctx).findings.len()))
     });
     g.finish();
 }

@@ -407,7 +407,8 @@ fn graph(a: GraphArgs) -> Result<ExitCode> {
     if load.files.is_empty() {
         bail!("no trace file could be read");
     }
-    let doc = GraphDoc::new(&engine.graph(), &engine.analyzer.nodes, engine.interner());
+    let graph = engine.graph();
+    let doc = GraphDoc::new(&graph, &engine.analyzer.nodes, engine.interner());
     let out = match a.format {
         GraphFormat::Table => render::graph_table(&doc),
         GraphFormat::Json => serde_json::to_string_pretty(&doc)? + "\n",
@@ -455,14 +456,8 @@ fn replay(a: ReplayArgs) -> Result<ExitCode> {
         bail!("no trace file could be read");
     }
     let windows: Vec<GraphAgg> = match a.window {
-        None => vec![analysis.engine.graph()],
-        Some(_) => analysis
-            .engine
-            .analyzer
-            .windows
-            .buckets()
-            .map(|(_, g)| g.clone())
-            .collect(),
+        None => vec![analysis.whole()],
+        Some(_) => analysis.windows(),
     };
     let mut out = String::new();
     for g in &windows {

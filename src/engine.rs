@@ -6,6 +6,7 @@ use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 
 use crate::analyze::critical_path::{critical_path, CriticalPathConfig, Segment};
 use crate::analyze::graph::{GraphAgg, NodeTable};
+use crate::analyze::identity::{self, Resolution};
 use crate::analyze::tree::Trace;
 use crate::assemble::{Assembler, AssemblerConfig, AssemblerStats};
 use crate::ingest::{BatchReport, Normalizer};
@@ -197,8 +198,20 @@ impl Engine {
         std::mem::replace(&mut self.analyzer.windows, fresh)
     }
 
-    pub fn graph(&self) -> GraphAgg {
-        self.analyzer.windows.merged()
+    /// Groups the raw backends of `aggs` into the nodes users know (see
+    /// [`crate::analyze::identity`]); everything shown together must be resolved together.
+    pub fn resolve(&mut self, aggs: &[&GraphAgg]) -> Resolution {
+        identity::resolve(
+            aggs,
+            &mut self.analyzer.nodes,
+            &mut self.normalizer.interner,
+        )
+    }
+
+    /// Everything kept, merged, with its backends resolved: the graph as shown.
+    pub fn graph(&mut self) -> GraphAgg {
+        let raw = self.analyzer.windows.merged();
+        self.resolve(&[&raw]).apply(&raw)
     }
 
     pub fn interner(&self) -> &Interner {

@@ -134,8 +134,27 @@ impl Context<'_> {
     }
 }
 
-/// All findings of a window, highest score first.
-pub fn compute(cur: &GraphAgg, baseline: Option<&GraphAgg>, ctx: &Context<'_>) -> Vec<Finding> {
+/// A background operation: traces whose root serves no user (a poller, a cron job, a
+/// worker's loop). Shown apart from the findings, never part of them.
+#[derive(Debug, Clone)]
+pub struct BackgroundOp {
+    pub operation: String,
+    pub traces: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// What a window's analysis says: its findings, highest score first (one per kind and
+/// node), notes that concern the whole system, and the background work kept apart.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub findings: Vec<Finding>,
+    pub notes: Vec<String>,
+    pub background: Vec<BackgroundOp>,
+}
+
+/// Everything a window's aggregates (and a baseline's) say.
+pub fn compute(cur: &GraphAgg, baseline: Option<&GraphAgg>, ctx: &Context<'_>) -> Report {
     let mut all = bottleneck::score(cur, baseline, ctx);
     all.extend(spof::score(cur, baseline, ctx));
     all.sort_by(|a, b| {
@@ -144,7 +163,53 @@ pub fn compute(cur: &GraphAgg, baseline: Option<&GraphAgg>, ctx: &Context<'_>) -
             .then(a.kind.cmp(&b.kind))
             .then(a.node_name.cmp(&b.node_name))
     });
-    all
+    // One finding per risk: the best of each (kind, node).
+    let mut seen = std::collections::BTreeSet::new();
+    all.retain(|f| seen.insert((f.kind, f.node)));
+    let mut notes = Vec::new();
+    if let Some(n) = all_single_instance(cur, ctx) {
+        notes.push(format!(
+            "Every one of the {n} services with identified instances runs as a single instance: \
+             each is a single point of failure for the requests that wait on it. The SPOF \
+             findings rank them by what their loss takes down (entry traffic that waits on \
+             them, nodes reached only through them, failures seen)."
+        ));
+    }
+    let mut background: Vec<BackgroundOp> = cur
+        .facts
+        .ops
+        .iter()
+        .filter(|(k, _)| k.background)
+        .map(|(k, o)| BackgroundOp {
+            operation: format!("{} {}", ctx.name(k.service), ctx.names.resolve(k.name)),
+            traces: o.traces,
+            p50_ms: r3(o.e2e.quantile_ms(0.5)),
+            p99_ms: r3(o.e2e.quantile_ms(0.99)),
+        })
+        .collect();
+    background.sort_by(|a, b| b.traces.cmp(&a.traces).then(a.operation.cmp(&b.operation)));
+    Report {
+        findings: all,
+        notes,
+        background,
+    }
+}
+
+/// `Some(n)` when at least three services have identified instances and every one of them
+/// runs (serves now) as one.
+fn all_single_instance(cur: &GraphAgg, ctx: &Context<'_>) -> Option<usize> {
+    let mut n = 0;
+    for (id, agg) in &cur.nodes {
+        if ctx.node_type(*id) != NodeType::Service {
+            continue;
+        }
+        match agg.instances.serving_count() {
+            Some(1) => n += 1,
+            Some(_) => return None,
+            None => {}
+        }
+    }
+    (n >= 3).then_some(n)
 }
 
 /// Rounds for presentation (evidence is for people; four significant places are plenty).

@@ -224,12 +224,42 @@ impl NodeType {
 /// Identity of a graph node: its type and the name users know it by. Two services and a
 /// database may share a name (`auth` the service, `auth (cassandra)` the keyspace); the type
 /// keeps them apart.
+///
+/// `system` is set only on a *raw* backend: a database or broker seen by its address (its
+/// `name` is then that address), or named by nothing but its system (`name` is then the
+/// system itself). `label` is the name its callers gave it, if any (a database name). Raw
+/// backends are never shown: the identity resolver (`analyze::identity`) groups them into
+/// the nodes callers use interchangeably, and names those as users know them.
 #[derive(
     Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
 pub struct NodeKey {
     pub ty: NodeType,
     pub name: Sym,
+    pub system: Option<Sym>,
+    pub label: Option<Sym>,
+}
+
+impl NodeKey {
+    /// A service, by its `service.name`.
+    pub fn service(name: Sym) -> NodeKey {
+        NodeKey::named(NodeType::Service, name)
+    }
+
+    /// A node known by a name of its own (services, named backends, external peers).
+    pub fn named(ty: NodeType, name: Sym) -> NodeKey {
+        NodeKey {
+            ty,
+            name,
+            system: None,
+            label: None,
+        }
+    }
+
+    /// True for a raw backend, which the identity resolver replaces before anything is shown.
+    pub fn is_raw(&self) -> bool {
+        self.system.is_some()
+    }
 }
 
 /// The far side of a client, producer or consumer span that is not (or not necessarily)
@@ -240,6 +270,13 @@ pub struct Peer {
     /// The address this span talked to (`host:port`); distinct addresses are the peer's
     /// instances. `None` when the span names no address: redundancy is then unknown.
     pub address: Option<Sym>,
+    /// What the caller asked for, hashed (a normalized statement, an operation and table, a
+    /// destination): calls of one caller with the same `usage` spread over several addresses
+    /// mark those addresses as replicas of one node. 0 when nothing says.
+    pub usage: u64,
+    /// The call waits for work to arrive rather than doing work (`BRPOP`, `XREAD BLOCK`, a
+    /// consumer's `poll` or `receive`): its duration is idle time, not the peer's latency.
+    pub idle: bool,
 }
 
 /// A span link: messaging and batch consumers use links instead of parents.

@@ -261,7 +261,8 @@ impl Pipeline {
 
     /// Buckets covering the last `window` (by wall clock), merged; and, as its baseline, the
     /// history before it when there is enough of it.
-    fn windows(&self, window: Duration) -> (GraphAgg, Option<GraphAgg>) {
+    /// Backends are resolved over both, so they name nodes alike.
+    fn windows(&mut self, window: Duration) -> (GraphAgg, Option<GraphAgg>) {
         let w = &self.engine.analyzer.windows;
         let now = now_ns();
         // History is all there is: a longer window is the whole of it.
@@ -269,11 +270,13 @@ impl Pipeline {
         let from = w.bucket_of(now.saturating_sub(window.as_nanos() as u64));
         let cur = w.merged_range(from, u64::MAX);
         let base = w.merged_range(0, from);
-        let base = (base.facts.traces >= 50).then_some(base);
+        let resolution = self.engine.resolve(&[&cur, &base]);
+        let cur = resolution.apply(&cur);
+        let base = (base.facts.traces >= 50).then(|| resolution.apply(&base));
         (cur, base)
     }
 
-    fn findings_doc(&self, window: Duration) -> FindingsDoc {
+    fn findings_doc(&mut self, window: Duration) -> FindingsDoc {
         let (cur, base) = self.windows(window);
         let ctx = Context {
             nodes: &self.engine.analyzer.nodes,
@@ -286,7 +289,7 @@ impl Pipeline {
     }
 
     /// Recomputes the default window's findings for `/findings` and `Watch`.
-    fn refresh(&self) {
+    fn refresh(&mut self) {
         let doc = self.findings_doc(self.cfg.window);
         self.findings_tx.send_replace(Arc::new(doc));
     }
@@ -341,6 +344,7 @@ impl Pipeline {
             }
             Query::GraphMetrics { reply } => {
                 let all = self.engine.analyzer.windows.all_time();
+                let all = self.engine.resolve(&[&all]).apply(&all);
                 let findings = self.findings_tx.borrow().clone();
                 let _ = reply.send(crate::api::metrics::graph_metrics(
                     &all,
@@ -352,20 +356,26 @@ impl Pipeline {
         }
     }
 
-    fn node(&self, name: &str, window: Duration) -> Option<NodeDetail> {
+    fn node(&mut self, name: &str, window: Duration) -> Option<NodeDetail> {
         let (cur, _) = self.windows(window);
         let doc = GraphDoc::new(&cur, &self.engine.analyzer.nodes, self.engine.interner());
         let node = doc.node(name)?.clone();
         let nodes = &self.engine.analyzer.nodes;
         let id = (0..nodes.len() as u32)
             .map(crate::analyze::graph::NodeId)
-            .find(|id| self.engine.interner().resolve(nodes.key(*id).name) == name)?;
+            .find(|id| {
+                let k = nodes.key(*id);
+                !k.is_raw() && self.engine.interner().resolve(k.name) == name
+            })?;
+        let all = self.engine.analyzer.windows.merged();
+        let resolution = self.engine.resolve(&[&all]);
         let history: Vec<NodePoint> = self
             .engine
             .analyzer
             .windows
             .buckets()
             .filter_map(|(start, g)| {
+                let g = resolution.apply(g);
                 let n = g.nodes.get(&id)?;
                 Some(NodePoint {
                     start: crate::api::dto::rfc3339(start),

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use crate::analyze::graph::GraphAgg;
+use crate::analyze::identity::Resolution;
 use crate::api::dto::FindingsDoc;
 use crate::engine::Engine;
 use crate::findings::{compute, Context};
@@ -115,12 +116,15 @@ fn load(engine: &mut Engine, paths: &[PathBuf], obs: &mut dyn LoadObserver) -> L
 }
 
 /// A finished offline analysis: the engine (names, nodes, windows) and the baseline's
-/// aggregate, if one was given.
+/// aggregate, if one was given. Backends are resolved over the baseline and the input
+/// together, so both name nodes alike.
 pub struct Analysis {
     pub engine: Engine,
+    /// The baseline, resolved.
     pub baseline: Option<GraphAgg>,
     pub load: LoadSummary,
     pub baseline_load: Option<LoadSummary>,
+    resolution: Resolution,
 }
 
 /// Loads `baseline` (if any) and then `files` into one engine, so both share names and node
@@ -138,16 +142,38 @@ pub fn analyze(
         (Some(engine.take_windows().merged()), Some(load))
     };
     let load = load_files(&mut engine, files, obs);
+    let current = engine.analyzer.windows.merged();
+    let mut all: Vec<&GraphAgg> = vec![&current];
+    all.extend(baseline.as_ref());
+    let resolution = engine.resolve(&all);
+    let baseline = baseline.map(|b| resolution.apply(&b));
     Analysis {
         engine,
         baseline,
         load,
         baseline_load,
+        resolution,
     }
 }
 
 impl Analysis {
-    /// The findings document of one window's aggregate.
+    /// All input as one window, resolved.
+    pub fn whole(&self) -> GraphAgg {
+        self.resolution
+            .apply(&self.engine.analyzer.windows.merged())
+    }
+
+    /// Each window of the input, resolved.
+    pub fn windows(&self) -> Vec<GraphAgg> {
+        self.engine
+            .analyzer
+            .windows
+            .buckets()
+            .map(|(_, g)| self.resolution.apply(g))
+            .collect()
+    }
+
+    /// The findings document of one (resolved) window.
     pub fn findings_doc(&self, g: &GraphAgg) -> FindingsDoc {
         let ctx = Context {
             nodes: &self.engine.analyzer.nodes,

@@ -60,7 +60,10 @@ fn slow_callers(cur: &GraphAgg) -> FxHashMap<NodeId, f64> {
 
 fn node_cp(cur: &GraphAgg, slow: &FxHashMap<NodeId, f64>) -> FxHashMap<NodeId, Cp> {
     let mut cp: FxHashMap<NodeId, Cp> = FxHashMap::default();
-    for ((_, n), c) in &cur.facts.cp {
+    for ((op, n), c) in &cur.facts.cp {
+        if op.background {
+            continue;
+        }
         let e = cp.entry(*n).or_default();
         e.own += c.own_ns as f64;
         e.queue += c.queue_ns as f64;
@@ -96,7 +99,7 @@ fn change(cur: &GraphAgg, base: &GraphAgg) -> Option<Change> {
     };
     let mut base_e2e = 0.0;
     for (op, o) in &cur.facts.ops {
-        let Some(b) = base.facts.ops.get(op) else {
+        let Some(b) = base.facts.ops.get(op).filter(|_| !op.background) else {
             continue;
         };
         ch.traces += o.traces;
@@ -262,7 +265,7 @@ pub fn score(cur: &GraphAgg, base: Option<&GraphAgg>, ctx: &Context<'_>) -> Vec<
             let mut on_path = 0;
             let mut ops: Vec<(String, f64, u64)> = Vec::new();
             for ((op, node), a) in &f.cp {
-                if *node != n {
+                if *node != n || op.background {
                     continue;
                 }
                 per_trace.add(&a.per_trace);

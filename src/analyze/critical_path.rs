@@ -13,7 +13,7 @@
 //! fraction of their parent count as sequential) absorbs skew between hosts.
 
 use super::tree::{Ix, Trace};
-use crate::model::{NodeKey, NodeType, SpanKind};
+use crate::model::{NodeKey, SpanKind};
 
 /// Settings for the walk.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -162,10 +162,7 @@ pub enum Part {
 pub fn attribute(t: &Trace, seg: &Segment) -> Option<(NodeKey, Part)> {
     let i = seg.span?;
     let s = t.span(i);
-    let service = NodeKey {
-        ty: NodeType::Service,
-        name: s.service,
-    };
+    let service = NodeKey::service(s.service);
     if !t.is_client_like(i) {
         return Some((service, Part::Own));
     }
@@ -177,15 +174,11 @@ pub fn attribute(t: &Trace, seg: &Segment) -> Option<(NodeKey, Part)> {
         .filter(|&c| t.span(c).service != s.service && is_blocking_child(t, i, c))
         .max_by_key(|&c| (t.span(c).duration_ns(), std::cmp::Reverse(c)));
     if let Some(c) = callee {
-        return Some((
-            NodeKey {
-                ty: NodeType::Service,
-                name: t.span(c).service,
-            },
-            Part::Queue,
-        ));
+        return Some((NodeKey::service(t.span(c).service), Part::Queue));
     }
     match s.peer {
+        // Blocked waiting for work: nobody's work, so nobody's share of the path.
+        Some(p) if p.idle => None,
         Some(p) => Some((p.node, Part::Own)),
         None => Some((service, Part::Own)),
     }

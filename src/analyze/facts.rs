@@ -10,7 +10,7 @@ use super::graph::{resolve_peer, waited_peer, NodeId, NodeTable};
 use super::stats::{BottomK, TopK};
 use super::tree::{Ix, Trace};
 use crate::hist::Hist;
-use crate::model::{Interner, NodeKey, NodeType, Sym, TraceId};
+use crate::model::{Interner, NodeKey, SpanKind, Sym, TraceId};
 
 /// An entry operation: the root span's service and name (`api-gateway`, `POST /checkout`).
 #[derive(
@@ -19,6 +19,9 @@ use crate::model::{Interner, NodeKey, NodeType, Sym, TraceId};
 pub struct OpKey {
     pub service: NodeId,
     pub name: Sym,
+    /// Background work (a poller, a cron job, a worker's loop), not a user request: counted
+    /// apart, and never part of critical-path shares or SPOF reach.
+    pub background: bool,
 }
 
 /// Entry operations kept apart; past this, new ones fold into one per service.
@@ -46,12 +49,34 @@ pub struct TraceFacts {
 /// nobody instrumented answered, the peer it called.
 fn reached_node(t: &Trace, i: Ix, nodes: &mut NodeTable) -> (NodeId, Option<NodeId>) {
     let s = t.span(i);
-    let own = nodes.id(NodeKey {
-        ty: NodeType::Service,
-        name: s.service,
-    });
-    let peer = waited_peer(t, i).map(|p| resolve_peer(nodes, p.node));
+    let own = nodes.id(NodeKey::service(s.service));
+    // Waiting for work is not depending on the polled node for a request.
+    let peer = waited_peer(t, i)
+        .filter(|p| !p.idle)
+        .map(|p| resolve_peer(nodes, p.node));
     (own, peer)
+}
+
+/// Whether a trace is a user request. Its root serves someone: a SERVER or CONSUMER span, a
+/// span of unknown kind (converted Jaeger and Zipkin data), or a client whose call an
+/// instrumented service answered (a load generator, a mobile app). Anything else is
+/// background work: a poller's or worker's loop, a cron job, a blocking pop or an empty poll
+/// as a trace of its own.
+pub fn is_request(t: &Trace, root: Ix) -> bool {
+    let s = t.span(root);
+    // A poll that got nothing is waiting; one whose messages are handled under it is the
+    // entry of that work.
+    if s.peer.is_some_and(|p| p.idle) && t.children(root).is_empty() {
+        return false;
+    }
+    match s.kind {
+        SpanKind::Server | SpanKind::Consumer | SpanKind::Unspecified => true,
+        SpanKind::Client => t.children(root).iter().any(|&c| {
+            let cs = t.span(c);
+            cs.service != s.service && matches!(cs.kind, SpanKind::Server | SpanKind::Unspecified)
+        }),
+        SpanKind::Internal | SpanKind::Producer => false,
+    }
 }
 
 /// Reduces a trace, given its critical path (computed once by the caller, who may need it
@@ -60,11 +85,9 @@ pub fn extract(t: &Trace, path: &[Segment], nodes: &mut NodeTable) -> Option<Tra
     let root = t.main_root()?;
     let rs = t.span(root);
     let op = OpKey {
-        service: nodes.id(NodeKey {
-            ty: NodeType::Service,
-            name: rs.service,
-        }),
+        service: nodes.id(NodeKey::service(rs.service)),
         name: rs.name,
+        background: !is_request(t, root),
     };
     let e2e_ns = match (path.first(), path.last()) {
         (Some(a), Some(b)) => b.end_ns - a.start_ns,
@@ -82,10 +105,7 @@ pub fn extract(t: &Trace, path: &[Segment], nodes: &mut NodeTable) -> Option<Tra
             Part::Queue => {
                 cp.push((node, 0, seg.len_ns()));
                 if let Some(i) = seg.span {
-                    let caller = nodes.id(NodeKey {
-                        ty: NodeType::Service,
-                        name: t.span(i).service,
-                    });
+                    let caller = nodes.id(NodeKey::service(t.span(i).service));
                     waits.push((caller, node, seg.len_ns()));
                 }
             }
@@ -172,6 +192,16 @@ pub struct OpAgg {
     pub e2e_total_ns: u128,
 }
 
+impl OpAgg {
+    fn merge(&mut self, v: &OpAgg) {
+        self.traces += v.traces;
+        self.errors += v.errors;
+        self.spans += v.spans;
+        self.e2e.add(&v.e2e);
+        self.e2e_total_ns += v.e2e_total_ns;
+    }
+}
+
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct CpAgg {
     /// Traces with the node on the critical path.
@@ -182,11 +212,27 @@ pub struct CpAgg {
     pub per_trace: Hist,
 }
 
+impl CpAgg {
+    fn merge(&mut self, v: &CpAgg) {
+        self.traces += v.traces;
+        self.own_ns += v.own_ns;
+        self.queue_ns += v.queue_ns;
+        self.per_trace.add(&v.per_trace);
+    }
+}
+
 /// Failures of a node and how often they took the entry request down with them.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
 pub struct FailAgg {
     pub traces_failed: u64,
     pub entry_failed_too: u64,
+}
+
+impl FailAgg {
+    fn merge(&mut self, v: &FailAgg) {
+        self.traces_failed += v.traces_failed;
+        self.entry_failed_too += v.entry_failed_too;
+    }
 }
 
 /// A sampled trace's critical path, for what-if projections.
@@ -204,7 +250,9 @@ pub type Exemplars = TopK<TraceId, 3>;
 /// [`MAX_OPS`], samples at [`FactsAgg::SAMPLES`], exemplars at three per node.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FactsAgg {
+    /// User requests (traces of background work are in `background_traces`).
     pub traces: u64,
+    pub background_traces: u64,
     pub e2e_total_ns: u128,
     pub ops: FxHashMap<OpKey, OpAgg>,
     pub cp: FxHashMap<(OpKey, NodeId), CpAgg>,
@@ -222,6 +270,7 @@ impl Default for FactsAgg {
     fn default() -> Self {
         FactsAgg {
             traces: 0,
+            background_traces: 0,
             e2e_total_ns: 0,
             ops: FxHashMap::default(),
             cp: FxHashMap::default(),
@@ -241,20 +290,25 @@ impl FactsAgg {
     pub fn add(&mut self, f: &TraceFacts) {
         let op = if self.ops.len() >= MAX_OPS && !self.ops.contains_key(&f.op) {
             OpKey {
-                service: f.op.service,
                 name: Interner::OVERFLOW,
+                ..f.op
             }
         } else {
             f.op
         };
-        self.traces += 1;
-        self.e2e_total_ns += u128::from(f.e2e_ns);
         let o = self.ops.entry(op).or_default();
         o.traces += 1;
         o.errors += u64::from(f.entry_error);
         o.spans += u64::from(f.spans);
         o.e2e.record_ns(f.e2e_ns);
         o.e2e_total_ns += u128::from(f.e2e_ns);
+        if op.background {
+            // Shown apart; nothing a user waits on.
+            self.background_traces += 1;
+            return;
+        }
+        self.traces += 1;
+        self.e2e_total_ns += u128::from(f.e2e_ns);
         for &(node, own, queue) in &f.cp {
             let c = self.cp.entry((op, node)).or_default();
             c.traces += 1;
@@ -296,21 +350,13 @@ impl FactsAgg {
 
     pub fn merge(&mut self, o: &FactsAgg) {
         self.traces += o.traces;
+        self.background_traces += o.background_traces;
         self.e2e_total_ns += o.e2e_total_ns;
         for (k, v) in &o.ops {
-            let m = self.ops.entry(*k).or_default();
-            m.traces += v.traces;
-            m.errors += v.errors;
-            m.spans += v.spans;
-            m.e2e.add(&v.e2e);
-            m.e2e_total_ns += v.e2e_total_ns;
+            self.ops.entry(*k).or_default().merge(v);
         }
         for (k, v) in &o.cp {
-            let m = self.cp.entry(*k).or_default();
-            m.traces += v.traces;
-            m.own_ns += v.own_ns;
-            m.queue_ns += v.queue_ns;
-            m.per_trace.add(&v.per_trace);
+            self.cp.entry(*k).or_default().merge(v);
         }
         for (k, v) in &o.waits {
             *self.waits.entry(*k).or_default() += v;
@@ -319,9 +365,7 @@ impl FactsAgg {
             *self.reach.entry(*k).or_default() += v;
         }
         for (k, v) in &o.fail {
-            let m = self.fail.entry(*k).or_default();
-            m.traces_failed += v.traces_failed;
-            m.entry_failed_too += v.entry_failed_too;
+            self.fail.entry(*k).or_default().merge(v);
         }
         for (k, v) in &o.slowest {
             self.slowest.entry(*k).or_default().merge(v);
@@ -330,5 +374,68 @@ impl FactsAgg {
             self.failures.entry(*k).or_default().merge(v);
         }
         self.samples.merge(&o.samples);
+    }
+
+    /// The same sums with nodes renamed by `f`. Where several nodes become one, the sums of
+    /// time add exactly; counts of traces (on the path, reaching, failing) add too, capped at
+    /// the operation's traces: exact when each trace touched one of them (replicas used
+    /// interchangeably), an upper bound otherwise.
+    pub fn remap(&self, f: &impl Fn(NodeId) -> NodeId) -> FactsAgg {
+        let op = |k: &OpKey| OpKey {
+            service: f(k.service),
+            ..*k
+        };
+        let mut out = FactsAgg {
+            traces: self.traces,
+            background_traces: self.background_traces,
+            e2e_total_ns: self.e2e_total_ns,
+            samples: self.samples.map(|s| {
+                let mut cp: Vec<(NodeId, u64)> = s.cp.iter().map(|&(n, t)| (f(n), t)).collect();
+                cp.sort_unstable_by_key(|c| c.0);
+                CpSample {
+                    op: op(&s.op),
+                    e2e_ns: s.e2e_ns,
+                    cp: fold(cp, |a, b| (a.0, a.1 + b.1), |c| c.0),
+                }
+            }),
+            ..FactsAgg::default()
+        };
+        for (k, v) in &self.ops {
+            out.ops.entry(op(k)).or_default().merge(v);
+        }
+        let cap = |o: &OpKey| out.ops.get(o).map_or(u64::MAX, |a| a.traces);
+        let mut cp: FxHashMap<(OpKey, NodeId), CpAgg> = FxHashMap::default();
+        for ((o, n), v) in &self.cp {
+            cp.entry((op(o), f(*n))).or_default().merge(v);
+        }
+        for ((o, _), v) in cp.iter_mut() {
+            v.traces = v.traces.min(cap(o));
+        }
+        let mut reach: FxHashMap<(OpKey, NodeId), u64> = FxHashMap::default();
+        for ((o, n), v) in &self.reach {
+            *reach.entry((op(o), f(*n))).or_default() += v;
+        }
+        for ((o, _), v) in reach.iter_mut() {
+            *v = (*v).min(cap(o));
+        }
+        out.cp = cp;
+        out.reach = reach;
+        for ((a, b), v) in &self.waits {
+            *out.waits.entry((f(*a), f(*b))).or_default() += v;
+        }
+        for (k, v) in &self.fail {
+            out.fail.entry(f(*k)).or_default().merge(v);
+        }
+        for a in out.fail.values_mut() {
+            a.traces_failed = a.traces_failed.min(out.traces);
+            a.entry_failed_too = a.entry_failed_too.min(a.traces_failed);
+        }
+        for (k, v) in &self.slowest {
+            out.slowest.entry(f(*k)).or_default().merge(v);
+        }
+        for (k, v) in &self.failures {
+            out.failures.entry(f(*k)).or_default().merge(v);
+        }
+        out
     }
 }

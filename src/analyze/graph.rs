@@ -9,7 +9,7 @@
 //!   the peer a producer names), producer → consumer directly otherwise, with the queue delay
 //!   (consumer start − producer end) on the hop into the consumer.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap;
 
@@ -42,10 +42,7 @@ impl NodeTable {
     pub const OVERFLOW: NodeId = NodeId(0);
 
     pub fn new(max_nodes: usize) -> Self {
-        let overflow = NodeKey {
-            ty: NodeType::External,
-            name: crate::model::Interner::OVERFLOW,
-        };
+        let overflow = NodeKey::named(NodeType::External, crate::model::Interner::OVERFLOW);
         let mut ids = FxHashMap::default();
         ids.insert(overflow, Self::OVERFLOW);
         NodeTable {
@@ -105,10 +102,7 @@ impl NodeTable {
 /// call that was refused before any server span existed, say).
 pub fn resolve_peer(nodes: &mut NodeTable, key: NodeKey) -> NodeId {
     if key.ty == NodeType::External {
-        if let Some(id) = nodes.get(&NodeKey {
-            ty: NodeType::Service,
-            name: key.name,
-        }) {
+        if let Some(id) = nodes.get(&NodeKey::service(key.name)) {
             return id;
         }
     }
@@ -167,43 +161,131 @@ pub struct EdgeKey {
     pub conn: ConnType,
 }
 
-/// Distinct instances of a node, bounded. Observations without identity are counted apart:
-/// a node seen only without identity has *unknown* redundancy, not one instance.
+/// When an instance was seen, in span time, and how often: enough to tell whether it still
+/// serves at the end of a window, and to merge windows by addition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Seen {
+    pub first_ns: u64,
+    pub last_ns: u64,
+    pub count: u64,
+}
+
+impl Seen {
+    fn merge(&mut self, o: &Seen) {
+        self.first_ns = self.first_ns.min(o.first_ns);
+        self.last_ns = self.last_ns.max(o.last_ns);
+        self.count += o.count;
+    }
+}
+
+/// Distinct instances of a node, bounded, each with when it was seen. Observations without
+/// identity are counted apart: a node seen only without identity has *unknown* redundancy,
+/// not one instance.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct InstanceSet {
-    pub known: BTreeSet<Sym>,
+    pub known: BTreeMap<Sym, Seen>,
     /// More distinct instances were seen than the set keeps.
     pub overflow: bool,
     pub unknown_observations: u64,
+    /// Sightings of any identified instance per [`LOAD_BUCKET_NS`] of span time (the last
+    /// [`MAX_LOAD_BUCKETS`]): how much the node served after a given moment.
+    pub slots: BTreeMap<u64, u64>,
 }
+
+/// An instance is gone once it has missed this many of the sightings its share of the
+/// node's traffic predicts: missing ten in a row by chance has odds of about e⁻¹⁰.
+pub const GONE_AFTER_MISSED: f64 = 10.0;
+/// Quiet shorter than this never counts as gone (spans of the last seconds may still be in
+/// flight, and clocks of hosts differ).
+pub const MIN_QUIET_NS: u64 = 10_000_000_000;
 
 impl InstanceSet {
     pub const MAX: usize = 256;
 
-    pub fn observe(&mut self, instance: Option<Sym>) {
+    pub fn observe(&mut self, instance: Option<Sym>, t_ns: u64) {
         match instance {
             None => self.unknown_observations += 1,
             Some(i) => {
-                if self.known.len() < Self::MAX {
-                    self.known.insert(i);
-                } else if !self.known.contains(&i) {
-                    self.overflow = true;
-                }
+                self.observe_seen(
+                    i,
+                    &Seen {
+                        first_ns: t_ns,
+                        last_ns: t_ns,
+                        count: 1,
+                    },
+                );
+                self.add_slot(t_ns / LOAD_BUCKET_NS, 1);
             }
         }
     }
 
+    fn add_slot(&mut self, slot: u64, n: u64) {
+        *self.slots.entry(slot).or_default() += n;
+        while self.slots.len() > MAX_LOAD_BUCKETS {
+            self.slots.pop_first();
+        }
+    }
+
+    fn observe_seen(&mut self, i: Sym, seen: &Seen) {
+        if let Some(s) = self.known.get_mut(&i) {
+            s.merge(seen);
+        } else if self.known.len() < Self::MAX {
+            self.known.insert(i, *seen);
+        } else {
+            self.overflow = true;
+        }
+    }
+
     pub fn merge(&mut self, other: &InstanceSet) {
-        for i in &other.known {
-            self.observe(Some(*i));
+        for (i, seen) in &other.known {
+            self.observe_seen(*i, seen);
         }
         self.overflow |= other.overflow;
         self.unknown_observations += other.unknown_observations;
+        for (slot, n) in &other.slots {
+            self.add_slot(*slot, *n);
+        }
     }
 
-    /// Distinct instances seen, or `None` when no observation carried an identity.
+    /// Distinct instances seen over the whole window, or `None` when no observation carried
+    /// an identity.
     pub fn count(&self) -> Option<usize> {
         (!self.known.is_empty()).then_some(self.known.len())
+    }
+
+    /// The instances still serving at the node's last sighting: redundancy is what serves
+    /// now, and a replica lost a minute ago is gone whatever the window's union says.
+    ///
+    /// An instance is gone when the node went on serving without it: of the node's
+    /// sightings in the time slots after the one it was last seen in, its usual share would
+    /// have been at least [`GONE_AFTER_MISSED`]. Judged against the node's own traffic, a
+    /// busy replica is gone within seconds, a rarely used one is not declared lost between
+    /// two calls, and a node that went quiet (a trace with minutes of user think time, a
+    /// drained queue) loses none.
+    pub fn serving(&self) -> Vec<Sym> {
+        let now = self.known.values().map(|s| s.last_ns).max().unwrap_or(0);
+        let total: u64 = self.known.values().map(|s| s.count).sum();
+        self.known
+            .iter()
+            .filter(|(_, s)| {
+                if now - s.last_ns < MIN_QUIET_NS || total <= s.count {
+                    return true;
+                }
+                let after: u64 = self
+                    .slots
+                    .range(s.last_ns / LOAD_BUCKET_NS + 1..)
+                    .map(|(_, n)| n)
+                    .sum();
+                let share = s.count as f64 / (total - s.count) as f64;
+                share * (after as f64) < GONE_AFTER_MISSED
+            })
+            .map(|(i, _)| *i)
+            .collect()
+    }
+
+    /// How many instances serve now ([`InstanceSet::serving`]), or `None` when unknown.
+    pub fn serving_count(&self) -> Option<usize> {
+        self.count().map(|_| self.serving().len())
     }
 }
 
@@ -233,6 +315,24 @@ pub const LOAD_BUCKET_NS: u64 = 10_000_000_000;
 pub const MAX_LOAD_BUCKETS: usize = 720;
 
 impl NodeAgg {
+    pub fn merge(&mut self, n: &NodeAgg) {
+        self.spans += n.spans;
+        self.span_errors += n.span_errors;
+        self.requests += n.requests;
+        self.errors += n.errors;
+        self.latency.add(&n.latency);
+        self.self_time.add(&n.self_time);
+        self.instances.merge(&n.instances);
+        for (b, (c, sum)) in &n.load {
+            let e = self.load.entry(*b).or_default();
+            e.0 += c;
+            e.1 = e.1.saturating_add(*sum);
+        }
+        while self.load.len() > MAX_LOAD_BUCKETS {
+            self.load.pop_first();
+        }
+    }
+
     fn record_load(&mut self, t_ns: u64, latency_ns: u64) {
         let e = self.load.entry(t_ns / LOAD_BUCKET_NS).or_default();
         e.0 += 1;
@@ -259,6 +359,32 @@ pub struct EdgeAgg {
     pub gap: Hist,
 }
 
+impl EdgeAgg {
+    pub fn merge(&mut self, e: &EdgeAgg) {
+        self.calls += e.calls;
+        self.errors += e.errors;
+        self.client.add(&e.client);
+        self.server.add(&e.server);
+        self.queue.add(&e.queue);
+        self.queue_trend.merge(&e.queue_trend);
+        self.gap.add(&e.gap);
+    }
+}
+
+/// Calls of one caller, asking one thing (see [`crate::model::Peer::usage`]), of one raw
+/// backend address: the evidence the identity resolver groups replicas by.
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct UsageKey {
+    pub caller: NodeId,
+    pub usage: u64,
+    pub peer: NodeId,
+}
+
+/// Usage entries kept per aggregate; past it, new ones are counted in `usage_dropped`.
+pub const MAX_USAGE: usize = 4096;
+
 /// The graph of one window (or of several, merged). Everything in it adds up.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct GraphAgg {
@@ -272,6 +398,9 @@ pub struct GraphAgg {
     pub edges: FxHashMap<EdgeKey, EdgeAgg>,
     /// Critical path, reach and failure sums, for the findings.
     pub facts: FactsAgg,
+    /// Which raw backend addresses each caller operation uses, bounded by [`MAX_USAGE`].
+    pub usage: FxHashMap<UsageKey, u64>,
+    pub usage_dropped: u64,
 }
 
 impl Default for GraphAgg {
@@ -285,6 +414,8 @@ impl Default for GraphAgg {
             nodes: FxHashMap::default(),
             edges: FxHashMap::default(),
             facts: FactsAgg::default(),
+            usage: FxHashMap::default(),
+            usage_dropped: 0,
         }
     }
 }
@@ -303,33 +434,62 @@ impl GraphAgg {
         self.spans += other.spans;
         self.fragmented_traces += other.fragmented_traces;
         for (id, n) in &other.nodes {
-            let m = self.nodes.entry(*id).or_default();
-            m.spans += n.spans;
-            m.span_errors += n.span_errors;
-            m.requests += n.requests;
-            m.errors += n.errors;
-            m.latency.add(&n.latency);
-            m.self_time.add(&n.self_time);
-            m.instances.merge(&n.instances);
-            for (b, (c, sum)) in &n.load {
-                let e = m.load.entry(*b).or_default();
-                e.0 += c;
-                e.1 = e.1.saturating_add(*sum);
-            }
-            while m.load.len() > MAX_LOAD_BUCKETS {
-                m.load.pop_first();
-            }
+            self.nodes.entry(*id).or_default().merge(n);
         }
+        self.merge_usage(&other.usage, other.usage_dropped, |k| k);
         for (k, e) in &other.edges {
-            let m = self.edges.entry(*k).or_default();
-            m.calls += e.calls;
-            m.errors += e.errors;
-            m.client.add(&e.client);
-            m.server.add(&e.server);
-            m.queue.add(&e.queue);
-            m.queue_trend.merge(&e.queue_trend);
-            m.gap.add(&e.gap);
+            self.edges.entry(*k).or_default().merge(e);
         }
+    }
+
+    fn merge_usage(
+        &mut self,
+        usage: &FxHashMap<UsageKey, u64>,
+        dropped: u64,
+        f: impl Fn(UsageKey) -> UsageKey,
+    ) {
+        for (k, c) in usage {
+            let k = f(*k);
+            if let Some(m) = self.usage.get_mut(&k) {
+                *m += c;
+            } else if self.usage.len() < MAX_USAGE {
+                self.usage.insert(k, *c);
+            } else {
+                self.usage_dropped += c;
+            }
+        }
+        self.usage_dropped += dropped;
+    }
+
+    /// The same aggregate with nodes renamed by `f` (several ids may become one: their sums
+    /// add up; see [`FactsAgg::remap`] for the per-trace counts).
+    pub fn remap(&self, f: impl Fn(NodeId) -> NodeId) -> GraphAgg {
+        let mut g = GraphAgg {
+            start_ns: self.start_ns,
+            end_ns: self.end_ns,
+            traces: self.traces,
+            spans: self.spans,
+            fragmented_traces: self.fragmented_traces,
+            facts: self.facts.remap(&f),
+            ..GraphAgg::default()
+        };
+        for (id, n) in &self.nodes {
+            g.nodes.entry(f(*id)).or_default().merge(n);
+        }
+        for (k, e) in &self.edges {
+            let k = EdgeKey {
+                from: f(k.from),
+                to: f(k.to),
+                conn: k.conn,
+            };
+            g.edges.entry(k).or_default().merge(e);
+        }
+        g.merge_usage(&self.usage, self.usage_dropped, |k| UsageKey {
+            caller: f(k.caller),
+            peer: f(k.peer),
+            ..k
+        });
+        g
     }
 
     fn edge(&mut self, from: NodeId, to: NodeId, conn: ConnType) -> &mut EdgeAgg {
@@ -352,12 +512,12 @@ impl GraphAgg {
         let mut owner: Vec<Ix> = vec![0; t.len()];
         // (owner, start, end, is a waiting interval)
         let mut local: Vec<(Ix, u64, u64, bool)> = Vec::with_capacity(t.len());
+        // Instances seen, once per trace each: a request is the unit of evidence that an
+        // instance serves (a trace's hundred spans on one connection are one sighting).
+        let mut seen: Vec<(NodeId, Option<Sym>, u64)> = Vec::new();
         for i in t.preorder() {
             let s = t.span(i);
-            let node = nodes.id(NodeKey {
-                ty: NodeType::Service,
-                name: s.service,
-            });
+            let node = nodes.id(NodeKey::service(s.service));
             let parent = t.parent[i as usize];
             let server_kind = matches!(s.kind, SpanKind::Server | SpanKind::Consumer);
             let is_entry = match parent {
@@ -370,7 +530,7 @@ impl GraphAgg {
                 _ => i,
             };
             let n = self.nodes.entry(node).or_default();
-            n.instances.observe(s.instance);
+            seen.push((node, s.instance, s.start_ns));
             n.spans += 1;
             n.span_errors += u64::from(s.error);
             if is_entry {
@@ -396,7 +556,7 @@ impl GraphAgg {
                     }
                 }
             }
-            self.span_edges(t, i, node, nodes);
+            self.span_edges(t, i, node, nodes, &mut seen);
         }
         // Self time per request: time some span of the request is running locally, minus the
         // time one of its client spans is waiting on a callee. Internal spans that overlap a
@@ -406,13 +566,19 @@ impl GraphAgg {
             let all = union_ns(group.iter().filter(|g| !g.3).map(|g| (g.1, g.2)));
             let waiting = union_ns(group.iter().filter(|g| g.3).map(|g| (g.1, g.2)));
             let entry = t.span(group[0].0);
-            let node = nodes.id(NodeKey {
-                ty: NodeType::Service,
-                name: entry.service,
-            });
+            let node = nodes.id(NodeKey::service(entry.service));
             if let Some(n) = self.nodes.get_mut(&node) {
                 n.self_time.record_ns(all.saturating_sub(waiting));
             }
+        }
+        seen.sort_unstable();
+        seen.dedup_by(|b, a| a.0 == b.0 && a.1 == b.1);
+        for (node, instance, t_ns) in seen {
+            self.nodes
+                .entry(node)
+                .or_default()
+                .instances
+                .observe(instance, t_ns);
         }
         if let Some(f) = extract(t, path, nodes) {
             self.facts.add(&f);
@@ -421,7 +587,14 @@ impl GraphAgg {
 
     /// The edges span `i` (in service node `node`) takes part in as the callee side, plus
     /// the virtual edges it makes as an unresolved client.
-    fn span_edges(&mut self, t: &Trace, i: Ix, node: NodeId, nodes: &mut NodeTable) {
+    fn span_edges(
+        &mut self,
+        t: &Trace,
+        i: Ix,
+        node: NodeId,
+        nodes: &mut NodeTable,
+        seen: &mut Vec<(NodeId, Option<Sym>, u64)>,
+    ) {
         let s = t.span(i);
         let parent = t.parent[i as usize];
         // Messaging: into a consumer.
@@ -429,17 +602,19 @@ impl GraphAgg {
             let producer = parent
                 .filter(|&p| t.span(p).kind == SpanKind::Producer)
                 .or_else(|| linked_producer(t, s));
-            let broker = s
-                .peer
-                .filter(|p| p.node.ty == NodeType::Messaging)
-                .or_else(|| producer.and_then(|p| t.span(p).peer))
-                .filter(|p| p.node.ty == NodeType::Messaging);
+            // The broker: as the consumer names it, unless only the producer knows its
+            // address.
+            let messaging = |p: &crate::model::Peer| p.node.ty == NodeType::Messaging;
+            let own = s.peer.filter(messaging);
+            let upstream = producer.and_then(|p| t.span(p).peer).filter(messaging);
+            let broker = match (own, upstream) {
+                (Some(o), Some(u)) if o.address.is_none() && u.address.is_some() => Some(u),
+                (Some(o), _) => Some(o),
+                (None, u) => u,
+            };
             let from = match (broker, producer) {
                 (Some(b), _) => Some(nodes.id(b.node)),
-                (None, Some(p)) => Some(nodes.id(NodeKey {
-                    ty: NodeType::Service,
-                    name: t.span(p).service,
-                })),
+                (None, Some(p)) => Some(nodes.id(NodeKey::service(t.span(p).service))),
                 (None, None) => None,
             };
             if let Some(from) = from {
@@ -462,10 +637,7 @@ impl GraphAgg {
             let crosses = ps.service != s.service;
             let rpc_pair = ps.kind == SpanKind::Client && s.kind == SpanKind::Server;
             if (crosses || rpc_pair) && ps.kind != SpanKind::Producer {
-                let from = nodes.id(NodeKey {
-                    ty: NodeType::Service,
-                    name: ps.service,
-                });
+                let from = nodes.id(NodeKey::service(ps.service));
                 let client_like = t.is_client_like(p);
                 let e = self.edge(from, node, ConnType::Sync);
                 e.calls += 1;
@@ -487,20 +659,42 @@ impl GraphAgg {
             _ => ConnType::Virtual,
         };
         let to = resolve_peer(nodes, peer.node);
+        let key = nodes.key(to);
+        if key.is_raw() && peer.usage != 0 {
+            self.record_usage(UsageKey {
+                caller: node,
+                usage: peer.usage,
+                peer: to,
+            });
+        }
         let e = self.edge(node, to, conn);
         e.calls += 1;
         e.errors += u64::from(s.error);
-        e.client.record_ns(s.duration_ns());
-        let is_service = nodes.key(to).ty == NodeType::Service;
+        // Waiting for work (a blocking pop, a poll) is not the peer's latency.
+        if !peer.idle {
+            e.client.record_ns(s.duration_ns());
+        }
         let v = self.nodes.entry(to).or_default();
         v.requests += 1;
         v.errors += u64::from(s.error);
         // A call to a service that never answered: a request it failed, but neither its
         // latency nor an instance of it.
-        if !is_service {
-            v.latency.record_ns(s.duration_ns());
-            v.instances.observe(peer.address);
-            v.record_load(s.start_ns, s.duration_ns());
+        if key.ty != NodeType::Service {
+            seen.push((to, peer.address, s.start_ns));
+            if !peer.idle {
+                v.latency.record_ns(s.duration_ns());
+                v.record_load(s.start_ns, s.duration_ns());
+            }
+        }
+    }
+
+    fn record_usage(&mut self, k: UsageKey) {
+        if let Some(c) = self.usage.get_mut(&k) {
+            *c += 1;
+        } else if self.usage.len() < MAX_USAGE {
+            self.usage.insert(k, 1);
+        } else {
+            self.usage_dropped += 1;
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod bottleneck;
 pub mod critical_path;
 pub mod facts;
 pub mod graph;
+pub mod identity;
 pub mod spof;
 pub mod stats;
 pub mod tree;

@@ -23,6 +23,9 @@ use crate::model::NodeType;
 const MIN_OP_SHARE: f64 = 0.05;
 /// Failures needed before hardness is measured rather than assumed.
 const MIN_FAILURES: u64 = 3;
+/// The part of a SPOF's score that does not depend on its blast radius: a leaf that every
+/// request waits on scores this fraction of one that also dominates the rest of the graph.
+const STRUCTURE_FLOOR: f64 = 0.65;
 
 /// For each node, how many other nodes it dominates in the synchronous graph from the
 /// entry, and how many nodes that graph reaches.
@@ -33,7 +36,13 @@ fn blast_radius(cur: &GraphAgg, ctx: &Context<'_>) -> (FxHashMap<NodeId, usize>,
     let mut node = |g: &mut DiGraph<Option<NodeId>, ()>, n: NodeId| {
         *ix.entry(n).or_insert_with(|| g.add_node(Some(n)))
     };
-    let mut entries: Vec<NodeId> = cur.facts.ops.keys().map(|o| o.service).collect();
+    let mut entries: Vec<NodeId> = cur
+        .facts
+        .ops
+        .keys()
+        .filter(|o| !o.background)
+        .map(|o| o.service)
+        .collect();
     entries.sort_unstable();
     entries.dedup();
     for e in entries {
@@ -111,6 +120,9 @@ pub fn score(cur: &GraphAgg, base: Option<&GraphAgg>, ctx: &Context<'_>) -> Vec<
     let mut reach_keys: Vec<_> = f.reach.iter().collect();
     reach_keys.sort_by_key(|(k, _)| **k);
     for ((op, n), count) in reach_keys {
+        if op.background {
+            continue;
+        }
         *reach_all.entry(*n).or_default() += count;
         let Some(o) = f.ops.get(op) else { continue };
         if (o.traces as f64) < MIN_OP_SHARE * f.traces as f64 {
@@ -131,7 +143,9 @@ pub fn score(cur: &GraphAgg, base: Option<&GraphAgg>, ctx: &Context<'_>) -> Vec<
         let all = reach_all.get(&n).copied().unwrap_or(0) as f64 / f.traces as f64;
         let ty = ctx.node_type(n);
         let agg = cur.nodes.get(&n);
-        let instances = agg.and_then(|a| a.instances.count());
+        // Redundancy is what serves now; the window's union is evidence beside it.
+        let instances = agg.and_then(|a| a.instances.serving_count());
+        let seen = agg.and_then(|a| a.instances.count());
         let more = agg.is_some_and(|a| a.instances.overflow);
         let redundancy = match instances {
             None => 0.6,
@@ -150,7 +164,10 @@ pub fn score(cur: &GraphAgg, base: Option<&GraphAgg>, ctx: &Context<'_>) -> Vec<
         } else {
             0.0
         };
-        let score = reach * redundancy * hard_factor * (0.8 + 0.2 * blast.max(all));
+        // What its loss takes down beyond the requests that wait on it: the nodes nothing
+        // else leads to. Where every service runs one instance, this is what ranks them.
+        let score =
+            reach * redundancy * hard_factor * (STRUCTURE_FLOOR + (1.0 - STRUCTURE_FLOOR) * blast);
         let Some(severity) = Severity::of(score) else {
             continue;
         };
@@ -171,6 +188,10 @@ pub fn score(cur: &GraphAgg, base: Option<&GraphAgg>, ctx: &Context<'_>) -> Vec<
                 Some(k) => json!(k),
                 None => Value::Null,
             },
+        );
+        ev.insert(
+            "instances_seen_in_window".into(),
+            seen.map_or(Value::Null, |k| json!(k)),
         );
         ev.insert("instances_more".into(), json!(more));
         ev.insert(
@@ -201,10 +222,15 @@ pub fn score(cur: &GraphAgg, base: Option<&GraphAgg>, ctx: &Context<'_>) -> Vec<
             }
         }
         let name = ctx.name(n);
-        let inst = match instances {
-            Some(1) => "it runs as a single instance".to_owned(),
-            Some(k) => format!("it runs as {k}{} instances", if more { "+" } else { "" }),
-            None => "nothing identifies its instances, so its redundancy is unknown".to_owned(),
+        let inst = match (instances, seen) {
+            (Some(1), Some(k)) if k > 1 => {
+                format!("one instance serves it now (of {k} seen in the window)")
+            }
+            (Some(1), _) => "it runs as a single instance".to_owned(),
+            (Some(k), _) => format!("it runs as {k}{} instances", if more { "+" } else { "" }),
+            (None, _) => {
+                "nothing identifies its instances, so its redundancy is unknown".to_owned()
+            }
         };
         let hard = match hardness {
             Some(h) => format!("{} of the requests in which it failed failed too", pct(h)),

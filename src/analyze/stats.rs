@@ -128,6 +128,14 @@ impl<T: Clone> BottomK<T> {
         self.items.iter().map(|(_, i)| i)
     }
 
+    /// The same sample with each item rewritten (keys, hence membership, unchanged).
+    pub fn map(&self, f: impl Fn(&T) -> T) -> BottomK<T> {
+        BottomK {
+            k: self.k,
+            items: self.items.iter().map(|(k, i)| (*k, f(i))).collect(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.items.len()
     }

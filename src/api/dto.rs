@@ -52,12 +52,14 @@ pub struct NodeDto {
     pub span_errors: u64,
     pub latency_ms: Option<Percentiles>,
     pub self_time_ms: Option<Percentiles>,
-    /// Distinct instances (addresses, for virtual nodes); `null` when none was identified:
-    /// redundancy unknown, not one.
+    /// Instances serving now, at the node's last sighting (addresses, for backends); `null`
+    /// when none was identified: redundancy unknown, not one.
     pub instances: Option<usize>,
+    /// Distinct instances seen over the whole window (replicas lost since included).
+    pub instances_seen: Option<usize>,
     /// True when more instances were seen than are tracked: `instances` is a lower bound.
     pub instances_more: bool,
-    /// Up to ten instance names.
+    /// Up to ten names of the instances serving now.
     pub instance_names: Vec<String>,
     pub callers: usize,
     pub callees: usize,
@@ -121,15 +123,16 @@ impl GraphDoc {
                     span_errors: n.span_errors,
                     latency_ms: Percentiles::of(&n.latency),
                     self_time_ms: Percentiles::of(&n.self_time),
-                    instances: n.instances.count(),
+                    instances: n.instances.serving_count(),
+                    instances_seen: n.instances.count(),
                     instances_more: n.instances.overflow,
                     instance_names: {
                         // By name, not by first sighting, so arrival order cannot show.
                         let mut v: Vec<String> = n
                             .instances
-                            .known
-                            .iter()
-                            .map(|s| names.resolve(*s).to_owned())
+                            .serving()
+                            .into_iter()
+                            .map(|s| names.resolve(s).to_owned())
                             .collect();
                         v.sort();
                         v.truncate(10);
@@ -187,6 +190,20 @@ pub struct FindingsDoc {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline: Option<BaselineDto>,
     pub findings: Vec<FindingDto>,
+    /// What concerns the whole system rather than one node.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// Background work (traces whose root serves no user), kept out of the findings.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub background_operations: Vec<BackgroundOpDto>,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct BackgroundOpDto {
+    pub operation: String,
+    pub traces: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -336,7 +353,7 @@ impl FindingsDoc {
     pub fn new(
         cur: &GraphAgg,
         baseline: Option<&GraphAgg>,
-        findings: &[crate::findings::Finding],
+        report: &crate::findings::Report,
         empty: (u64, u64),
     ) -> FindingsDoc {
         let window = |g: &GraphAgg| {
@@ -354,7 +371,18 @@ impl FindingsDoc {
                 traces: b.traces,
                 window: window(b),
             }),
-            findings: findings.iter().map(FindingDto::from).collect(),
+            findings: report.findings.iter().map(FindingDto::from).collect(),
+            notes: report.notes.clone(),
+            background_operations: report
+                .background
+                .iter()
+                .map(|b| BackgroundOpDto {
+                    operation: b.operation.clone(),
+                    traces: b.traces,
+                    p50_ms: b.p50_ms,
+                    p99_ms: b.p99_ms,
+                })
+                .collect(),
         }
     }
 
@@ -366,6 +394,8 @@ impl FindingsDoc {
             spans: 0,
             baseline: None,
             findings: Vec::new(),
+            notes: Vec::new(),
+            background_operations: Vec::new(),
         }
     }
 }

@@ -48,6 +48,12 @@ struct SpanAttrs<'a> {
     peer_port: Option<i64>,
     url: Option<&'a str>,
     http_host: Option<&'a str>,
+    /// The statement or query text of a database call.
+    db_statement: Option<&'a str>,
+    db_operation: Option<&'a str>,
+    db_collection: Option<&'a str>,
+    messaging_destination: Option<&'a str>,
+    messaging_operation: Option<&'a str>,
     /// Instance identity found on the span itself (Envoy's `node_id`, or resource keys that an
     /// exporter flattened into span attributes).
     instance: Option<&'a str>,
@@ -90,6 +96,22 @@ impl<'a> SpanAttrs<'a> {
                 "network.peer.port" | "net.sock.peer.port" => a.peer_port = int_value(v),
                 "url.full" | "http.url" => a.url = str_value(v),
                 "http.host" => a.http_host = str_value(v),
+                "db.query.text" => a.db_statement = str_value(v),
+                "db.statement" => a.db_statement = a.db_statement.or(str_value(v)),
+                "db.operation.name" => a.db_operation = str_value(v),
+                "db.operation" => a.db_operation = a.db_operation.or(str_value(v)),
+                "db.collection.name" => a.db_collection = str_value(v),
+                "db.sql.table" | "db.mongodb.collection" | "db.cassandra.table" => {
+                    a.db_collection = a.db_collection.or(str_value(v))
+                }
+                "messaging.destination.template" => a.messaging_destination = str_value(v),
+                "messaging.destination.name" | "messaging.destination" => {
+                    a.messaging_destination = a.messaging_destination.or(str_value(v))
+                }
+                "messaging.operation.type" => a.messaging_operation = str_value(v),
+                "messaging.operation" | "messaging.operation.name" => {
+                    a.messaging_operation = a.messaging_operation.or(str_value(v))
+                }
                 "service.instance.id" | "k8s.pod.name" | "node_id" => {
                     a.instance = a.instance.or(str_value(v))
                 }
@@ -192,55 +214,73 @@ impl Normalizer {
     /// The uninstrumented far side of a span, if its attributes name one. Whether a client
     /// span's peer becomes a graph edge is the graph's decision (an instrumented server child
     /// takes precedence); this only names it.
-    fn peer(&mut self, kind: SpanKind, a: &SpanAttrs<'_>, local_service: Sym) -> Option<Peer> {
+    ///
+    /// A database or broker is named by what its callers call it (`peer.service`, a database
+    /// name); one they name only by its system is a *raw* backend keyed by its address, which
+    /// the identity resolver later groups with the addresses used interchangeably with it.
+    fn peer(
+        &mut self,
+        kind: SpanKind,
+        span_name: &str,
+        a: &SpanAttrs<'_>,
+        local_service: Sym,
+    ) -> Option<Peer> {
         let (addr_host, addr_port) = match (a.server_address, a.peer_address) {
             (Some(h), _) => (Some(h), a.server_port),
             (None, Some(h)) => (Some(h), a.peer_port.or(a.server_port)),
             (None, None) => (None, None),
         };
         let messaging_kind = matches!(kind, SpanKind::Producer | SpanKind::Consumer);
-        if let Some(system) = a.messaging_system {
-            // A broker: named by what users call it, its addresses are its instances.
-            let name = match a.peer_service {
-                Some(p) if p != system => self.composite(p, system),
-                _ => self.interner.intern(system),
-            };
+        let backend = match (a.messaging_system, a.db_system) {
+            (Some(system), _) => Some((NodeType::Messaging, system)),
+            (None, Some(system)) => Some((NodeType::Database, system)),
+            (None, None) => None,
+        };
+        if let Some((ty, system)) = backend {
             let address = self.address(addr_host, addr_port);
-            return Some(Peer {
-                node: NodeKey {
-                    ty: NodeType::Messaging,
-                    name,
-                },
-                address,
-            });
-        }
-        if let Some(system) = a.db_system {
-            // Named by what identifies the database logically; its addresses are instances,
-            // not separate nodes.
-            let base = a.peer_service.or(a.db_namespace);
-            let name = match base {
-                Some(b) => self.composite(b, system),
-                None => self.interner.intern(system),
+            // A Redis database index ("0") names nothing a person would recognise.
+            let namespace = a
+                .db_namespace
+                .filter(|n| !n.bytes().all(|b| b.is_ascii_digit()));
+            // `peer.service` is the user's own name for it: one node, whatever the address.
+            // A database name is a label: two servers that each hold a database called
+            // `app` for different callers are still two nodes, so addressed calls stay raw
+            // and the identity resolver groups them by how they are used.
+            let node = match (a.peer_service, namespace, address) {
+                (Some(p), _, _) if p == system => NodeKey::named(ty, self.interner.intern(system)),
+                (Some(p), _, _) => NodeKey::named(ty, self.composite(p, system)),
+                (None, Some(n), None) => NodeKey::named(ty, self.composite(n, system)),
+                (None, label, address) => {
+                    let system = self.interner.intern(system);
+                    NodeKey {
+                        ty,
+                        name: address.unwrap_or(system),
+                        system: Some(system),
+                        label: label.map(|l| self.interner.intern(l)),
+                    }
+                }
             };
-            let address = self.address(addr_host, addr_port);
+            let (usage, idle) = match ty {
+                NodeType::Messaging => messaging_usage(span_name, a),
+                _ => db_usage(span_name, a),
+            };
             return Some(Peer {
-                node: NodeKey {
-                    ty: NodeType::Database,
-                    name,
-                },
+                node,
                 address,
+                usage,
+                idle,
             });
         }
         if messaging_kind {
             // A producer or consumer naming only its peer (Zipkin's remoteEndpoint "kafka").
             let name = self.interner.intern(a.peer_service?);
             let address = self.address(addr_host, addr_port);
+            let (usage, idle) = messaging_usage(span_name, a);
             return Some(Peer {
-                node: NodeKey {
-                    ty: NodeType::Messaging,
-                    name,
-                },
+                node: NodeKey::named(NodeType::Messaging, name),
                 address,
+                usage,
+                idle,
             });
         }
         if kind != SpanKind::Client {
@@ -264,11 +304,10 @@ impl Normalizer {
             None => self.address(addr_host.or(url_h).or(a.http_host), addr_port),
         };
         Some(Peer {
-            node: NodeKey {
-                ty: NodeType::External,
-                name,
-            },
+            node: NodeKey::named(NodeType::External, name),
             address,
+            usage: 0,
+            idle: false,
         })
     }
 
@@ -317,7 +356,7 @@ impl Normalizer {
             (None, Some(i)) => Some(self.interner.intern(i)),
             (None, None) => None,
         };
-        let peer = self.peer(kind, &attrs, res.service);
+        let peer = self.peer(kind, &s.name, &attrs, res.service);
         // Links are evidence for messaging hops; a handful is plenty, and a span carrying
         // half a million of them must not cost memory or time downstream.
         let links = s
@@ -388,6 +427,84 @@ impl Normalizer {
     }
 }
 
+/// Redis commands that block until work arrives: a worker's wait, not the server's latency.
+const BLOCKING_COMMANDS: &[&str] = &[
+    "BLPOP",
+    "BRPOP",
+    "BRPOPLPUSH",
+    "BLMOVE",
+    "BLMPOP",
+    "BZPOPMIN",
+    "BZPOPMAX",
+    "BZMPOP",
+];
+
+/// What a database call asked for (hashed) and whether it only waited for work.
+fn db_usage(span_name: &str, a: &SpanAttrs<'_>) -> (u64, bool) {
+    let command = a
+        .db_operation
+        .or(a.db_statement)
+        .unwrap_or(span_name)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase();
+    let idle = BLOCKING_COMMANDS.contains(&command.as_str())
+        || (matches!(command.as_str(), "XREAD" | "XREADGROUP")
+            && a.db_statement
+                .is_some_and(|st| st.to_ascii_uppercase().contains(" BLOCK ")));
+    let usage = match (a.db_statement, a.db_operation, a.db_collection) {
+        (Some(st), _, _) => hash_normalized(st),
+        (None, Some(op), Some(coll)) => hash_normalized(&format!("{op} {coll}")),
+        (None, Some(op), None) => hash_normalized(op),
+        (None, None, Some(coll)) => hash_normalized(&format!("{span_name} {coll}")),
+        (None, None, None) => hash_normalized(span_name),
+    };
+    (usage, idle)
+}
+
+/// What a messaging call used (its destination) and whether it only waited for messages.
+fn messaging_usage(span_name: &str, a: &SpanAttrs<'_>) -> (u64, bool) {
+    let first = span_name.split_whitespace().next().unwrap_or("");
+    let op = a.messaging_operation.unwrap_or(first);
+    let idle = op.eq_ignore_ascii_case("receive") || op.eq_ignore_ascii_case("poll");
+    let usage = hash_normalized(a.messaging_destination.unwrap_or(span_name));
+    (usage, idle)
+}
+
+/// A hash of `text` with its literals blanked (numbers and quoted strings become `?`, runs
+/// of blanks one space, case folded), so the same statement with other values hashes alike.
+/// Never 0 (0 means "nothing said").
+fn hash_normalized(text: &str) -> u64 {
+    use std::hash::Hasher;
+    let mut h = rustc_hash::FxHasher::default();
+    let mut quote: Option<u8> = None;
+    let mut prev = b' ';
+    for &b in text.as_bytes().iter().take(512) {
+        if let Some(q) = quote {
+            if b == q {
+                quote = None;
+            }
+            continue;
+        }
+        let out = match b {
+            b'\'' | b'"' => {
+                quote = Some(b);
+                b'?'
+            }
+            b'0'..=b'9' if !prev.is_ascii_alphabetic() && prev != b'_' => b'?',
+            b if b.is_ascii_whitespace() => b' ',
+            b => b.to_ascii_lowercase(),
+        };
+        if out == prev && (out == b' ' || out == b'?') {
+            continue;
+        }
+        h.write_u8(out);
+        prev = out;
+    }
+    h.finish().max(1)
+}
+
 enum IdError {
     Len(usize),
     Zero,
@@ -429,5 +546,44 @@ mod tests {
         assert_eq!(url_host("http://[::1]:80/"), Some("::1"));
         assert_eq!(url_host("bank/x"), Some("bank"));
         assert_eq!(url_host("http:///x"), None);
+    }
+
+    #[test]
+    fn statements_with_other_values_are_the_same_usage() {
+        assert_eq!(
+            hash_normalized("SELECT * FROM t WHERE id = 42 AND n = 'x'"),
+            hash_normalized("select *  from t where id = 7 and n = 'yy'")
+        );
+        assert_ne!(
+            hash_normalized("SELECT * FROM orders"),
+            hash_normalized("SELECT * FROM invoices")
+        );
+        assert_ne!(hash_normalized("GET table1"), hash_normalized("GET table2"));
+    }
+
+    #[test]
+    fn blocking_pops_and_polls_are_idle_waits() {
+        let a = SpanAttrs {
+            db_statement: Some("BRPOP jobs 5"),
+            ..Default::default()
+        };
+        assert!(db_usage("BRPOP", &a).1);
+        let a = SpanAttrs {
+            db_statement: Some("XREAD COUNT 1 BLOCK 5000 STREAMS s $"),
+            ..Default::default()
+        };
+        assert!(db_usage("XREAD", &a).1);
+        let a = SpanAttrs {
+            db_statement: Some("XREAD COUNT 1 STREAMS s 0"),
+            ..Default::default()
+        };
+        assert!(!db_usage("XREAD", &a).1);
+        assert!(!db_usage("GET", &SpanAttrs::default()).1);
+        let a = SpanAttrs {
+            messaging_operation: Some("receive"),
+            ..Default::default()
+        };
+        assert!(messaging_usage("orders receive", &a).1);
+        assert!(!messaging_usage("orders process", &SpanAttrs::default()).1);
     }
 }

@@ -137,7 +137,7 @@ fn replay_json_is_the_findings_document() {
     ] {
         assert!(!f[key].is_null(), "{key} missing in {f}");
     }
-    assert_eq!(f["id"], "spof/kafka");
+    assert_eq!(f["id"], "spof/kafka-1 (kafka)");
     assert_eq!(f["exemplar_trace_ids"][0].as_str().unwrap().len(), 32);
     let scores: Vec<f64> = doc["findings"]
         .as_array()

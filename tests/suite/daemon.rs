@@ -310,10 +310,10 @@ fn rust_exporter_over_http_protobuf_finds_the_single_broker() {
     });
     d.wait_for("kafka to lead the findings", |d| {
         let doc = d.get("/findings?kind=spof&min_severity=high");
-        top(&doc, "spof").is_some_and(|f| f["node"] == "kafka")
+        top(&doc, "spof").is_some_and(|f| f["node"] == "kafka-1 (kafka)")
     });
     // The other endpoints answer too.
-    let node = d.get("/nodes/kafka");
+    let node = d.get("/nodes/kafka-1%20(kafka)");
     assert_eq!(node["node"]["type"], "messaging");
     assert!(!node["callers"].as_array().unwrap().is_empty());
     let doc = d.get("/findings");
@@ -324,8 +324,8 @@ fn rust_exporter_over_http_protobuf_finds_the_single_broker() {
     let path = d.get(&format!("/traces/{exemplar}/critical-path"));
     assert_eq!(path["trace_id"], exemplar.as_str());
     let metrics = d.text("/metrics");
-    assert!(metrics.contains("traces_service_graph_request_total{client=\"payment-service\",server=\"kafka\",connection_type=\"messaging_system\"}"));
-    assert!(metrics.contains("chokepoint_finding_score{kind=\"spof\",node=\"kafka\""));
+    assert!(metrics.contains("traces_service_graph_request_total{client=\"payment-service\",server=\"kafka-1 (kafka)\",connection_type=\"messaging_system\"}"));
+    assert!(metrics.contains("chokepoint_finding_score{kind=\"spof\",node=\"kafka-1 (kafka)\""));
     let openapi = d.get("/openapi.json");
     assert!(openapi["paths"]["/findings"].is_object());
     assert_eq!(d.text("/readyz"), "ready\n");

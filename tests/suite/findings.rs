@@ -69,7 +69,7 @@ fn email_backlog_is_a_queue_bottleneck_while_checkout_is_unaffected() {
 fn single_instances_with_outages_are_the_top_critical_spof() {
     for (scenario, node) in [
         ("single-db", "orders (postgresql)"),
-        ("single-kafka", "kafka"),
+        ("single-kafka", "kafka-1 (kafka)"),
         ("single-orchestrator", "saga-orchestrator"),
     ] {
         let d = doc(scenario);
@@ -464,7 +464,7 @@ fn a_caller_waiting_on_all_its_callees_alike_is_itself_the_bottleneck() {
 #[test]
 fn the_consumer_behind_a_single_broker_is_not_a_spof_for_checkout() {
     let d = doc("single-kafka");
-    assert_eq!(top(&d, "spof").unwrap().node, "kafka");
+    assert_eq!(top(&d, "spof").unwrap().node, "kafka-1 (kafka)");
     assert!(d.findings.iter().all(|f| f.id != "spof/email-service"));
     let kafka = top(&d, "spof").unwrap();
     assert_eq!(kafka.node_type, "messaging");

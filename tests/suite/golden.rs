@@ -109,8 +109,9 @@ fn shop_scenarios_show_every_node_with_the_right_type() {
         .queue_ms
         .is_some());
 
+    // One broker left: the node is that broker, named by its host as users know it.
     let (single, _) = graph_of(&[dir.join("shop-single-kafka.otlp.jsonl.gz")]);
-    assert_eq!(single.node("kafka").unwrap().instances, Some(1));
+    assert_eq!(single.node("kafka-1 (kafka)").unwrap().instances, Some(1));
     let (single, _) = graph_of(&[dir.join("shop-single-db.otlp.jsonl.gz")]);
     assert_eq!(
         single.node("orders (postgresql)").unwrap().instances,

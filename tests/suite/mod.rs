@@ -25,8 +25,9 @@ pub fn load(paths: &[PathBuf]) -> (Engine, LoadSummary) {
 }
 
 pub fn graph_of(paths: &[PathBuf]) -> (GraphDoc, LoadSummary) {
-    let (engine, summary) = load(paths);
-    let doc = GraphDoc::new(&engine.graph(), &engine.analyzer.nodes, engine.interner());
+    let (mut engine, summary) = load(paths);
+    let graph = engine.graph();
+    let doc = GraphDoc::new(&graph, &engine.analyzer.nodes, engine.interner());
     (doc, summary)
 }
 
@@ -39,7 +40,7 @@ pub fn findings_of(files: &[PathBuf], baseline: &[PathBuf]) -> FindingsDoc {
         &mut (),
     );
     assert!(a.load.failed.is_empty(), "{:?}", a.load.failed);
-    a.findings_doc(&a.engine.graph())
+    a.findings_doc(&a.whole())
 }
 
 /// The highest-scoring finding of a kind.
