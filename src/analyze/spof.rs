@@ -23,6 +23,11 @@ use crate::model::NodeType;
 const MIN_OP_SHARE: f64 = 0.05;
 /// Failures needed before hardness is measured rather than assumed.
 const MIN_FAILURES: u64 = 3;
+/// Hardness assumed for a node never seen failing: fairly hard, but short of what an
+/// observed outage shows, so an untested single instance is "high" at most.
+const UNTESTED_HARDNESS: f64 = 0.55;
+/// Hardness at least assumed for a node that lost its last replica in the window.
+const DEGRADED_HARDNESS: f64 = 0.75;
 /// The part of a SPOF's score that does not depend on its blast radius: a leaf that every
 /// request waits on scores this fraction of one that also dominates the rest of the graph.
 const STRUCTURE_FLOOR: f64 = 0.65;
@@ -156,9 +161,13 @@ pub fn score(cur: &GraphAgg, base: Option<&GraphAgg>, ctx: &Context<'_>) -> Vec<
         let fails = f.fail.get(&n).copied().unwrap_or_default();
         let hardness = (fails.traces_failed >= MIN_FAILURES)
             .then(|| fails.entry_failed_too as f64 / fails.traces_failed as f64);
-        // Never seen failing: assumed fairly hard, but short of what an observed outage
-        // shows, so an untested single instance is "high" at most, not "critical".
-        let hard_factor = hardness.map_or(0.55, |h| h.max(0.05));
+        let mut hard_factor = hardness.map_or(UNTESTED_HARDNESS, |h| h.max(0.05));
+        // A replica it had is gone: one failure now takes down whatever waits on it, and
+        // failures that were absorbed while the replica served say nothing about that.
+        let degraded = instances == Some(1) && seen.is_some_and(|k| k > 1);
+        if degraded {
+            hard_factor = hard_factor.max(DEGRADED_HARDNESS);
+        }
         let blast = if reachable > 1 {
             dominated.get(&n).copied().unwrap_or(0) as f64 / (reachable - 1) as f64
         } else {
@@ -194,6 +203,7 @@ pub fn score(cur: &GraphAgg, base: Option<&GraphAgg>, ctx: &Context<'_>) -> Vec<
             seen.map_or(Value::Null, |k| json!(k)),
         );
         ev.insert("instances_more".into(), json!(more));
+        ev.insert("lost_redundancy".into(), json!(degraded));
         ev.insert(
             "redundancy".into(),
             json!(match instances {

@@ -186,6 +186,8 @@ impl GraphDoc {
 pub struct FindingsDoc {
     pub window: WindowDto,
     pub traces: u64,
+    /// Of those, user requests (the rest is background work).
+    pub requests: u64,
     pub spans: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline: Option<BaselineDto>,
@@ -366,6 +368,7 @@ impl FindingsDoc {
         FindingsDoc {
             window: window(cur),
             traces: cur.traces,
+            requests: cur.facts.traces,
             spans: cur.spans,
             baseline: baseline.map(|b| BaselineDto {
                 traces: b.traces,
@@ -391,6 +394,7 @@ impl FindingsDoc {
         FindingsDoc {
             window: WindowDto::new(0, 0),
             traces: 0,
+            requests: 0,
             spans: 0,
             baseline: None,
             findings: Vec::new(),

@@ -2,6 +2,7 @@
 //! demo. Output is real OTLP with current semantic conventions; runs are deterministic for a
 //! given seed, so a generated file can be checked in beside its expected graph.
 
+pub mod lab;
 mod rng;
 mod shop;
 pub mod stream;
@@ -11,9 +12,11 @@ use std::str::FromStr;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
+pub use lab::Lab;
 pub use rng::Rng;
 
-/// The shop's scenarios: one healthy baseline, and one per weak spot of DOMAIN.md.
+/// The shop's scenarios (one healthy baseline, and one per weak spot of DOMAIN.md), and the
+/// lab's systems.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Scenario {
     /// Everything replicated, latencies balanced, the odd error absorbed by a retry.
@@ -30,6 +33,8 @@ pub enum Scenario {
     SingleOrchestrator,
     /// The orchestrator's saga-state writes are slow.
     SlowOrchestratorDb,
+    /// One of the small systems of [`lab`], not the shop.
+    Lab(Lab),
 }
 
 impl Scenario {
@@ -45,6 +50,7 @@ impl Scenario {
 
     pub fn name(self) -> &'static str {
         match self {
+            Scenario::Lab(l) => l.name(),
             Scenario::Healthy => "healthy",
             Scenario::SlowPayment => "slow-payment",
             Scenario::EmailBacklog => "email-backlog",
@@ -65,13 +71,15 @@ impl fmt::Display for Scenario {
 impl FromStr for Scenario {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Scenario::ALL
-            .into_iter()
-            .find(|sc| sc.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = Scenario::ALL.iter().map(|s| s.name()).collect();
-                format!("unknown scenario {s:?}; one of: {}", names.join(", "))
-            })
+        let all = || {
+            Scenario::ALL
+                .into_iter()
+                .chain(Lab::ALL.into_iter().map(Scenario::Lab))
+        };
+        all().find(|sc| sc.name() == s).ok_or_else(|| {
+            let names: Vec<_> = all().map(|s| s.name()).collect();
+            format!("unknown scenario {s:?}; one of: {}", names.join(", "))
+        })
     }
 }
 
@@ -103,6 +111,15 @@ impl Default for SimConfig {
 
 /// One OTLP request per trace, in start order.
 pub fn generate(cfg: &SimConfig) -> impl Iterator<Item = ExportTraceServiceRequest> + '_ {
-    let mut shop = shop::Shop::new(cfg);
-    (0..cfg.traces).map(move |i| shop.trace(i))
+    let mut next: Box<dyn FnMut(usize) -> ExportTraceServiceRequest> = match cfg.scenario {
+        Scenario::Lab(l) => {
+            let mut g = lab::Generator::new(l, cfg);
+            Box::new(move |i| g.trace(i))
+        }
+        _ => {
+            let mut shop = shop::Shop::new(cfg);
+            Box::new(move |i| shop.trace(i))
+        }
+    };
+    (0..cfg.traces).map(next)
 }

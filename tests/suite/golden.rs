@@ -150,6 +150,33 @@ fn simulate_is_deterministic_and_matches_the_checked_in_files() {
 }
 
 #[test]
+fn the_lab_files_are_what_simulate_generates() {
+    // `chokepoint simulate --scenario NAME --out testdata/lab-NAME.otlp.jsonl.gz` (seed 1,
+    // 300 traces).
+    use chokepoint::ingest::encode::encode_line;
+    use chokepoint::simulate::{generate, Lab, Scenario, SimConfig};
+    for l in Lab::ALL {
+        let cfg = SimConfig {
+            scenario: Scenario::Lab(l),
+            ..Default::default()
+        };
+        let want: Vec<String> = generate(&cfg).map(|r| encode_line(&r)).collect();
+        let file = root().join(format!("testdata/lab-{}.otlp.jsonl.gz", l.name()));
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut flate2::read::GzDecoder::new(fs::File::open(&file).unwrap()),
+            &mut text,
+        )
+        .unwrap();
+        assert!(
+            text.lines().eq(want.iter().map(String::as_str)),
+            "{} differs from what simulate generates",
+            file.display()
+        );
+    }
+}
+
+#[test]
 fn arrival_order_does_not_change_the_graph() {
     let dir = root().join("testdata");
     let file = dir.join("shop-email-backlog.otlp.jsonl.gz");

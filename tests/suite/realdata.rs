@@ -3,7 +3,7 @@
 
 use chokepoint::api::dto::GraphDoc;
 
-use super::{graph_of, realdata};
+use super::{findings_of, graph_of, realdata};
 
 /// Reads a real file and insists it was read cleanly: no file failures, no rejected spans.
 fn read_clean(name: &str) -> Option<GraphDoc> {
@@ -259,5 +259,47 @@ fn nezha_train_ticket_basic_wait_is_on_the_callers_side() {
         "{} vs {}",
         gap(&fault),
         gap(&base)
+    );
+}
+
+/// Issue 7: one finding per risk everywhere; DeathStarBench (every service one instance)
+/// says so once and has at most three findings at high or above.
+#[test]
+fn every_real_file_has_one_finding_per_risk_and_deathstarbench_few_high_ones() {
+    let Some(dsb) = realdata("jaeger-deathstarbench-socialnetwork.json.gz") else {
+        return;
+    };
+    let dir = dsb.parent().unwrap().to_owned();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && !p.ends_with("README.md"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 12);
+    for f in &files {
+        let doc = findings_of(std::slice::from_ref(f), &[]);
+        let mut seen = std::collections::BTreeSet::new();
+        for x in &doc.findings {
+            assert!(
+                seen.insert((x.kind, x.node.clone())),
+                "{}: {} twice",
+                f.display(),
+                x.id
+            );
+        }
+    }
+    let doc = findings_of(&[dsb], &[]);
+    let high = doc
+        .findings
+        .iter()
+        .filter(|f| matches!(f.severity, "high" | "critical"))
+        .count();
+    assert!(high <= 3, "{high} findings at high or above");
+    assert!(
+        doc.notes.iter().any(|n| n.contains("single instance")),
+        "{:?}",
+        doc.notes
     );
 }

@@ -1,0 +1,764 @@
+//! Small systems other than the shop, each built to show one lesson of reading traces, with
+//! other names and the conventions of other instrumentations (the Python SDK's old
+//! `db.statement` / `net.peer.name`, Java's `db.system` with `server.address`, Redis commands
+//! as span names). Deterministic per seed, like the shop.
+//!
+//! | scenario | what it shows |
+//! |---|---|
+//! | `two-databases` | two PostgreSQL servers, no database names: two nodes, one replicated |
+//! | `broker-cluster` | a three-broker Kafka cluster: one node with three instances |
+//! | `redis-cache-and-queue` | one Redis as cache and job queue: one node; the worker's `BRPOP` is background |
+//! | `background-poller` | a poller and a blocking stream reader beside a healthy request path |
+//! | `replica-lost` | a database loses one of its two replicas a third of the way in |
+//! | `all-single-instance` | every service runs one instance: ranked by what their loss takes down |
+
+use std::collections::BTreeMap;
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{
+    span::SpanKind, status::StatusCode, ResourceSpans, ScopeSpans, Span, Status,
+};
+
+use super::{Rng, SimConfig};
+use crate::ingest::otlp_json::key_value;
+
+/// The lab's systems.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Lab {
+    TwoDatabases,
+    BrokerCluster,
+    RedisCacheAndQueue,
+    BackgroundPoller,
+    ReplicaLost,
+    AllSingleInstance,
+}
+
+impl Lab {
+    pub const ALL: [Lab; 6] = [
+        Lab::TwoDatabases,
+        Lab::BrokerCluster,
+        Lab::RedisCacheAndQueue,
+        Lab::BackgroundPoller,
+        Lab::ReplicaLost,
+        Lab::AllSingleInstance,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Lab::TwoDatabases => "two-databases",
+            Lab::BrokerCluster => "broker-cluster",
+            Lab::RedisCacheAndQueue => "redis-cache-and-queue",
+            Lab::BackgroundPoller => "background-poller",
+            Lab::ReplicaLost => "replica-lost",
+            Lab::AllSingleInstance => "all-single-instance",
+        }
+    }
+}
+
+fn kv(key: &str, v: any_value::Value) -> KeyValue {
+    key_value(key, Some(AnyValue { value: Some(v) }))
+}
+
+fn s(key: &str, v: &str) -> KeyValue {
+    kv(key, any_value::Value::StringValue(v.to_owned()))
+}
+
+fn i(key: &str, v: i64) -> KeyValue {
+    kv(key, any_value::Value::IntValue(v))
+}
+
+/// A process: a service and which of its instances.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+struct At {
+    svc: &'static str,
+    inst: usize,
+}
+
+/// The outcome of a piece of work: when it ended and whether it failed.
+#[derive(Clone, Copy, Debug)]
+struct Done {
+    end: u64,
+    error: bool,
+}
+
+/// Builds one trace's spans, grouped by the process that reports them.
+struct Tb<'a> {
+    rng: &'a mut Rng,
+    trace_id: Vec<u8>,
+    spans: BTreeMap<At, Vec<Span>>,
+}
+
+impl Tb<'_> {
+    fn id(&mut self) -> Vec<u8> {
+        (self.rng.next_u64() | 1).to_be_bytes().to_vec()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        &mut self,
+        at: At,
+        id: Vec<u8>,
+        parent: &[u8],
+        name: &str,
+        kind: SpanKind,
+        start: u64,
+        end: u64,
+        attributes: Vec<KeyValue>,
+        error: bool,
+    ) {
+        let span = Span {
+            trace_id: self.trace_id.clone(),
+            span_id: id,
+            parent_span_id: parent.to_vec(),
+            name: name.to_owned(),
+            kind: kind as i32,
+            start_time_unix_nano: start,
+            end_time_unix_nano: end.max(start),
+            attributes,
+            status: error.then(|| Status {
+                code: StatusCode::Error as i32,
+                message: "failed".into(),
+            }),
+            ..Default::default()
+        };
+        self.spans.entry(at).or_default().push(span);
+    }
+
+    /// A server span of `at` around `body`, which gets the span's id and its start.
+    fn server(
+        &mut self,
+        at: At,
+        parent: &[u8],
+        route: &str,
+        start: u64,
+        body: impl FnOnce(&mut Self, &[u8], u64) -> Done,
+    ) -> Done {
+        let id = self.id();
+        let t = start + self.rng.ms(0.2, 0.3);
+        let r = body(self, &id, t);
+        let end = r.end + self.rng.ms(0.2, 0.3);
+        let (method, path) = route.split_once(' ').unwrap_or(("GET", route));
+        self.emit(
+            at,
+            id,
+            parent,
+            route,
+            SpanKind::Server,
+            start,
+            end,
+            vec![
+                s("http.method", method),
+                s("http.route", path),
+                i("http.status_code", if r.error { 500 } else { 200 }),
+            ],
+            r.error,
+        );
+        Done {
+            end,
+            error: r.error,
+        }
+    }
+
+    /// An HTTP call from `from` to the instrumented `to`; the server starts after the
+    /// network and `wait_ns` more (a queue, a starved process on either side).
+    #[allow(clippy::too_many_arguments)]
+    fn http(
+        &mut self,
+        from: At,
+        parent: &[u8],
+        to: At,
+        route: &str,
+        start: u64,
+        wait_ns: u64,
+        body: impl FnOnce(&mut Self, &[u8], u64) -> Done,
+    ) -> Done {
+        let id = self.id();
+        let net = self.rng.ms(0.3, 0.3);
+        let served = self.server(to, &id, route, start + net + wait_ns, body);
+        let end = served.end + self.rng.ms(0.3, 0.3);
+        let (method, _) = route.split_once(' ').unwrap_or(("GET", route));
+        self.emit(
+            from,
+            id,
+            parent,
+            method,
+            SpanKind::Client,
+            start,
+            end,
+            vec![
+                s("http.method", method),
+                s("net.peer.name", to.svc),
+                i("net.peer.port", 8000),
+                i("http.status_code", if served.error { 500 } else { 200 }),
+            ],
+            served.error,
+        );
+        Done {
+            end,
+            error: served.error,
+        }
+    }
+
+    /// A database call as Python's instrumentations report it: the statement's verb as the
+    /// span name, `db.statement`, `net.peer.name` and `net.peer.port`, `db.name` if given.
+    #[allow(clippy::too_many_arguments)]
+    fn db(
+        &mut self,
+        from: At,
+        parent: &[u8],
+        system: &str,
+        name: Option<&str>,
+        address: &str,
+        statement: &str,
+        start: u64,
+        ms: f64,
+        error: bool,
+    ) -> Done {
+        let id = self.id();
+        let end = start + self.rng.ms(ms, 0.4);
+        let (host, port) = address.split_once(':').unwrap_or((address, "0"));
+        let verb = statement.split_whitespace().next().unwrap_or(statement);
+        let mut attrs = vec![
+            s("db.system", system),
+            s("db.statement", statement),
+            s("net.peer.name", host),
+            i("net.peer.port", port.parse().unwrap_or(0)),
+        ];
+        if let Some(n) = name {
+            attrs.push(s("db.name", n));
+        }
+        if system == "redis" {
+            attrs.push(i("db.redis.database_index", 0));
+        }
+        self.emit(
+            from,
+            id,
+            parent,
+            verb,
+            SpanKind::Client,
+            start,
+            end,
+            attrs,
+            error,
+        );
+        Done { end, error }
+    }
+
+    fn work(&mut self, at: At, parent: &[u8], name: &str, start: u64, ms: f64) -> u64 {
+        let id = self.id();
+        let end = start + self.rng.ms(ms, 0.4);
+        self.emit(
+            at,
+            id,
+            parent,
+            name,
+            SpanKind::Internal,
+            start,
+            end,
+            vec![],
+            false,
+        );
+        end
+    }
+
+    fn request(self) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: self
+                .spans
+                .into_iter()
+                .map(|(at, spans)| resource_spans(at, spans))
+                .collect(),
+        }
+    }
+}
+
+fn resource_spans(at: At, spans: Vec<Span>) -> ResourceSpans {
+    let pod = format!(
+        "{}-{}",
+        at.svc,
+        ["7d9f4", "b2c81", "e5a07", "41f3d"][at.inst % 4]
+    );
+    ResourceSpans {
+        resource: Some(Resource {
+            attributes: vec![
+                s("service.name", at.svc),
+                s("service.instance.id", &pod),
+                s("host.name", &pod),
+                s("telemetry.sdk.language", "python"),
+                s("telemetry.sdk.name", "opentelemetry"),
+            ],
+            ..Default::default()
+        }),
+        scope_spans: vec![ScopeSpans {
+            scope: Some(InstrumentationScope {
+                name: "chokepoint.simulate.lab".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                ..Default::default()
+            }),
+            spans,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// Generates a lab system's traces: one OTLP request per trace, in start order. Background
+/// traces (pollers, workers) are interleaved with the entry requests, each counting as one.
+pub struct Generator {
+    lab: Lab,
+    rng: Rng,
+    cfg: SimConfig,
+}
+
+impl Generator {
+    pub fn new(lab: Lab, cfg: &SimConfig) -> Generator {
+        Generator {
+            lab,
+            rng: Rng::new(cfg.seed),
+            cfg: cfg.clone(),
+        }
+    }
+
+    pub fn trace(&mut self, index: usize) -> ExportTraceServiceRequest {
+        let progress = index as f64 / self.cfg.traces.max(1) as f64;
+        let gap = (1e9 / self.cfg.rate_per_s.max(1e-3)) as u64;
+        let start = self.cfg.start_unix_ns
+            + index as u64 * gap
+            + self.rng.below(gap as usize / 2 + 1) as u64;
+        let mut trace_id = (self.rng.next_u64() | 1).to_be_bytes().to_vec();
+        trace_id.extend((self.rng.next_u64() | 1).to_be_bytes());
+        let lab = self.lab;
+        let mut tb = Tb {
+            rng: &mut self.rng,
+            trace_id,
+            spans: BTreeMap::new(),
+        };
+        match lab {
+            Lab::TwoDatabases => two_databases(&mut tb, start),
+            Lab::BrokerCluster => broker_cluster(&mut tb, start),
+            Lab::RedisCacheAndQueue => redis_cache_and_queue(&mut tb, index, start),
+            Lab::BackgroundPoller => background_poller(&mut tb, index, start),
+            Lab::ReplicaLost => replica_lost(&mut tb, progress, start),
+            Lab::AllSingleInstance => all_single_instance(&mut tb, start),
+        }
+        tb.request()
+    }
+}
+
+fn pick(tb: &mut Tb<'_>, svc: &'static str, instances: usize) -> At {
+    At {
+        svc,
+        inst: tb.rng.below(instances),
+    }
+}
+
+/// A library: `catalog` reads books from `catalog-pg`, `lending` writes loans to the
+/// replicated `loans-pg-1`/`-2`. Neither names its database.
+fn two_databases(tb: &mut Tb<'_>, start: u64) {
+    let web = pick(tb, "library-web", 2);
+    if tb.rng.chance(0.6) {
+        tb.server(web, &[], "GET /books/<id>", start, |tb, id, t| {
+            let catalog = pick(tb, "catalog", 2);
+            tb.http(web, id, catalog, "GET /books/<id>", t, 0, |tb, id, t| {
+                tb.db(
+                    catalog,
+                    id,
+                    "postgresql",
+                    None,
+                    "catalog-pg:5432",
+                    "SELECT id, title, author FROM books WHERE id = %s",
+                    t,
+                    1.5,
+                    false,
+                )
+            })
+        });
+    } else {
+        tb.server(web, &[], "POST /loans", start, |tb, id, t| {
+            let lending = pick(tb, "lending", 2);
+            tb.http(web, id, lending, "POST /loans", t, 0, |tb, id, t| {
+                let replica = ["loans-pg-1:5432", "loans-pg-2:5432"][tb.rng.below(2)];
+                let r = tb.db(
+                    lending,
+                    id,
+                    "postgresql",
+                    None,
+                    replica,
+                    "SELECT count(*) FROM loans WHERE member_id = %s",
+                    t,
+                    1.0,
+                    false,
+                );
+                let replica = ["loans-pg-1:5432", "loans-pg-2:5432"][tb.rng.below(2)];
+                tb.db(
+                    lending,
+                    id,
+                    "postgresql",
+                    None,
+                    replica,
+                    "INSERT INTO loans (member_id, book_id) VALUES (%s, %s)",
+                    r.end,
+                    2.0,
+                    false,
+                )
+            })
+        });
+    }
+}
+
+/// Telemetry ingest: `collector-api` publishes each event to a three-broker Kafka cluster
+/// (by key hash); `indexer` consumes and indexes it.
+fn broker_cluster(tb: &mut Tb<'_>, start: u64) {
+    let api = pick(tb, "collector-api", 2);
+    tb.server(api, &[], "POST /v1/events", start, |tb, id, t| {
+        let t = tb.work(api, id, "validate event", t, 0.8);
+        let pid = tb.id();
+        let broker = ["broker-a:9092", "broker-b:9092", "broker-c:9092"][tb.rng.below(3)];
+        let end = t + tb.rng.ms(1.5, 0.3);
+        let (host, port) = broker.split_once(':').unwrap_or((broker, "9092"));
+        // The consumer picks it up after a short queue delay.
+        let indexer = pick(tb, "indexer", 2);
+        let cid = tb.id();
+        let c0 = end + tb.rng.ms(8.0, 0.4);
+        let c1 = tb.work(indexer, &cid, "index document", c0 + 100_000, 6.0);
+        tb.emit(
+            indexer,
+            cid,
+            &pid,
+            "events process",
+            SpanKind::Consumer,
+            c0,
+            c1 + 50_000,
+            vec![
+                s("messaging.system", "kafka"),
+                s("messaging.operation", "process"),
+                s("messaging.destination.name", "events"),
+                s("messaging.kafka.consumer.group", "indexer"),
+            ],
+            false,
+        );
+        tb.emit(
+            api,
+            pid,
+            id,
+            "events publish",
+            SpanKind::Producer,
+            t,
+            end,
+            vec![
+                s("messaging.system", "kafka"),
+                s("messaging.operation", "publish"),
+                s("messaging.destination.name", "events"),
+                s("server.address", host),
+                i("server.port", port.parse().unwrap_or(9092)),
+            ],
+            false,
+        );
+        Done {
+            end: end + 100_000,
+            error: false,
+        }
+    });
+}
+
+/// A notes app: `notes-web` caches in Redis (`cache:6379`) in front of PostgreSQL and
+/// enqueues render jobs on the same Redis; `notes-worker` blocks on `BRPOP` for them (a
+/// trace of its own each time) and renders each job in another.
+fn redis_cache_and_queue(tb: &mut Tb<'_>, index: usize, start: u64) {
+    let worker = At {
+        svc: "notes-worker",
+        inst: 0,
+    };
+    match index % 4 {
+        // The worker's blocking pop: mostly waiting for work.
+        3 => {
+            let id = tb.id();
+            let end = start + tb.rng.ms(900.0, 0.3);
+            tb.emit(
+                worker,
+                id,
+                &[],
+                "BRPOP",
+                SpanKind::Client,
+                start,
+                end,
+                vec![
+                    s("db.system", "redis"),
+                    s("db.statement", "BRPOP render-jobs 5"),
+                    s("net.peer.name", "cache"),
+                    i("net.peer.port", 6379),
+                    i("db.redis.database_index", 0),
+                ],
+                false,
+            );
+        }
+        // Rendering a job.
+        2 => {
+            let id = tb.id();
+            let t = start + tb.rng.ms(0.1, 0.3);
+            let r = tb.db(
+                worker,
+                &id,
+                "postgresql",
+                Some("notes"),
+                "notes-db:5432",
+                "SELECT body FROM notes WHERE id = %s",
+                t,
+                1.2,
+                false,
+            );
+            let t = tb.work(worker, &id, "render markdown", r.end, 12.0);
+            let r = tb.db(
+                worker,
+                &id,
+                "redis",
+                None,
+                "cache:6379",
+                "SET note:? ?",
+                t,
+                0.3,
+                false,
+            );
+            tb.emit(
+                worker,
+                id,
+                &[],
+                "render_note",
+                SpanKind::Internal,
+                start,
+                r.end + 50_000,
+                vec![s("code.function", "render_note")],
+                false,
+            );
+        }
+        // A user reading or writing a note.
+        _ => {
+            let web = pick(tb, "notes-web", 2);
+            if tb.rng.chance(0.7) {
+                tb.server(web, &[], "GET /notes/<id>", start, |tb, id, t| {
+                    let hit = tb.db(
+                        web,
+                        id,
+                        "redis",
+                        None,
+                        "cache:6379",
+                        "GET note:?",
+                        t,
+                        0.3,
+                        false,
+                    );
+                    if tb.rng.chance(0.8) {
+                        return hit;
+                    }
+                    let r = tb.db(
+                        web,
+                        id,
+                        "postgresql",
+                        Some("notes"),
+                        "notes-db:5432",
+                        "SELECT id, body FROM notes WHERE id = %s",
+                        hit.end,
+                        1.5,
+                        false,
+                    );
+                    tb.db(
+                        web,
+                        id,
+                        "redis",
+                        None,
+                        "cache:6379",
+                        "SET note:? ?",
+                        r.end,
+                        0.3,
+                        false,
+                    )
+                });
+            } else {
+                tb.server(web, &[], "POST /notes", start, |tb, id, t| {
+                    let r = tb.db(
+                        web,
+                        id,
+                        "postgresql",
+                        Some("notes"),
+                        "notes-db:5432",
+                        "INSERT INTO notes (body) VALUES (%s) RETURNING id",
+                        t,
+                        2.5,
+                        false,
+                    );
+                    tb.db(
+                        web,
+                        id,
+                        "redis",
+                        None,
+                        "cache:6379",
+                        "LPUSH render-jobs ?",
+                        r.end,
+                        0.3,
+                        false,
+                    )
+                });
+            }
+        }
+    }
+}
+
+/// Invoicing: `invoices-api` answers users from a replicated database; `reminder-poller`
+/// sweeps due invoices every few seconds (a cron-like root span) and blocks on a Redis
+/// stream (`XREAD BLOCK`) for payment events, a long span of its own each time.
+fn background_poller(tb: &mut Tb<'_>, index: usize, start: u64) {
+    let poller = At {
+        svc: "reminder-poller",
+        inst: 0,
+    };
+    match index % 5 {
+        4 => {
+            let id = tb.id();
+            let end = start + tb.rng.ms(2000.0, 0.2);
+            tb.emit(
+                poller,
+                id,
+                &[],
+                "XREAD",
+                SpanKind::Client,
+                start,
+                end,
+                vec![
+                    s("db.system", "redis"),
+                    s(
+                        "db.statement",
+                        "XREAD COUNT 10 BLOCK 2000 STREAMS payments $",
+                    ),
+                    s("net.peer.name", "events-redis"),
+                    i("net.peer.port", 6379),
+                ],
+                false,
+            );
+        }
+        3 => {
+            let id = tb.id();
+            let t = start + tb.rng.ms(0.1, 0.3);
+            let r = tb.db(
+                poller,
+                &id,
+                "postgresql",
+                Some("invoices"),
+                "invoices-db-1:5432",
+                "SELECT id FROM invoices WHERE due < now() FOR UPDATE SKIP LOCKED",
+                t,
+                40.0,
+                false,
+            );
+            tb.emit(
+                poller,
+                id,
+                &[],
+                "sweep due invoices",
+                SpanKind::Internal,
+                start,
+                r.end + 100_000,
+                vec![],
+                false,
+            );
+        }
+        _ => {
+            let api = pick(tb, "invoices-api", 2);
+            tb.server(api, &[], "GET /invoices/<id>", start, |tb, id, t| {
+                let t = tb.work(api, id, "authorize", t, 1.0);
+                let replica = ["invoices-db-1:5432", "invoices-db-2:5432"][tb.rng.below(2)];
+                let r = tb.db(
+                    api,
+                    id,
+                    "postgresql",
+                    Some("invoices"),
+                    replica,
+                    "SELECT * FROM invoices WHERE id = %s",
+                    t,
+                    1.5,
+                    false,
+                );
+                let end = tb.work(api, id, "render json", r.end, 1.0);
+                Done { end, error: false }
+            });
+        }
+    }
+}
+
+/// Inventory: `stock` reads from `stock-db-1`/`-2` (database `stock`); a third of the way
+/// in, `stock-db-2` is gone and every call goes to `stock-db-1`.
+fn replica_lost(tb: &mut Tb<'_>, progress: f64, start: u64) {
+    let front = pick(tb, "storefront", 2);
+    tb.server(front, &[], "GET /products/<sku>", start, |tb, id, t| {
+        let stock = pick(tb, "stock", 3);
+        tb.http(front, id, stock, "GET /stock/<sku>", t, 0, |tb, id, t| {
+            let replicas: &[&str] = if progress < 0.33 {
+                &["stock-db-1:5432", "stock-db-2:5432"]
+            } else {
+                &["stock-db-1:5432"]
+            };
+            let replica = replicas[tb.rng.below(replicas.len())];
+            tb.db(
+                stock,
+                id,
+                "postgresql",
+                Some("stock"),
+                replica,
+                "SELECT quantity FROM stock WHERE sku = %s",
+                t,
+                1.2,
+                false,
+            )
+        })
+    });
+}
+
+/// A news site where every service runs one instance: `edge` → `session` and `feed`;
+/// `feed` → `ranker` and `articles`; `articles` → its database.
+fn all_single_instance(tb: &mut Tb<'_>, start: u64) {
+    let one = |svc| At { svc, inst: 0 };
+    let edge = one("edge");
+    tb.server(edge, &[], "GET /front-page", start, |tb, id, t| {
+        let s = tb.http(
+            edge,
+            id,
+            one("session"),
+            "GET /session",
+            t,
+            0,
+            |tb, id, t| {
+                let end = tb.work(one("session"), id, "verify token", t, 0.8);
+                Done { end, error: false }
+            },
+        );
+        tb.http(edge, id, one("feed"), "GET /feed", s.end, 0, |tb, id, t| {
+            let feed = one("feed");
+            let r = tb.http(feed, id, one("ranker"), "POST /rank", t, 0, |tb, id, t| {
+                let end = tb.work(one("ranker"), id, "score candidates", t, 6.0);
+                Done { end, error: false }
+            });
+            tb.http(
+                feed,
+                id,
+                one("articles"),
+                "GET /articles",
+                r.end,
+                0,
+                |tb, id, t| {
+                    tb.db(
+                        one("articles"),
+                        id,
+                        "mysql",
+                        Some("news"),
+                        "news-db:3306",
+                        "SELECT id, title FROM articles WHERE id IN (%s)",
+                        t,
+                        2.0,
+                        false,
+                    )
+                },
+            )
+        })
+    });
+}
