@@ -111,7 +111,7 @@ impl Default for SimConfig {
 
 /// One OTLP request per trace, in start order.
 pub fn generate(cfg: &SimConfig) -> impl Iterator<Item = ExportTraceServiceRequest> + '_ {
-    let mut next: Box<dyn FnMut(usize) -> ExportTraceServiceRequest> = match cfg.scenario {
+    let next: Box<dyn FnMut(usize) -> ExportTraceServiceRequest> = match cfg.scenario {
         Scenario::Lab(l) => {
             let mut g = lab::Generator::new(l, cfg);
             Box::new(move |i| g.trace(i))
