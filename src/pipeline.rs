@@ -285,7 +285,7 @@ impl Pipeline {
         let findings = compute(&cur, base.as_ref(), &ctx);
         let now = now_ns();
         let empty = (now.saturating_sub(window.as_nanos() as u64), now);
-        FindingsDoc::new(&cur, base.as_ref(), &findings, empty)
+        FindingsDoc::new(&cur, base.as_ref(), &findings, &ctx, empty)
     }
 
     /// Recomputes the default window's findings for `/findings` and `Watch`.

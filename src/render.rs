@@ -321,7 +321,11 @@ pub fn findings_markdown(doc: &FindingsDoc) -> String {
         let _ = writeln!(out, "{}\n", f.summary);
         let _ = writeln!(out, "**Cure:** {}\n", f.remediation);
         out.push_str("**Evidence:**\n\n");
-        evidence_lines(&serde_json::Value::Object(f.evidence.clone()), "", &mut out);
+        evidence_lines(
+            &serde_json::to_value(&f.evidence).unwrap_or_default(),
+            "",
+            &mut out,
+        );
         if !f.exemplar_trace_ids.is_empty() {
             let _ = writeln!(
                 out,

@@ -180,6 +180,6 @@ impl Analysis {
             names: self.engine.interner(),
         };
         let findings = compute(g, self.baseline.as_ref(), &ctx);
-        FindingsDoc::new(g, self.baseline.as_ref(), &findings, (0, 0))
+        FindingsDoc::new(g, self.baseline.as_ref(), &findings, &ctx, (0, 0))
     }
 }

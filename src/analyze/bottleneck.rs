@@ -1,133 +1,520 @@
-//! Bottleneck scores: who the end-to-end latency waits on, from the window's sums.
+//! Bottleneck scores: who the end-to-end latency waits on, from the window's sums, as typed
+//! values (words and cures are added by `findings`).
 //!
-//! - **share**: of all entry requests' end-to-end time, the part spent on the node on the
-//!   critical path (own work plus the wait outside its server spans, which is where a
-//!   saturated node shows). Traffic-weighted by construction: a sum over requests.
-//! - **dominance, not rank**: the top node scores fully only when its share clearly exceeds
-//!   the next one's; a balanced system has none.
-//! - **caller or callee**: a wait outside a callee's span is the callee's, unless the caller
-//!   shows the same wait on calls to all its callees: then the caller is slow to send and
-//!   receive (its CPU starved, say) and the wait is the caller's.
-//! - **change**: with a baseline, each node's critical-path time per request is compared for
-//!   the same entry operations; the increase, as a part of today's latency and weighed by how
-//!   sudden it is (a 10× jump outranks a 10% drift), is the main signal.
-//! - **asynchronous backlog**: queue delay before a consumer, its level and growth.
+//! Three signals, each with its own reference, and the strongest decides:
+//! - **change** (with a baseline): each node's critical-path time per request, against what
+//!   the baseline spent on it for requests of the same entry operation *and shape* (the same
+//!   set of operations reached), weighted by today's mix. Only the excess is charged, and it
+//!   is scored by how sudden it is (its ratio), so a small service's 10× jump outranks a big
+//!   one's everyday drift.
+//! - **waiting**: the wait outside a callee's server span, against the system's typical wait
+//!   (network and framework overhead, the median over edges). A saturated or starved service
+//!   shows here: requests wait before its spans start while its own spans stay short. A
+//!   caller that waits long on *all* its callees is itself slow to send and receive, and the
+//!   wait is its own.
+//! - **share**: the node's share of critical-path time. Where time goes, not by itself a
+//!   problem: it scores at most [`SHARE_WEIGHT`] of itself.
+//!
+//! Asynchronous hops have their own signal: a consumer whose queue delay is long and growing
+//! can't keep up ([`Backlog`]).
 
 use rustc_hash::FxHashMap;
-use serde_json::{json, Map, Value};
 
 use super::facts::OpKey;
-use super::graph::{ConnType, GraphAgg, NodeId};
-use crate::findings::{human_ms, ms, pct, r3, Confidence, Context, Finding, FindingKind, Severity};
+use super::graph::{ConnType, EdgeAgg, GraphAgg, NodeId, LOAD_BUCKET_NS};
+use super::thresholds::*;
 use crate::hist::Hist;
 use crate::model::NodeType;
 
-/// Per-node critical-path totals (ns) after the caller/callee reassignment.
-#[derive(Default, Clone, Copy)]
-struct Cp {
-    own: f64,
-    queue: f64,
+/// What made a node a bottleneck.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// Its critical-path time jumped against the baseline.
+    Change,
+    /// Callers wait long outside its spans: it queues (saturated, starved, a slow network).
+    Waiting,
+    /// It waits long on all its callees: its own process is slow to send and receive.
+    SlowCaller,
+    /// It holds the largest part of request time.
+    Share,
+    /// As a consumer, it can't keep up with its queue.
+    Backlog,
 }
 
-impl Cp {
-    fn total(self) -> f64 {
-        self.own + self.queue
+/// A node's part of the critical path.
+#[derive(Debug, Clone, Default)]
+pub struct ShareEvidence {
+    /// Of all requests' end-to-end time, the part spent on this node on the critical path.
+    pub share: f64,
+    pub own_share: f64,
+    /// The part spent by callers waiting outside its spans.
+    pub queue_share: f64,
+    /// Its share over the next largest (for the largest), or over the largest.
+    pub dominance: f64,
+    pub traces_on_path: u64,
+    /// Per trace, its critical-path time.
+    pub per_trace_p50_ms: f64,
+    pub per_trace_p99_ms: f64,
+    /// Its share of each entry operation's time (up to five, largest first).
+    pub per_operation: Vec<(OpKey, f64, u64)>,
+}
+
+/// Critical-path time per request now and as the baseline predicts for today's requests.
+#[derive(Debug, Clone)]
+pub struct ChangeEvidence {
+    pub baseline_ms_per_request: f64,
+    pub now_ms_per_request: f64,
+    pub ratio: f64,
+    pub excess_ms_per_request: f64,
+    /// The excess as a part of today's end-to-end latency.
+    pub explains_share_of_latency: f64,
+    /// Requests compared (same entry operation and shape in both windows).
+    pub compared_traces: u64,
+    /// True when shapes did not match and whole entry operations were compared instead.
+    pub by_operation_only: bool,
+    pub baseline_e2e_ms_per_request: f64,
+    pub now_e2e_ms_per_request: f64,
+    /// Of the requests that put it on the critical path, the part slower than the
+    /// baseline's p90 for the same operation.
+    pub consistency: f64,
+}
+
+/// Waiting outside the node's spans, against the typical wait of the system.
+#[derive(Debug, Clone)]
+pub struct WaitEvidence {
+    /// The median wait of its slowest incoming edge (for a slow caller: of its outgoing
+    /// edges, their median).
+    pub gap_p50_ms: f64,
+    pub typical_gap_ms: f64,
+    pub ratio: f64,
+    pub excess_ms_per_request: f64,
+    pub calls: u64,
+    /// Of those calls, the part that waited more than twice the typical gap.
+    pub consistency: f64,
+    /// The typical gap came from the baseline.
+    pub typical_from_baseline: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Saturation {
+    pub buckets: usize,
+    pub correlation: f64,
+    pub ms_per_extra_request_per_s: f64,
+    pub saturating: bool,
+}
+
+/// End-to-end latency now and if the node were twice as fast (CRISP's projection over a
+/// sample of traces; a parallel branch that would become critical is not modelled).
+#[derive(Debug, Clone)]
+pub struct WhatIf {
+    pub sampled_traces: usize,
+    pub p50_ms_now: f64,
+    pub p99_ms_now: f64,
+    pub p50_ms_if_2x_faster: f64,
+    pub p99_ms_if_2x_faster: f64,
+}
+
+impl WhatIf {
+    pub fn saves_p50_ms(&self) -> f64 {
+        self.p50_ms_now - self.p50_ms_if_2x_faster
+    }
+
+    pub fn saves_p99_ms(&self) -> f64 {
+        self.p99_ms_now - self.p99_ms_if_2x_faster
     }
 }
 
-/// Callers whose calls wait about equally long outside every callee's span: their own
-/// sending and receiving is slow. Returns caller → median gap (ms) over its callees.
-fn slow_callers(cur: &GraphAgg) -> FxHashMap<NodeId, f64> {
-    let mut gaps: FxHashMap<NodeId, Vec<f64>> = FxHashMap::default();
-    for (k, e) in &cur.edges {
-        if k.conn == ConnType::Sync && k.from != k.to && e.gap.count() >= 3 {
-            gaps.entry(k.from)
-                .or_default()
-                .push(e.gap.quantile_ns(0.5) as f64 / 1e6);
+/// A consumer's queue delay.
+#[derive(Debug, Clone)]
+pub struct Backlog {
+    pub via: NodeId,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub messages: u64,
+    pub growth_ms_per_s: f64,
+    pub growth_over_window_ms: f64,
+    pub growing: bool,
+    pub baseline_p99_ms: Option<f64>,
+}
+
+/// One node's bottleneck score and everything behind it.
+#[derive(Debug, Clone)]
+pub struct BottleneckScore {
+    pub node: NodeId,
+    /// How strongly the evidence points at this node, 0..=1 (ranks findings).
+    pub score: f64,
+    pub cause: Cause,
+    /// Its critical-path time jumped against the baseline: it slows requests now.
+    pub active: bool,
+    /// Evidence that it slows the system (a jump, growing waits, latency climbing with
+    /// load, a what-if that saves real time), beyond being where time goes.
+    pub harm: bool,
+    /// Traces or calls behind the deciding signal, and the part of them that show it.
+    pub evidence_units: u64,
+    pub consistency: f64,
+    pub share: ShareEvidence,
+    pub change: Option<ChangeEvidence>,
+    pub waiting: Option<WaitEvidence>,
+    pub saturation: Option<Saturation>,
+    pub what_if: Option<WhatIf>,
+    pub backlog: Option<Backlog>,
+}
+
+/// A ratio as a score: tanh of its log2 over [`LOG2_RATIO_SCALE`], so 2× scores 0.25, 4×
+/// 0.46, 8× 0.64 and 16× 0.76, and a larger jump always scores higher (never saturates).
+fn log_ratio_score(ratio: f64) -> f64 {
+    (ratio.max(1.0).log2() / LOG2_RATIO_SCALE).tanh()
+}
+
+/// The system's typical wait outside a callee's span (ns): the median over synchronous
+/// edges (with enough calls) of each edge's median gap.
+fn typical_gap_ns(g: &GraphAgg) -> Option<f64> {
+    let mut meds: Vec<f64> = g
+        .edges
+        .iter()
+        .filter(|(k, e)| {
+            k.conn == ConnType::Sync && k.from != k.to && e.gap.count() >= TYPICAL_GAP_MIN_CALLS
+        })
+        .map(|(_, e)| e.gap.quantile_ns(0.5) as f64)
+        .collect();
+    if meds.is_empty() {
+        return None;
+    }
+    meds.sort_by(f64::total_cmp);
+    Some(meds[meds.len() / 2].max(MIN_TYPICAL_GAP_NS))
+}
+
+/// Waits per node, with sick callers found and their waits moved to them.
+struct Waits {
+    /// Callers slow to send and receive → median of their edges' median gaps (ns).
+    sick: FxHashMap<NodeId, f64>,
+    per_node: FxHashMap<NodeId, WaitEvidence>,
+}
+
+fn waits(cur: &GraphAgg, base: Option<&GraphAgg>) -> Option<Waits> {
+    let edges: Vec<_> = cur
+        .edges
+        .iter()
+        .filter(|(k, e)| k.conn == ConnType::Sync && k.from != k.to && e.gap.count() > 0)
+        .collect();
+    if edges.is_empty() {
+        return None;
+    }
+    let median = |v: &mut Vec<f64>| -> Option<f64> {
+        v.sort_by(f64::total_cmp);
+        (!v.is_empty()).then(|| v[v.len() / 2])
+    };
+    let baseline_typical = base.and_then(typical_gap_ns);
+    // The typical gap as seen from other callers' calls: a starved caller must not set the
+    // yardstick it is measured with.
+    let typical_without = |caller: Option<NodeId>| -> Option<f64> {
+        if let Some(t) = baseline_typical {
+            return Some(t);
         }
+        let mut v: Vec<f64> = edges
+            .iter()
+            .filter(|(k, e)| Some(k.from) != caller && e.gap.count() >= TYPICAL_GAP_MIN_CALLS)
+            .map(|(_, e)| e.gap.quantile_ns(0.5) as f64)
+            .collect();
+        median(&mut v).map(|t| t.max(MIN_TYPICAL_GAP_NS))
+    };
+    let mut by_caller: FxHashMap<NodeId, Vec<f64>> = FxHashMap::default();
+    for (k, e) in &edges {
+        by_caller
+            .entry(k.from)
+            .or_default()
+            .push(e.gap.quantile_ns(0.5) as f64);
     }
-    gaps.into_iter()
+    let sick: FxHashMap<NodeId, f64> = by_caller
+        .into_iter()
         .filter_map(|(caller, mut g)| {
             if g.len() < 2 {
                 return None;
             }
             g.sort_by(f64::total_cmp);
-            let (min, max) = (g[0], g[g.len() - 1]);
-            (max >= 1.0 && min >= 0.5 * max).then(|| (caller, g[g.len() / 2]))
+            let (min, max, mid) = (g[0], g[g.len() - 1], g[g.len() / 2]);
+            let typical = typical_without(Some(caller)).unwrap_or(MIN_TYPICAL_GAP_NS);
+            (mid >= SICK_CALLER_RATIO * typical && min >= SICK_CALLER_SPREAD * max)
+                .then_some((caller, mid))
         })
-        .collect()
+        .collect();
+    let from_baseline = baseline_typical.is_some();
+    let typical_ns = match baseline_typical {
+        Some(t) => t,
+        None => {
+            let mut v: Vec<f64> = edges
+                .iter()
+                .filter(|(k, e)| {
+                    !sick.contains_key(&k.from) && e.gap.count() >= TYPICAL_GAP_MIN_CALLS
+                })
+                .map(|(_, e)| e.gap.quantile_ns(0.5) as f64)
+                .collect();
+            median(&mut v)
+                .unwrap_or(MIN_TYPICAL_GAP_NS)
+                .max(MIN_TYPICAL_GAP_NS)
+        }
+    };
+    let requests = cur.facts.traces.max(1) as f64;
+    // An edge whose calls wait long is the callee's, unless the callee's other callers
+    // wait normally while this caller has no other callees to compare with, or waits long
+    // on all of them: then the caller is slow to send and receive.
+    let elevated = |e: &EdgeAgg| e.gap.quantile_ns(0.5) as f64 >= WAIT_MIN_RATIO * typical_ns;
+    let mut callers_of: FxHashMap<NodeId, Vec<(NodeId, bool)>> = FxHashMap::default();
+    let mut callees_of: FxHashMap<NodeId, Vec<(NodeId, bool)>> = FxHashMap::default();
+    for (k, e) in &edges {
+        callers_of
+            .entry(k.to)
+            .or_default()
+            .push((k.from, elevated(e)));
+        callees_of
+            .entry(k.from)
+            .or_default()
+            .push((k.to, elevated(e)));
+    }
+    let blame = |from: NodeId, to: NodeId| -> NodeId {
+        if sick.contains_key(&from) {
+            return from;
+        }
+        let others_in: Vec<bool> = callers_of[&to]
+            .iter()
+            .filter(|c| c.0 != from)
+            .map(|c| c.1)
+            .collect();
+        let others_out: Vec<bool> = callees_of[&from]
+            .iter()
+            .filter(|c| c.0 != to)
+            .map(|c| c.1)
+            .collect();
+        let callee_fine_elsewhere = !others_in.is_empty() && others_in.iter().all(|e| !e);
+        let caller_fine_elsewhere = !others_out.is_empty() && others_out.iter().all(|e| !e);
+        if callee_fine_elsewhere && !caller_fine_elsewhere {
+            from
+        } else {
+            to
+        }
+    };
+    let mut per_node: FxHashMap<NodeId, WaitEvidence> = FxHashMap::default();
+    for (k, e) in &edges {
+        let target = if elevated(e) {
+            blame(k.from, k.to)
+        } else {
+            k.to
+        };
+        let med = e.gap.quantile_ns(0.5) as f64;
+        let slow = e.gap.count() - e.gap.count_le_ns((2.0 * typical_ns) as u64);
+        let excess = e.gap.count() as f64 * (med - typical_ns).max(0.0) / 1e6 / requests;
+        let w = per_node.entry(target).or_insert(WaitEvidence {
+            gap_p50_ms: 0.0,
+            typical_gap_ms: typical_ns / 1e6,
+            ratio: 1.0,
+            excess_ms_per_request: 0.0,
+            calls: 0,
+            consistency: 0.0,
+            typical_from_baseline: from_baseline,
+        });
+        let ratio = med / typical_ns;
+        if ratio > w.ratio {
+            w.ratio = ratio;
+            w.gap_p50_ms = med / 1e6;
+        }
+        w.excess_ms_per_request += excess;
+        // `consistency` holds slow calls until normalized below.
+        w.consistency += slow as f64;
+        w.calls += e.gap.count();
+    }
+    for (n, w) in per_node.iter_mut() {
+        w.consistency /= w.calls.max(1) as f64;
+        if let Some(mid) = sick.get(n) {
+            w.gap_p50_ms = mid / 1e6;
+            w.ratio = mid / typical_ns;
+        }
+    }
+    Some(Waits { sick, per_node })
 }
 
-fn node_cp(cur: &GraphAgg, slow: &FxHashMap<NodeId, f64>) -> FxHashMap<NodeId, Cp> {
-    let mut cp: FxHashMap<NodeId, Cp> = FxHashMap::default();
+/// Per-node critical-path totals (ns): own work and waits outside its spans, with the waits
+/// of sick callers moved to them.
+fn node_cp(cur: &GraphAgg, sick: &FxHashMap<NodeId, f64>) -> FxHashMap<NodeId, (f64, f64)> {
+    let mut cp: FxHashMap<NodeId, (f64, f64)> = FxHashMap::default();
     for ((op, n), c) in &cur.facts.cp {
         if op.background {
             continue;
         }
         let e = cp.entry(*n).or_default();
-        e.own += c.own_ns as f64;
-        e.queue += c.queue_ns as f64;
+        e.0 += c.own_ns as f64;
+        e.1 += c.queue_ns as f64;
     }
     for ((caller, callee), ns) in &cur.facts.waits {
-        if slow.contains_key(caller) && caller != callee {
+        if sick.contains_key(caller) && caller != callee {
             let ns = *ns as f64;
             let e = cp.entry(*callee).or_default();
-            e.queue = (e.queue - ns).max(0.0);
-            cp.entry(*caller).or_default().own += ns;
+            e.1 = (e.1 - ns).max(0.0);
+            cp.entry(*caller).or_default().0 += ns;
         }
     }
     cp
 }
 
-/// Critical-path ns per node expected from the baseline for today's mix of entry operations,
-/// and today's actual, over the operations both windows have.
-struct Change {
-    expected: FxHashMap<NodeId, f64>,
+/// Critical-path time per node now and as the baseline predicts for today's requests.
+struct Compared {
     actual: FxHashMap<NodeId, f64>,
+    expected: FxHashMap<NodeId, f64>,
     traces: u64,
     e2e_ns: f64,
-    baseline_e2e_per_trace: f64,
+    baseline_e2e_ns: f64,
+    by_operation_only: bool,
 }
 
-fn change(cur: &GraphAgg, base: &GraphAgg) -> Option<Change> {
-    let mut ch = Change {
-        expected: FxHashMap::default(),
+/// Compares like with like: the same entry operation and shape; if too few requests match,
+/// whole entry operations.
+fn compare(cur: &GraphAgg, base: &GraphAgg) -> Option<Compared> {
+    let (c, b) = (&cur.facts, &base.facts);
+    let mut out = Compared {
         actual: FxHashMap::default(),
+        expected: FxHashMap::default(),
         traces: 0,
         e2e_ns: 0.0,
-        baseline_e2e_per_trace: 0.0,
+        baseline_e2e_ns: 0.0,
+        by_operation_only: false,
     };
-    let mut base_e2e = 0.0;
-    for (op, o) in &cur.facts.ops {
-        let Some(b) = base.facts.ops.get(op).filter(|_| !op.background) else {
-            continue;
-        };
-        ch.traces += o.traces;
-        ch.e2e_ns += o.e2e_total_ns as f64;
-        base_e2e += o.traces as f64 * b.e2e_total_ns as f64 / b.traces as f64;
-        for ((bop, n), c) in &base.facts.cp {
-            if bop == op {
-                *ch.expected.entry(*n).or_default() +=
-                    o.traces as f64 * (c.own_ns + c.queue_ns) as f64 / b.traces as f64;
-            }
-        }
-        for ((cop, n), c) in &cur.facts.cp {
-            if cop == op {
-                *ch.actual.entry(*n).or_default() += (c.own_ns + c.queue_ns) as f64;
-            }
+    let mut matched: FxHashMap<(OpKey, u64), (u64, u64)> = FxHashMap::default();
+    for (k, s) in &c.shapes {
+        if let Some(bs) = b.shapes.get(k).filter(|_| !k.0.background && k.1 != 0) {
+            matched.insert(*k, (s.traces, bs.traces));
+            out.traces += s.traces;
+            out.e2e_ns += s.e2e_ns as f64;
+            out.baseline_e2e_ns += s.traces as f64 * bs.e2e_ns as f64 / bs.traces.max(1) as f64;
         }
     }
-    if ch.traces == 0 {
+    if out.traces >= CHANGE_MIN_TRACES {
+        for ((op, shape, n), (own, q)) in &c.shape_cp {
+            if matched.contains_key(&(*op, *shape)) {
+                *out.actual.entry(*n).or_default() += (own + q) as f64;
+            }
+        }
+        for ((op, shape, n), (own, q)) in &b.shape_cp {
+            if let Some((now, then)) = matched.get(&(*op, *shape)) {
+                *out.expected.entry(*n).or_default() +=
+                    *now as f64 * (own + q) as f64 / (*then).max(1) as f64;
+            }
+        }
+        return Some(out);
+    }
+    // Shapes differ (names with ids in them, a changed flow): compare whole operations.
+    out = Compared {
+        by_operation_only: true,
+        ..out
+    };
+    out.traces = 0;
+    out.e2e_ns = 0.0;
+    out.baseline_e2e_ns = 0.0;
+    let mut ops: FxHashMap<OpKey, (u64, u64)> = FxHashMap::default();
+    for (op, o) in &c.ops {
+        if let Some(bo) = b.ops.get(op).filter(|_| !op.background) {
+            ops.insert(*op, (o.traces, bo.traces));
+            out.traces += o.traces;
+            out.e2e_ns += o.e2e_total_ns as f64;
+            out.baseline_e2e_ns += o.traces as f64 * bo.e2e_total_ns as f64 / bo.traces as f64;
+        }
+    }
+    if out.traces < CHANGE_MIN_TRACES {
         return None;
     }
-    ch.baseline_e2e_per_trace = base_e2e / ch.traces as f64;
-    Some(ch)
+    for ((op, n), a) in &c.cp {
+        if ops.contains_key(op) {
+            *out.actual.entry(*n).or_default() += (a.own_ns + a.queue_ns) as f64;
+        }
+    }
+    for ((op, n), a) in &b.cp {
+        if let Some((now, then)) = ops.get(op) {
+            *out.expected.entry(*n).or_default() +=
+                *now as f64 * (a.own_ns + a.queue_ns) as f64 / (*then).max(1) as f64;
+        }
+    }
+    Some(out)
 }
 
-/// Projected end-to-end p50/p99 (ms) if `node` were twice as fast: each sampled trace's
-/// latency less half the node's critical-path time (CRISP's projection; a parallel branch
-/// that would become critical instead is not modelled).
-fn what_if(cur: &GraphAgg, node: NodeId) -> Option<Value> {
+/// With a baseline: each node's change, with the excess waits of sick callers on their
+/// callees charged to the callers.
+fn changes(
+    cur: &GraphAgg,
+    base: &GraphAgg,
+    sick: &FxHashMap<NodeId, f64>,
+) -> FxHashMap<NodeId, ChangeEvidence> {
+    let Some(mut cmp) = compare(cur, base) else {
+        return FxHashMap::default();
+    };
+    let n = cmp.traces as f64;
+    let per = |w: &FxHashMap<(NodeId, NodeId), u128>, t: u64, k: &(NodeId, NodeId)| {
+        w.get(k).copied().unwrap_or(0) as f64 / t.max(1) as f64
+    };
+    let mut moves: Vec<(NodeId, NodeId, f64)> = Vec::new();
+    for k in cur.facts.waits.keys() {
+        if sick.contains_key(&k.0) && k.0 != k.1 {
+            let d = per(&cur.facts.waits, cur.facts.traces, k)
+                - per(&base.facts.waits, base.facts.traces, k);
+            if d > 0.0 {
+                moves.push((k.0, k.1, d * n));
+            }
+        }
+    }
+    for (caller, callee, ns) in moves {
+        let a = cmp.actual.entry(callee).or_default();
+        let moved = ns.min(*a);
+        *a -= moved;
+        *cmp.actual.entry(caller).or_default() += moved;
+    }
+    let consistency = |node: NodeId| -> f64 {
+        let (mut above, mut total) = (0u64, 0u64);
+        for ((op, nd), a) in &cur.facts.cp {
+            if *nd != node || op.background {
+                continue;
+            }
+            let Some(b) = base.facts.cp.get(&(*op, node)) else {
+                continue;
+            };
+            let p90 = b.per_trace.quantile_ns(0.9);
+            total += a.per_trace.count();
+            above += a.per_trace.count() - a.per_trace.count_le_ns(p90);
+        }
+        if total == 0 {
+            0.0
+        } else {
+            above as f64 / total as f64
+        }
+    };
+    let mut nodes: Vec<NodeId> = cmp
+        .actual
+        .keys()
+        .chain(cmp.expected.keys())
+        .copied()
+        .collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    nodes
+        .into_iter()
+        .map(|node| {
+            let act = cmp.actual.get(&node).copied().unwrap_or(0.0) / n / 1e6;
+            let exp = cmp.expected.get(&node).copied().unwrap_or(0.0) / n / 1e6;
+            let ch = ChangeEvidence {
+                baseline_ms_per_request: exp,
+                now_ms_per_request: act,
+                ratio: (act + RATIO_FLOOR_MS) / (exp + RATIO_FLOOR_MS),
+                excess_ms_per_request: act - exp,
+                explains_share_of_latency: (act - exp) * 1e6 * n / cmp.e2e_ns.max(1.0),
+                compared_traces: cmp.traces,
+                by_operation_only: cmp.by_operation_only,
+                baseline_e2e_ms_per_request: cmp.baseline_e2e_ns / n / 1e6,
+                now_e2e_ms_per_request: cmp.e2e_ns / n / 1e6,
+                consistency: consistency(node),
+            };
+            (node, ch)
+        })
+        .collect()
+}
+
+/// Projected end-to-end p50/p99 if `node` were twice as fast.
+fn what_if(cur: &GraphAgg, node: NodeId) -> Option<WhatIf> {
     let mut now: Vec<f64> = Vec::new();
     let mut then: Vec<f64> = Vec::new();
     for s in cur.facts.samples.items() {
@@ -140,28 +527,26 @@ fn what_if(cur: &GraphAgg, node: NodeId) -> Option<Value> {
     }
     let q = |v: &mut Vec<f64>, p: f64| {
         v.sort_by(f64::total_cmp);
-        let i = ((v.len() - 1) as f64 * p).round() as usize;
-        ms(v[i])
+        v[((v.len() - 1) as f64 * p).round() as usize] / 1e6
     };
-    Some(json!({
-        "sampled_traces": now.len(),
-        "e2e_p50_ms_now": q(&mut now, 0.5),
-        "e2e_p99_ms_now": q(&mut now, 0.99),
-        "e2e_p50_ms_if_2x_faster": q(&mut then, 0.5),
-        "e2e_p99_ms_if_2x_faster": q(&mut then, 0.99),
-    }))
+    Some(WhatIf {
+        sampled_traces: now.len(),
+        p50_ms_now: q(&mut now, 0.5),
+        p99_ms_now: q(&mut now, 0.99),
+        p50_ms_if_2x_faster: q(&mut then, 0.5),
+        p99_ms_if_2x_faster: q(&mut then, 0.99),
+    })
 }
 
-/// Saturation: does the node's latency rise with its request rate across load buckets?
-/// Reported (as evidence) when at least five buckets show a clear positive correlation.
-fn saturation(cur: &GraphAgg, node: NodeId) -> Option<Value> {
+/// Does the node's latency rise with its request rate across load buckets?
+fn saturation(cur: &GraphAgg, node: NodeId) -> Option<Saturation> {
     let load = &cur.nodes.get(&node)?.load;
     let pts: Vec<(f64, f64)> = load
         .values()
         .filter(|(c, _)| *c > 0)
         .map(|(c, sum)| (*c as f64, *sum as f64 / *c as f64 / 1e6))
         .collect();
-    if pts.len() < 5 {
+    if pts.len() < SATURATION_MIN_BUCKETS {
         return None;
     }
     let n = pts.len() as f64;
@@ -179,211 +564,174 @@ fn saturation(cur: &GraphAgg, node: NodeId) -> Option<Value> {
         return None;
     }
     let r = sxy / (sxx * syy).sqrt();
-    let per_s = crate::analyze::graph::LOAD_BUCKET_NS as f64 / 1e9;
-    Some(json!({
-        "buckets": pts.len(),
-        "correlation": r3(r),
-        "ms_per_extra_request_per_s": r3(sxy / sxx * per_s),
-        "saturating": r >= 0.6 && sxy > 0.0,
-    }))
+    let per_s = LOAD_BUCKET_NS as f64 / 1e9;
+    Some(Saturation {
+        buckets: pts.len(),
+        correlation: r,
+        ms_per_extra_request_per_s: sxy / sxx * per_s,
+        saturating: r >= SATURATION_MIN_CORRELATION && sxy > 0.0,
+    })
 }
 
-fn op_name(ctx: &Context<'_>, op: &OpKey) -> String {
-    format!("{} {}", ctx.name(op.service), ctx.names.resolve(op.name))
-}
-
-fn remediation(ty: NodeType, backlog: bool) -> &'static str {
-    if backlog {
-        return "The consumer can't keep up: scale it out (more instances, and enough partitions \
-                for them), process messages in batches or with background workers, and alert \
-                on consumer lag.";
-    }
-    match ty {
-        NodeType::Service => {
-            "Scale it out, optimise or cache its hot path, and move work that the response \
-             doesn't need off the request path (asynchronous processing)."
-        }
-        NodeType::Database => {
-            "Find the slow statements (indexes, query plans), add read replicas or a cache; for \
-             state writes on every request, consider a faster store or the outbox pattern."
-        }
-        NodeType::External => {
-            "Cache its answers, call it in parallel or asynchronously where the flow allows, \
-             and set tight timeouts so its slowness can't hold every request."
-        }
-        NodeType::Messaging => {
-            "Publishing waits on the broker: publish asynchronously (batching, acks off the \
-             request path) or scale the broker."
-        }
-    }
-}
-
-struct Candidate {
-    score: f64,
-    summary: String,
-    evidence: Map<String, Value>,
-    confidence: Confidence,
-    backlog: bool,
-}
-
-pub fn score(cur: &GraphAgg, base: Option<&GraphAgg>, ctx: &Context<'_>) -> Vec<Finding> {
+fn share_evidence(
+    cur: &GraphAgg,
+    node: NodeId,
+    cp: (f64, f64),
+    dominance: f64,
+    total: f64,
+) -> ShareEvidence {
     let f = &cur.facts;
-    let mut cands: FxHashMap<NodeId, Candidate> = FxHashMap::default();
-    let confidence = Confidence::of_traces(f.traces);
+    let mut per_trace = Hist::default();
+    let mut on_path = 0;
+    let mut ops: Vec<(OpKey, f64, u64)> = Vec::new();
+    for ((op, n), a) in &f.cp {
+        if *n != node || op.background {
+            continue;
+        }
+        per_trace.add(&a.per_trace);
+        on_path += a.traces;
+        if let Some(o) = f.ops.get(op) {
+            let s = (a.own_ns + a.queue_ns) as f64 / o.e2e_total_ns.max(1) as f64;
+            ops.push((*op, s, o.traces));
+        }
+    }
+    ops.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    ops.truncate(5);
+    ShareEvidence {
+        share: (cp.0 + cp.1) / total,
+        own_share: cp.0 / total,
+        queue_share: cp.1 / total,
+        dominance,
+        traces_on_path: on_path,
+        per_trace_p50_ms: per_trace.quantile_ns(0.5) as f64 / 1e6,
+        per_trace_p99_ms: per_trace.quantile_ns(0.99) as f64 / 1e6,
+        per_operation: ops,
+    }
+}
+
+/// Bottleneck scores of every node on the critical path (and of consumers with a queue).
+pub fn score(
+    cur: &GraphAgg,
+    base: Option<&GraphAgg>,
+    ty: &dyn Fn(NodeId) -> NodeType,
+) -> Vec<BottleneckScore> {
+    let f = &cur.facts;
+    let mut out: FxHashMap<NodeId, BottleneckScore> = FxHashMap::default();
     if f.traces > 0 && f.e2e_total_ns > 0 {
-        let slow = slow_callers(cur);
-        let cp = node_cp(cur, &slow);
+        let waits = waits(cur, base);
+        let empty = FxHashMap::default();
+        let sick = waits.as_ref().map_or(&empty, |w| &w.sick);
+        let cp = node_cp(cur, sick);
+        let changes = base.map(|b| changes(cur, b, sick)).unwrap_or_default();
         let total = f.e2e_total_ns as f64;
         let mut shares: Vec<(NodeId, f64)> =
-            cp.iter().map(|(n, c)| (*n, c.total() / total)).collect();
+            cp.iter().map(|(n, c)| (*n, (c.0 + c.1) / total)).collect();
         shares.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        let ch = base.and_then(|b| change(cur, b));
-        for (rank, &(n, share)) in shares.iter().enumerate() {
-            let next = shares
-                .iter()
-                .enumerate()
-                .find(|(r, _)| *r != rank)
-                .map_or(0.0, |(_, s)| s.1);
-            let dominance = share / next.max(1e-9);
-            let dom_factor = if rank > 0 {
-                0.6
-            } else if dominance >= 2.0 {
-                1.0
-            } else if dominance >= 1.3 {
-                0.8
-            } else {
-                0.6
+        let mut nodes: Vec<NodeId> = cp.keys().copied().collect();
+        if let Some(w) = &waits {
+            nodes.extend(w.per_node.keys());
+        }
+        nodes.extend(changes.keys());
+        nodes.sort_unstable();
+        nodes.dedup();
+        for node in nodes {
+            let c = cp.get(&node).copied().unwrap_or_default();
+            let share = (c.0 + c.1) / total;
+            let rank = shares.iter().position(|s| s.0 == node);
+            let other = match rank {
+                Some(0) => shares.get(1).map_or(0.0, |s| s.1),
+                _ => shares.first().map_or(0.0, |s| s.1),
             };
-            let share_score = share * dom_factor;
-            let c = cp.get(&n).copied().unwrap_or_default();
-            let mut ev = Map::new();
-            ev.insert("critical_path_share".into(), json!(r3(share)));
-            ev.insert("own_share".into(), json!(r3(c.own / total)));
-            ev.insert("queueing_share".into(), json!(r3(c.queue / total)));
-            ev.insert("dominance_over_next".into(), json!(r3(dominance.min(1e6))));
-            let mut per_trace = Hist::default();
-            let mut on_path = 0;
-            let mut ops: Vec<(String, f64, u64)> = Vec::new();
-            for ((op, node), a) in &f.cp {
-                if *node != n || op.background {
-                    continue;
-                }
-                per_trace.add(&a.per_trace);
-                on_path += a.traces;
-                if let Some(o) = f.ops.get(op) {
-                    let s = (a.own_ns + a.queue_ns) as f64 / o.e2e_total_ns.max(1) as f64;
-                    ops.push((op_name(ctx, op), s, o.traces));
-                }
+            let dominance = (share / other.max(1e-9)).min(1e6);
+            let share_ev = share_evidence(cur, node, c, dominance, total);
+            let share_score = share.min(1.0) * SHARE_WEIGHT;
+            let mut waiting = waits.as_ref().and_then(|w| w.per_node.get(&node).cloned());
+            let wait_fires = waiting.as_ref().is_some_and(|w| {
+                w.ratio >= WAIT_MIN_RATIO && w.excess_ms_per_request >= WAIT_MIN_EXCESS_MS
+            });
+            let wait_score = if wait_fires {
+                waiting.as_ref().map_or(0.0, |w| log_ratio_score(w.ratio))
+            } else {
+                0.0
+            };
+            if waiting
+                .as_ref()
+                .is_some_and(|w| w.excess_ms_per_request <= 0.0)
+            {
+                waiting = None;
             }
-            ops.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            ev.insert("traces_on_path".into(), json!(on_path));
-            ev.insert(
-                "per_trace_ms".into(),
-                json!({"p50": ms(per_trace.quantile_ns(0.5) as f64), "p99": ms(per_trace.quantile_ns(0.99) as f64)}),
-            );
-            ev.insert(
-                "per_operation".into(),
-                Value::Array(
-                    ops.iter()
-                        .take(5)
-                        .map(|(o, s, t)| json!({"operation": o, "share": r3(*s), "traces": t}))
-                        .collect(),
-                ),
-            );
-            if let Some(gap) = slow.get(&n) {
-                ev.insert("slow_to_send_and_receive_ms".into(), json!(r3(*gap)));
-            }
-            let mut score = share_score;
-            let name = ctx.name(n);
-            let mut summary = format!(
-                "{name} holds {} of end-to-end request time on the critical path",
-                pct(share)
-            );
-            if c.queue > 0.05 * c.total() {
-                summary.push_str(&format!(
-                    ", {} of it spent by callers waiting outside its own spans (queueing, \
-                     network, a starved process)",
-                    pct(c.queue / c.total())
-                ));
-            }
-            if let Some(ch) = &ch {
-                let act = ch.actual.get(&n).copied().unwrap_or(0.0);
-                let exp = ch.expected.get(&n).copied().unwrap_or(0.0);
-                let per = |x: f64| x / ch.traces as f64;
-                let ratio = (per(act) + 1e6) / (per(exp) + 1e6);
-                let explained = (act - exp) / ch.e2e_ns.max(1.0);
-                let sudden = (ratio.log2() / 3.0).clamp(0.0, 1.0);
-                let change_score = (explained * sudden * 1.5).clamp(0.0, 1.0);
-                ev.insert(
-                    "change".into(),
-                    json!({
-                        "baseline_ms_per_request": ms(per(exp)),
-                        "now_ms_per_request": ms(per(act)),
-                        "ratio": r3(ratio),
-                        "explains_share_of_latency": r3(explained),
-                        "baseline_e2e_ms_per_request": ms(ch.baseline_e2e_per_trace),
-                        "now_e2e_ms_per_request": ms(ch.e2e_ns / ch.traces as f64),
-                        "compared_traces": ch.traces,
-                    }),
-                );
-                // Against a baseline, change is the signal; a node as heavy as it always was
-                // is not news.
-                score = change_score.max(share_score * 0.5);
-                if explained > 0.05 && ratio > 1.5 {
-                    summary = format!(
-                        "{name}'s critical-path time per request rose from {} to {} ({:.1}×), \
-                         {} of today's end-to-end latency",
-                        human_ms(per(exp) / 1e6),
-                        human_ms(per(act) / 1e6),
-                        ratio,
-                        pct(explained)
-                    );
-                }
-            }
-            if let Some(sat) = saturation(cur, n) {
-                ev.insert("latency_vs_load".into(), sat);
-            }
-            if let Some(w) = what_if(cur, n) {
-                ev.insert("what_if_2x_faster".into(), w);
-            }
-            cands.insert(
-                n,
-                Candidate {
-                    score,
-                    summary,
-                    evidence: ev,
-                    confidence,
-                    backlog: false,
+            let change = changes.get(&node).cloned();
+            let change_fires = change.as_ref().is_some_and(|c| {
+                c.excess_ms_per_request >= CHANGE_MIN_EXCESS_MS && c.ratio >= CHANGE_MIN_RATIO
+            });
+            let change_score = if change_fires {
+                change.as_ref().map_or(0.0, |c| log_ratio_score(c.ratio))
+            } else {
+                0.0
+            };
+            let own = wait_score.max(share_score);
+            let score = if change.is_some() || base.is_some() {
+                change_score.max(OWN_SIGNALS_WITH_BASELINE * own)
+            } else {
+                own
+            };
+            let is_sick = sick.contains_key(&node);
+            let (cause, units, consistency) =
+                if change_fires && change_score >= OWN_SIGNALS_WITH_BASELINE * own {
+                    let c = change
+                        .as_ref()
+                        .map_or((0, 0.0), |c| (c.compared_traces, c.consistency));
+                    (Cause::Change, c.0, c.1)
+                } else if wait_fires && wait_score >= share_score {
+                    let w = waiting
+                        .as_ref()
+                        .map_or((0, 0.0), |w| (w.calls, w.consistency));
+                    let cause = if is_sick {
+                        Cause::SlowCaller
+                    } else {
+                        Cause::Waiting
+                    };
+                    (cause, w.0, w.1)
+                } else {
+                    (
+                        Cause::Share,
+                        f.traces,
+                        share_ev.traces_on_path as f64 / f.traces.max(1) as f64,
+                    )
+                };
+            let saturation = saturation(cur, node);
+            let what_if = what_if(cur, node);
+            let saves = what_if.as_ref().is_some_and(|w| {
+                w.saves_p50_ms() >= WHAT_IF_P50_MS || w.saves_p99_ms() >= WHAT_IF_P99_MS
+            });
+            let harm = change_fires
+                || wait_fires
+                || saturation.as_ref().is_some_and(|s| s.saturating)
+                || saves;
+            out.insert(
+                node,
+                BottleneckScore {
+                    node,
+                    score: score.clamp(0.0, 1.0),
+                    cause,
+                    active: change_fires,
+                    harm,
+                    evidence_units: units,
+                    consistency,
+                    share: share_ev,
+                    change,
+                    waiting,
+                    saturation,
+                    what_if,
+                    backlog: None,
                 },
             );
         }
     }
-    backlogs(cur, base, ctx, &mut cands);
-    let mut out = Vec::new();
-    for (n, c) in cands {
-        let Some(severity) = Severity::of(c.score) else {
-            continue;
-        };
-        let ty = ctx.node_type(n);
-        out.push(Finding {
-            kind: FindingKind::Bottleneck,
-            node: n,
-            node_name: ctx.name(n),
-            node_type: ty,
-            score: r3(c.score.min(1.0)),
-            severity,
-            confidence: c.confidence,
-            summary: c.summary,
-            evidence: c.evidence,
-            exemplars: f
-                .slowest
-                .get(&n)
-                .map(|e| e.items().copied().collect())
-                .unwrap_or_default(),
-            remediation: remediation(ty, c.backlog).into(),
-        });
-    }
-    out
+    backlogs(cur, base, ty, &mut out);
+    let mut v: Vec<BottleneckScore> = out.into_values().collect();
+    v.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.node.cmp(&b.node)));
+    v
 }
 
 /// Asynchronous hops: a consumer whose queue delay is long and growing can't keep up, even
@@ -391,14 +739,16 @@ pub fn score(cur: &GraphAgg, base: Option<&GraphAgg>, ctx: &Context<'_>) -> Vec<
 fn backlogs(
     cur: &GraphAgg,
     base: Option<&GraphAgg>,
-    ctx: &Context<'_>,
-    cands: &mut FxHashMap<NodeId, Candidate>,
+    ty: &dyn Fn(NodeId) -> NodeType,
+    out: &mut FxHashMap<NodeId, BottleneckScore>,
 ) {
-    for (k, e) in &cur.edges {
-        if k.conn != ConnType::Messaging || e.queue.count() < 5 {
+    let mut edges: Vec<_> = cur.edges.iter().collect();
+    edges.sort_by_key(|(k, _)| **k);
+    for (k, e) in edges {
+        if k.conn != ConnType::Messaging || e.queue.count() < BACKLOG_MIN_MESSAGES {
             continue;
         }
-        if ctx.node_type(k.to) != NodeType::Service {
+        if ty(k.to) != NodeType::Service {
             continue;
         }
         let p50 = e.queue.quantile_ns(0.5) as f64 / 1e6;
@@ -406,66 +756,56 @@ fn backlogs(
         let slope = e.queue_trend.slope().unwrap_or(0.0);
         let span_s = e.queue_trend.max_x - e.queue_trend.min_x;
         let growth = slope * span_s;
-        let growing = growth > 100.0 && growth > 0.5 * p50;
-        let level = ((p99 / 50.0).log10() / 2.5).clamp(0.0, 1.0);
+        let growing = growth > BACKLOG_GROWTH_MS && growth > 0.5 * p50;
+        let level = ((p99 / BACKLOG_FLOOR_MS).log10() / BACKLOG_LOG10_FULL).clamp(0.0, 1.0);
         let mut score = level * if growing { 1.0 } else { 0.6 };
-        let mut ev = Map::new();
-        ev.insert(
-            "queue_delay_ms".into(),
-            json!({"p50": r3(p50), "p99": r3(p99), "messages": e.queue.count()}),
-        );
-        ev.insert("queue_delay_growth_ms_per_s".into(), json!(r3(slope)));
-        ev.insert(
-            "queue_delay_growth_over_window_ms".into(),
-            json!(r3(growth)),
-        );
-        ev.insert("via".into(), json!(ctx.name(k.from)));
-        if let Some(b) = base.and_then(|b| b.edges.get(k)) {
-            let bp99 = b.queue.quantile_ns(0.99) as f64 / 1e6;
-            ev.insert("baseline_queue_delay_p99_ms".into(), json!(r3(bp99)));
+        let baseline_p99 = base
+            .and_then(|b| b.edges.get(k))
+            .map(|b| b.queue.quantile_ns(0.99) as f64 / 1e6);
+        if let Some(bp99) = baseline_p99 {
             if bp99 > 0.0 && p99 < 2.0 * bp99 {
                 score *= 0.3; // as backed up as it always is
             }
         }
-        let name = ctx.name(k.to);
-        let summary =
-            format!(
-            "{name} can't keep up: messages wait {} (p50) / {} (p99) in {} before it starts on \
-             them{}; no entry request waits on it, so end-to-end latency doesn't show it",
-            human_ms(p50),
-            human_ms(p99),
-            ctx.name(k.from),
-            if growing {
-                format!(", and the delay grew by {} over the window", human_ms(growth))
-            } else {
-                String::new()
-            }
-        );
-        let conf = Confidence::of_traces(e.queue.count());
-        match cands.get_mut(&k.to) {
+        let backlog = Backlog {
+            via: k.from,
+            p50_ms: p50,
+            p99_ms: p99,
+            messages: e.queue.count(),
+            growth_ms_per_s: slope,
+            growth_over_window_ms: growth,
+            growing,
+            baseline_p99_ms: baseline_p99,
+        };
+        match out.get_mut(&k.to) {
             Some(c) if c.score >= score => {
-                c.evidence.extend(ev);
+                c.backlog = Some(backlog);
             }
             Some(c) => {
-                let mut evidence = ev;
-                evidence.extend(std::mem::take(&mut c.evidence));
-                *c = Candidate {
-                    score,
-                    summary,
-                    evidence,
-                    confidence: conf,
-                    backlog: true,
-                };
+                c.score = score;
+                c.cause = Cause::Backlog;
+                c.harm |= growing;
+                c.evidence_units = backlog.messages;
+                c.consistency = 1.0;
+                c.backlog = Some(backlog);
             }
             None => {
-                cands.insert(
+                out.insert(
                     k.to,
-                    Candidate {
+                    BottleneckScore {
+                        node: k.to,
                         score,
-                        summary,
-                        evidence: ev,
-                        confidence: conf,
-                        backlog: true,
+                        cause: Cause::Backlog,
+                        active: false,
+                        harm: growing,
+                        evidence_units: backlog.messages,
+                        consistency: 1.0,
+                        share: ShareEvidence::default(),
+                        change: None,
+                        waiting: None,
+                        saturation: None,
+                        what_if: None,
+                        backlog: Some(backlog),
                     },
                 );
             }

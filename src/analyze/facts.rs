@@ -43,6 +43,12 @@ pub struct TraceFacts {
     pub reached: Vec<NodeId>,
     /// Of those, nodes with a failed span (or a failed call to them) in the trace.
     pub failed: Vec<NodeId>,
+    /// The trace's shape: a hash of the set of operations (service and span name) it
+    /// reached. Requests of one entry operation and one shape did the same work, so their
+    /// times compare like with like.
+    pub shape: u64,
+    /// Calls between nodes made in the trace, `(caller, callee)`, once each.
+    pub calls: Vec<(NodeId, NodeId)>,
 }
 
 /// The node a span counts for when it is reached: its service, or for a client span that
@@ -154,6 +160,37 @@ pub fn extract(t: &Trace, path: &[Segment], nodes: &mut NodeTable) -> Option<Tra
     reached.dedup();
     failed.sort_unstable();
     failed.dedup();
+    let mut ops: Vec<(crate::model::Sym, crate::model::Sym)> =
+        t.spans.iter().map(|s| (s.service, s.name)).collect();
+    ops.sort_unstable();
+    ops.dedup();
+    let shape = {
+        use std::hash::{Hash, Hasher};
+        let mut h = rustc_hash::FxHasher::default();
+        ops.hash(&mut h);
+        h.finish().max(1)
+    };
+    let mut calls = Vec::new();
+    for i in 0..t.len() as Ix {
+        let s = t.span(i);
+        if let Some(p) = t.parent[i as usize] {
+            let ps = t.span(p);
+            if ps.service != s.service {
+                calls.push((
+                    nodes.id(NodeKey::service(ps.service)),
+                    nodes.id(NodeKey::service(s.service)),
+                ));
+            }
+        }
+        if let Some(peer) = waited_peer(t, i).filter(|p| !p.idle) {
+            calls.push((
+                nodes.id(NodeKey::service(s.service)),
+                resolve_peer(nodes, peer.node),
+            ));
+        }
+    }
+    calls.sort_unstable();
+    calls.dedup();
     Some(TraceFacts {
         trace_id: t.id,
         op,
@@ -164,6 +201,8 @@ pub fn extract(t: &Trace, path: &[Segment], nodes: &mut NodeTable) -> Option<Tra
         waits,
         reached,
         failed,
+        shape,
+        calls,
     })
 }
 
@@ -264,7 +303,28 @@ pub struct FactsAgg {
     /// Traces where the node failed (entry failures first).
     pub failures: FxHashMap<NodeId, Exemplars>,
     pub samples: BottomK<CpSample>,
+    /// Requests per entry operation and shape (see [`TraceFacts::shape`]); past
+    /// [`MAX_SHAPES`], new shapes fold into shape 0 of their operation.
+    pub shapes: FxHashMap<(OpKey, u64), ShapeAgg>,
+    /// Critical-path time per entry operation, shape and node: `(own ns, queue ns)`.
+    pub shape_cp: FxHashMap<(OpKey, u64, NodeId), (u128, u128)>,
+    /// Requests of each entry operation in which a caller called a callee.
+    pub calls: FxHashMap<(OpKey, NodeId, NodeId), u64>,
 }
+
+/// Requests of one entry operation and shape.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
+pub struct ShapeAgg {
+    pub traces: u64,
+    pub e2e_ns: u128,
+}
+
+/// Shapes kept apart per window.
+pub const MAX_SHAPES: usize = 4096;
+/// `(operation, shape, node)` entries kept per window; past it, the rest fold into shape 0.
+pub const MAX_SHAPE_NODES: usize = 65_536;
+/// `(operation, caller, callee)` entries kept per window; past it, new ones are not counted.
+pub const MAX_OP_CALLS: usize = 65_536;
 
 impl Default for FactsAgg {
     fn default() -> Self {
@@ -280,6 +340,9 @@ impl Default for FactsAgg {
             slowest: FxHashMap::default(),
             failures: FxHashMap::default(),
             samples: BottomK::new(Self::SAMPLES),
+            shapes: FxHashMap::default(),
+            shape_cp: FxHashMap::default(),
+            calls: FxHashMap::default(),
         }
     }
 }
@@ -335,6 +398,21 @@ impl FactsAgg {
                 .or_default()
                 .offer(u64::from(f.entry_error), f.trace_id);
         }
+        let shape = if self.shapes.len() >= MAX_SHAPES && !self.shapes.contains_key(&(op, f.shape))
+        {
+            0
+        } else {
+            f.shape
+        };
+        let sh = self.shapes.entry((op, shape)).or_default();
+        sh.traces += 1;
+        sh.e2e_ns += u128::from(f.e2e_ns);
+        for &(node, own, queue) in &f.cp {
+            self.add_shape_cp((op, shape, node), (u128::from(own), u128::from(queue)));
+        }
+        for &(a, b) in &f.calls {
+            add_bounded(&mut self.calls, (op, a, b), 1, MAX_OP_CALLS);
+        }
         let key = f.trace_id.low_u64();
         if self.samples.wants(key) {
             self.samples.offer(
@@ -346,6 +424,17 @@ impl FactsAgg {
                 },
             );
         }
+    }
+
+    fn add_shape_cp(&mut self, k: (OpKey, u64, NodeId), v: (u128, u128)) {
+        let k = if self.shape_cp.len() >= MAX_SHAPE_NODES && !self.shape_cp.contains_key(&k) {
+            (k.0, 0, k.2)
+        } else {
+            k
+        };
+        let e = self.shape_cp.entry(k).or_default();
+        e.0 += v.0;
+        e.1 += v.1;
     }
 
     pub fn merge(&mut self, o: &FactsAgg) {
@@ -374,6 +463,37 @@ impl FactsAgg {
             self.failures.entry(*k).or_default().merge(v);
         }
         self.samples.merge(&o.samples);
+        self.merge_shapes(o, &|n| n, &|op| *op);
+    }
+
+    fn merge_shapes(
+        &mut self,
+        o: &FactsAgg,
+        f: &impl Fn(NodeId) -> NodeId,
+        op: &impl Fn(&OpKey) -> OpKey,
+    ) {
+        for ((k, shape), v) in &o.shapes {
+            let shape =
+                if self.shapes.len() >= MAX_SHAPES && !self.shapes.contains_key(&(op(k), *shape)) {
+                    0
+                } else {
+                    *shape
+                };
+            let e = self.shapes.entry((op(k), shape)).or_default();
+            e.traces += v.traces;
+            e.e2e_ns += v.e2e_ns;
+        }
+        for ((k, shape, n), v) in &o.shape_cp {
+            let shape = if self.shapes.contains_key(&(op(k), *shape)) {
+                *shape
+            } else {
+                0
+            };
+            self.add_shape_cp((op(k), shape, f(*n)), *v);
+        }
+        for ((k, a, b), v) in &o.calls {
+            add_bounded(&mut self.calls, (op(k), f(*a), f(*b)), *v, MAX_OP_CALLS);
+        }
     }
 
     /// The same sums with nodes renamed by `f`. Where several nodes become one, the sums of
@@ -436,6 +556,19 @@ impl FactsAgg {
         for (k, v) in &self.failures {
             out.failures.entry(f(*k)).or_default().merge(v);
         }
+        out.merge_shapes(self, f, &op);
+        for ((o, _, _), v) in out.calls.iter_mut() {
+            *v = (*v).min(out.ops.get(o).map_or(u64::MAX, |a| a.traces));
+        }
         out
+    }
+}
+
+/// Adds to a bounded map: past `max` keys, new keys are not kept.
+fn add_bounded<K: std::hash::Hash + Eq>(m: &mut FxHashMap<K, u64>, k: K, v: u64, max: usize) {
+    if let Some(e) = m.get_mut(&k) {
+        *e += v;
+    } else if m.len() < max {
+        m.insert(k, v);
     }
 }

@@ -299,6 +299,9 @@ pub struct NodeAgg {
     /// reaching it for virtual nodes.
     pub requests: u64,
     pub errors: u64,
+    /// Entry spans that serve someone (server, consumer, or of unknown kind): a service
+    /// with none only sends traffic (a load generator, a mobile client, a cron caller).
+    pub serves: u64,
     /// Request latency: server-side duration for services, client-side for virtual nodes.
     pub latency: Hist,
     /// Per request, time spent in the service's own spans, excluding time waiting on callees.
@@ -320,6 +323,7 @@ impl NodeAgg {
         self.span_errors += n.span_errors;
         self.requests += n.requests;
         self.errors += n.errors;
+        self.serves += n.serves;
         self.latency.add(&n.latency);
         self.self_time.add(&n.self_time);
         self.instances.merge(&n.instances);
@@ -535,6 +539,10 @@ impl GraphAgg {
             n.span_errors += u64::from(s.error);
             if is_entry {
                 n.requests += 1;
+                n.serves += u64::from(matches!(
+                    s.kind,
+                    SpanKind::Server | SpanKind::Consumer | SpanKind::Unspecified
+                ));
                 n.errors += u64::from(s.error);
                 n.latency.record_ns(s.duration_ns());
                 n.record_load(s.start_ns, s.duration_ns());

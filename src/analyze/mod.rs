@@ -8,4 +8,5 @@ pub mod graph;
 pub mod identity;
 pub mod spof;
 pub mod stats;
+pub mod thresholds;
 pub mod tree;

@@ -1,40 +1,87 @@
-//! Single-point-of-failure scores: fan-in without redundancy, from the window's sums.
+//! Single-point-of-failure scores: fan-in without redundancy, from the window's sums, as
+//! typed values (words and cures are added by `findings`).
 //!
 //! - **reach**: the share of an entry operation's requests that wait on the node
 //!   synchronously (in the root's blocking subtree, not behind an asynchronous hop); the
 //!   operation where it is highest counts.
-//! - **redundancy**: distinct instances (addresses, for peers). One is none; *unknown* (no
-//!   instance identity at all) is scored between and lowers the confidence.
+//! - **redundancy**: instances serving now (addresses, for peers). One is none; *unknown*
+//!   (no instance identity at all) is scored between and lowers the confidence.
 //! - **hardness**: when the node fails, how often the entry request fails too. Failures the
 //!   callers absorb (retries elsewhere, fallbacks) make it a soft dependency.
 //! - **structure**: the dominator tree of the synchronous service graph from a synthetic
 //!   entry: what becomes unreachable if the node fails (its blast radius); and its fan-in.
+//! - **failing now**: its failures fail entry requests more than in the baseline (or, with
+//!   no baseline, at a rate that would page someone). Failures don't always set a status:
+//!   against a baseline, calls that requests always made and no longer make point at where
+//!   the flow broke. Such a finding is *active*.
 
 use petgraph::algo::dominators::simple_fast;
 use petgraph::graph::{DiGraph, NodeIndex};
 use rustc_hash::{FxHashMap, FxHashSet};
-use serde_json::{json, Map, Value};
 
+use super::facts::OpKey;
 use super::graph::{ConnType, GraphAgg, NodeId};
-use crate::findings::{pct, r3, Confidence, Context, Finding, FindingKind, Severity};
+use super::thresholds::*;
 use crate::model::NodeType;
 
-/// Share of entry traffic below which an operation does not decide a node's reach.
-const MIN_OP_SHARE: f64 = 0.05;
-/// Failures needed before hardness is measured rather than assumed.
-const MIN_FAILURES: u64 = 3;
-/// Hardness assumed for a node never seen failing: fairly hard, but short of what an
-/// observed outage shows, so an untested single instance is "high" at most.
-const UNTESTED_HARDNESS: f64 = 0.55;
-/// Hardness at least assumed for a node that lost its last replica in the window.
-const DEGRADED_HARDNESS: f64 = 0.75;
-/// The part of a SPOF's score that does not depend on its blast radius: a leaf that every
-/// request waits on scores this fraction of one that also dominates the rest of the graph.
-const STRUCTURE_FLOOR: f64 = 0.65;
+/// Failures of the node failing entry requests now.
+#[derive(Debug, Clone)]
+pub struct FailingNow {
+    /// Entry requests failed where this node's failure started, now and in the baseline,
+    /// as shares of all requests.
+    pub rate: f64,
+    pub baseline_rate: Option<f64>,
+    pub failed_requests: u64,
+}
+
+/// Calls that requests made in the baseline and no longer make, pointing at this node.
+#[derive(Debug, Clone)]
+pub struct Vanished {
+    /// The part of today's requests in which calls vanished because of it.
+    pub rate: f64,
+    /// The entry operation where it shows most.
+    pub operation: OpKey,
+    /// Calls that vanished: `(caller, callee, presence before, presence now)`.
+    pub calls: Vec<(NodeId, NodeId, f64, f64)>,
+    /// True when the node stopped making several of its calls (it failed midway); false
+    /// when the one call to it stopped being answered.
+    pub as_caller: bool,
+    pub spans_per_request_before: f64,
+    pub spans_per_request_now: f64,
+}
+
+/// One node's SPOF score and everything behind it.
+#[derive(Debug, Clone)]
+pub struct SpofScore {
+    pub node: NodeId,
+    pub score: f64,
+    /// Its failures fail entry requests now.
+    pub active: bool,
+    pub reach: f64,
+    pub reach_operation: OpKey,
+    pub reach_operation_traces: u64,
+    pub reach_all_traffic: f64,
+    /// Instances serving now (`None`: unknown) and over the window.
+    pub instances: Option<usize>,
+    pub instances_seen: Option<usize>,
+    pub instances_more: bool,
+    /// A replica it had in the window is gone.
+    pub lost_redundancy: bool,
+    pub failures_seen: u64,
+    pub hardness: Option<f64>,
+    pub blast_radius: f64,
+    pub dominated_nodes: usize,
+    pub fan_in: usize,
+    pub failing_now: Option<FailingNow>,
+    pub vanished: Option<Vanished>,
+}
 
 /// For each node, how many other nodes it dominates in the synchronous graph from the
 /// entry, and how many nodes that graph reaches.
-fn blast_radius(cur: &GraphAgg, ctx: &Context<'_>) -> (FxHashMap<NodeId, usize>, usize) {
+fn blast_radius(
+    cur: &GraphAgg,
+    ty: &dyn Fn(NodeId) -> NodeType,
+) -> (FxHashMap<NodeId, usize>, usize) {
     let mut g: DiGraph<Option<NodeId>, ()> = DiGraph::new();
     let entry = g.add_node(None);
     let mut ix: FxHashMap<NodeId, NodeIndex> = FxHashMap::default();
@@ -58,8 +105,7 @@ fn blast_radius(cur: &GraphAgg, ctx: &Context<'_>) -> (FxHashMap<NodeId, usize>,
     edges.sort_unstable();
     for k in edges {
         // Into a consumer is asynchronous: the producer doesn't wait on it.
-        let into_consumer =
-            k.conn == ConnType::Messaging && ctx.node_type(k.to) == NodeType::Service;
+        let into_consumer = k.conn == ConnType::Messaging && ty(k.to) == NodeType::Service;
         if into_consumer || k.from == k.to {
             continue;
         }
@@ -85,43 +131,105 @@ fn blast_radius(cur: &GraphAgg, ctx: &Context<'_>) -> (FxHashMap<NodeId, usize>,
     (dominated, reachable)
 }
 
-fn remediation(ty: NodeType) -> &'static str {
-    match ty {
-        NodeType::Service => {
-            "Run several instances behind a load balancer (in different zones), keep any \
-             state they hold (a saga orchestrator's, say) in a fault-tolerant store, and give \
-             callers timeouts and a fallback."
+/// Against a baseline: calls that an operation's requests always made and no longer make.
+/// A node that stopped making several of its calls failed midway; a callee whose one call
+/// vanished stopped answering. Returns, per node, the requests affected and the evidence.
+fn vanished(cur: &GraphAgg, base: &GraphAgg) -> FxHashMap<NodeId, Vanished> {
+    let (c, b) = (&cur.facts, &base.facts);
+    let mut out: FxHashMap<NodeId, (f64, Vanished)> = FxHashMap::default();
+    let presence = |m: &FxHashMap<(OpKey, NodeId), u64>, op: &OpKey, n: NodeId, t: u64| {
+        m.get(&(*op, n)).copied().unwrap_or(0) as f64 / t.max(1) as f64
+    };
+    let mut ops: Vec<(&OpKey, u64, u64)> = c
+        .ops
+        .iter()
+        .filter(|(op, _)| !op.background)
+        .filter_map(|(op, o)| Some((op, o.traces, b.ops.get(op)?.traces)))
+        .filter(|(_, now, then)| *now >= ACTIVE_MIN_FAILED && *then >= ACTIVE_MIN_FAILED)
+        .collect();
+    ops.sort_by_key(|o| *o.0);
+    for (op, now_t, then_t) in ops {
+        // Calls per caller that vanished.
+        let mut dropped: FxHashMap<NodeId, Vec<(NodeId, f64, f64)>> = FxHashMap::default();
+        for ((bop, from, to), n) in &b.calls {
+            if bop != op {
+                continue;
+            }
+            let before = *n as f64 / then_t as f64;
+            let now = c.calls.get(&(*op, *from, *to)).copied().unwrap_or(0) as f64 / now_t as f64;
+            // The caller itself still runs in these requests.
+            let caller_before = presence(&b.reach, op, *from, then_t).max(before);
+            let caller_now = presence(&c.reach, op, *from, now_t);
+            if before >= VANISH_BASELINE_PRESENCE
+                && before - now >= VANISH_DROP
+                && caller_now >= 0.5 * caller_before
+            {
+                dropped.entry(*from).or_default().push((*to, before, now));
+            }
         }
-        NodeType::Database => {
-            "Add a replica with automatic failover (Patroni, a managed failover cluster such as \
-             Aurora) and have clients reconnect to the new primary."
-        }
-        NodeType::Messaging => {
-            "Run a broker cluster (three brokers, replication factor 3, min.insync.replicas 2) \
-             so losing one broker loses no topic."
-        }
-        NodeType::External => {
-            "Add a fallback (a second provider, a cached or degraded answer) and guard the call \
-             with timeouts, retries with backoff and a circuit breaker."
+        let spans = |o: Option<&super::facts::OpAgg>| {
+            o.map_or(0.0, |o| o.spans as f64 / o.traces.max(1) as f64)
+        };
+        let mut callers: Vec<_> = dropped.into_iter().collect();
+        callers.sort_by_key(|c| c.0);
+        for (caller, mut calls) in callers {
+            calls.sort_by_key(|c| c.0);
+            let (blamed, as_caller) = match calls.as_slice() {
+                [(callee, _, _)] => (*callee, false),
+                _ => (caller, true),
+            };
+            let drop: f64 = calls.iter().map(|c| c.1 - c.2).fold(0.0, f64::max);
+            let weight = drop * now_t as f64;
+            let e = out.entry(blamed).or_insert_with(|| {
+                (
+                    0.0,
+                    Vanished {
+                        rate: 0.0,
+                        operation: *op,
+                        calls: Vec::new(),
+                        as_caller,
+                        spans_per_request_before: spans(b.ops.get(op)),
+                        spans_per_request_now: spans(c.ops.get(op)),
+                    },
+                )
+            });
+            e.0 += weight;
+            if e.1.calls.len() < 8 {
+                e.1.calls
+                    .extend(calls.iter().map(|(to, b, n)| (caller, *to, *b, *n)));
+            }
         }
     }
+    let total = c.traces.max(1) as f64;
+    out.into_iter()
+        .map(|(n, (w, mut v))| {
+            v.rate = (w / total).min(1.0);
+            (n, v)
+        })
+        .collect()
 }
 
-pub fn score(cur: &GraphAgg, base: Option<&GraphAgg>, ctx: &Context<'_>) -> Vec<Finding> {
+/// SPOF scores of every node that entry requests wait on synchronously.
+pub fn score(
+    cur: &GraphAgg,
+    base: Option<&GraphAgg>,
+    ty: &dyn Fn(NodeId) -> NodeType,
+) -> Vec<SpofScore> {
     let f = &cur.facts;
     if f.traces == 0 {
         return Vec::new();
     }
-    let (dominated, reachable) = blast_radius(cur, ctx);
+    let (dominated, reachable) = blast_radius(cur, ty);
     let mut callers: FxHashMap<NodeId, FxHashSet<NodeId>> = FxHashMap::default();
     for k in cur.edges.keys() {
         if k.from != k.to {
             callers.entry(k.to).or_default().insert(k.from);
         }
     }
+    let vanished = base.map(|b| vanished(cur, b)).unwrap_or_default();
     // Reach per node: overall, and the highest over significant entry operations.
     let mut reach_all: FxHashMap<NodeId, u64> = FxHashMap::default();
-    let mut reach_op: FxHashMap<NodeId, (f64, String, u64)> = FxHashMap::default();
+    let mut reach_op: FxHashMap<NodeId, (f64, OpKey, u64)> = FxHashMap::default();
     let mut reach_keys: Vec<_> = f.reach.iter().collect();
     reach_keys.sort_by_key(|(k, _)| **k);
     for ((op, n), count) in reach_keys {
@@ -134,29 +242,41 @@ pub fn score(cur: &GraphAgg, base: Option<&GraphAgg>, ctx: &Context<'_>) -> Vec<
             continue;
         }
         let r = *count as f64 / o.traces as f64;
-        let name = format!("{} {}", ctx.name(op.service), ctx.names.resolve(op.name));
-        let e = reach_op.entry(*n).or_insert((0.0, String::new(), 0));
+        let e = reach_op.entry(*n).or_insert((0.0, *op, 0));
         if r > e.0 || (r == e.0 && o.traces > e.2) {
-            *e = (r, name, o.traces);
+            *e = (r, *op, o.traces);
         }
     }
     let mut out = Vec::new();
-    let mut nodes: Vec<NodeId> = reach_op.keys().copied().collect();
+    let mut nodes: Vec<NodeId> = reach_op.keys().chain(vanished.keys()).copied().collect();
     nodes.sort_unstable();
+    nodes.dedup();
     for n in nodes {
-        let (reach, op, op_traces) = reach_op[&n].clone();
+        // A node that vanished from every request is still the one to name.
+        let (reach, op, op_traces) = match (reach_op.get(&n), vanished.get(&n)) {
+            (Some(r), _) => *r,
+            (None, Some(v)) => (
+                0.0,
+                v.operation,
+                f.ops.get(&v.operation).map_or(0, |o| o.traces),
+            ),
+            (None, None) => continue,
+        };
         let all = reach_all.get(&n).copied().unwrap_or(0) as f64 / f.traces as f64;
-        let ty = ctx.node_type(n);
         let agg = cur.nodes.get(&n);
+        // A service that serves nobody only sends traffic: not a dependency of anyone.
+        if ty(n) == NodeType::Service && agg.is_some_and(|a| a.serves == 0) {
+            continue;
+        }
         // Redundancy is what serves now; the window's union is evidence beside it.
         let instances = agg.and_then(|a| a.instances.serving_count());
         let seen = agg.and_then(|a| a.instances.count());
         let more = agg.is_some_and(|a| a.instances.overflow);
         let redundancy = match instances {
-            None => 0.6,
-            Some(1) => 1.0,
-            Some(2) => 0.15,
-            Some(_) => 0.05,
+            None => REDUNDANCY_UNKNOWN,
+            Some(1) => REDUNDANCY_ONE,
+            Some(2) => REDUNDANCY_TWO,
+            Some(_) => REDUNDANCY_MORE,
         };
         let fails = f.fail.get(&n).copied().unwrap_or_default();
         let hardness = (fails.traces_failed >= MIN_FAILURES)
@@ -164,8 +284,8 @@ pub fn score(cur: &GraphAgg, base: Option<&GraphAgg>, ctx: &Context<'_>) -> Vec<
         let mut hard_factor = hardness.map_or(UNTESTED_HARDNESS, |h| h.max(0.05));
         // A replica it had is gone: one failure now takes down whatever waits on it, and
         // failures that were absorbed while the replica served say nothing about that.
-        let degraded = instances == Some(1) && seen.is_some_and(|k| k > 1);
-        if degraded {
+        let lost_redundancy = instances == Some(1) && seen.is_some_and(|k| k > 1);
+        if lost_redundancy {
             hard_factor = hard_factor.max(DEGRADED_HARDNESS);
         }
         let blast = if reachable > 1 {
@@ -175,136 +295,56 @@ pub fn score(cur: &GraphAgg, base: Option<&GraphAgg>, ctx: &Context<'_>) -> Vec<
         };
         // What its loss takes down beyond the requests that wait on it: the nodes nothing
         // else leads to. Where every service runs one instance, this is what ranks them.
-        let score =
+        let mut score =
             reach * redundancy * hard_factor * (STRUCTURE_FLOOR + (1.0 - STRUCTURE_FLOOR) * blast);
-        let Some(severity) = Severity::of(score) else {
-            continue;
-        };
-        let mut confidence = Confidence::of_traces(op_traces);
-        if instances.is_none() {
-            confidence = confidence.lower();
+        // Failing now, by status.
+        let rate = fails.entry_failed_too as f64 / f.traces as f64;
+        let baseline_rate = base.map(|b| {
+            let bf = b.facts.fail.get(&n).copied().unwrap_or_default();
+            bf.entry_failed_too as f64 / b.facts.traces.max(1) as f64
+        });
+        let status_active = fails.entry_failed_too >= ACTIVE_MIN_FAILED
+            && match baseline_rate {
+                Some(b) => rate - b >= ACTIVE_EXCESS_RATE && rate >= ACTIVE_RATIO * b,
+                None => rate >= PAGE_RATE,
+            };
+        let failing_now = (fails.entry_failed_too > 0).then_some(FailingNow {
+            rate,
+            baseline_rate,
+            failed_requests: fails.entry_failed_too,
+        });
+        // Failing now, by vanished calls.
+        let vanish = vanished.get(&n).cloned();
+        let vanish_active = vanish.as_ref().is_some_and(|v| {
+            v.rate >= PAGE_RATE && v.rate * f.traces as f64 >= ACTIVE_MIN_FAILED as f64
+        });
+        let active = status_active || vanish_active;
+        if active {
+            // Biting now outranks what could happen: the more requests it fails, the higher.
+            let r = rate.max(vanish.as_ref().map_or(0.0, |v| v.rate));
+            score = score.max(SEVERITY[3] + (1.0 - SEVERITY[3]) * (r / 0.5).min(1.0));
         }
-        if hardness.is_none() && confidence == Confidence::High {
-            confidence = Confidence::Medium;
-        }
-        let mut ev = Map::new();
-        ev.insert("reach".into(), json!(r3(reach)));
-        ev.insert("reach_operation".into(), json!(op));
-        ev.insert("reach_all_traffic".into(), json!(r3(all)));
-        ev.insert(
-            "instances".into(),
-            match instances {
-                Some(k) => json!(k),
-                None => Value::Null,
-            },
-        );
-        ev.insert(
-            "instances_seen_in_window".into(),
-            seen.map_or(Value::Null, |k| json!(k)),
-        );
-        ev.insert("instances_more".into(), json!(more));
-        ev.insert("lost_redundancy".into(), json!(degraded));
-        ev.insert(
-            "redundancy".into(),
-            json!(match instances {
-                None => "unknown",
-                Some(1) => "none",
-                Some(_) => "replicated",
-            }),
-        );
-        ev.insert("failures_seen".into(), json!(fails.traces_failed));
-        ev.insert(
-            "hardness".into(),
-            hardness.map_or(Value::Null, |h| json!(r3(h))),
-        );
-        ev.insert("blast_radius".into(), json!(r3(blast)));
-        ev.insert(
-            "dominated_nodes".into(),
-            json!(dominated.get(&n).copied().unwrap_or(0)),
-        );
-        ev.insert(
-            "fan_in".into(),
-            json!(callers.get(&n).map_or(0, |c| c.len())),
-        );
-        if let Some(b) = base {
-            if let Some(v) = vanished(cur, b, n) {
-                ev.insert("calls_vanished_vs_baseline".into(), v);
-            }
-        }
-        let name = ctx.name(n);
-        let inst = match (instances, seen) {
-            (Some(1), Some(k)) if k > 1 => {
-                format!("one instance serves it now (of {k} seen in the window)")
-            }
-            (Some(1), _) => "it runs as a single instance".to_owned(),
-            (Some(k), _) => format!("it runs as {k}{} instances", if more { "+" } else { "" }),
-            (None, _) => {
-                "nothing identifies its instances, so its redundancy is unknown".to_owned()
-            }
-        };
-        let hard = match hardness {
-            Some(h) => format!("{} of the requests in which it failed failed too", pct(h)),
-            None => "no failure of it was seen".to_owned(),
-        };
-        let summary = format!(
-            "{name}: {} of {op} requests wait on it synchronously, {inst}, and {hard}",
-            pct(reach)
-        );
-        let mut exemplars: Vec<_> = f
-            .failures
-            .get(&n)
-            .map(|e| e.items().copied().collect())
-            .unwrap_or_default();
-        if exemplars.is_empty() {
-            exemplars = f
-                .slowest
-                .get(&n)
-                .map(|e| e.items().copied().collect())
-                .unwrap_or_default();
-        }
-        out.push(Finding {
-            kind: FindingKind::Spof,
+        out.push(SpofScore {
             node: n,
-            node_name: name,
-            node_type: ty,
-            score: r3(score.min(1.0)),
-            severity,
-            confidence,
-            summary,
-            evidence: ev,
-            exemplars,
-            remediation: remediation(ty).into(),
+            score: score.clamp(0.0, 1.0),
+            active,
+            reach,
+            reach_operation: op,
+            reach_operation_traces: op_traces,
+            reach_all_traffic: all,
+            instances,
+            instances_seen: seen,
+            instances_more: more,
+            lost_redundancy,
+            failures_seen: fails.traces_failed,
+            hardness,
+            blast_radius: blast,
+            dominated_nodes: dominated.get(&n).copied().unwrap_or(0),
+            fan_in: callers.get(&n).map_or(0, |c| c.len()),
+            failing_now,
+            vanished: vanish,
         });
     }
+    out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.node.cmp(&b.node)));
     out
-}
-
-/// Against a baseline: for the operation where the node was reached most reliably, how its
-/// presence and the trace size changed. Traces that stop short are failures even when no
-/// status says so.
-fn vanished(cur: &GraphAgg, base: &GraphAgg, n: NodeId) -> Option<Value> {
-    let mut best: Option<(f64, Value)> = None;
-    for ((op, node), count) in &base.facts.reach {
-        if *node != n {
-            continue;
-        }
-        let (Some(bo), Some(co)) = (base.facts.ops.get(op), cur.facts.ops.get(op)) else {
-            continue;
-        };
-        let before = *count as f64 / bo.traces as f64;
-        let now = cur.facts.reach.get(&(*op, n)).copied().unwrap_or(0) as f64 / co.traces as f64;
-        let drop = before - now;
-        if before >= 0.5 && drop > best.as_ref().map_or(0.1, |b| b.0) {
-            best = Some((
-                drop,
-                json!({
-                    "presence_before": r3(before),
-                    "presence_now": r3(now),
-                    "spans_per_trace_before": r3(bo.spans as f64 / bo.traces as f64),
-                    "spans_per_trace_now": r3(co.spans as f64 / co.traces as f64),
-                }),
-            ));
-        }
-    }
-    best.map(|b| b.1)
 }

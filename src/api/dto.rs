@@ -2,7 +2,10 @@
 
 use serde::Serialize;
 
+use crate::analyze::bottleneck::{BottleneckScore, Cause};
 use crate::analyze::graph::{EdgeAgg, GraphAgg, NodeAgg, NodeId, NodeTable};
+use crate::analyze::spof::SpofScore;
+use crate::findings::{Context, Evidence, Finding};
 use crate::hist::Hist;
 use crate::model::Interner;
 
@@ -229,14 +232,169 @@ pub struct FindingDto {
     pub score: f64,
     pub severity: &'static str,
     pub confidence: &'static str,
+    /// It harms requests now: a jump against the baseline (bottleneck), failures failing
+    /// entry requests (SPOF).
+    pub active: bool,
     pub summary: String,
-    pub evidence: serde_json::Map<String, serde_json::Value>,
+    pub evidence: EvidenceDto,
     pub exemplar_trace_ids: Vec<String>,
     pub remediation: String,
 }
 
-impl From<&crate::findings::Finding> for FindingDto {
-    fn from(f: &crate::findings::Finding) -> Self {
+/// The numbers behind a finding, by kind (schemas in `openapi.json`).
+#[derive(Serialize, Debug, Clone)]
+#[serde(untagged)]
+pub enum EvidenceDto {
+    Bottleneck(Box<BottleneckEvidenceDto>),
+    Spof(Box<SpofEvidenceDto>),
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct BottleneckEvidenceDto {
+    /// What decided: "change", "waiting", "slow_caller", "share", "backlog".
+    pub cause: &'static str,
+    /// Evidence that it slows the system, beyond being where time goes.
+    pub harm: bool,
+    /// Traces or calls behind the deciding signal, and the part of them that show it.
+    pub evidence_units: u64,
+    pub consistency: f64,
+    pub critical_path_share: f64,
+    pub own_share: f64,
+    pub queueing_share: f64,
+    pub dominance_over_next: f64,
+    pub traces_on_path: u64,
+    pub per_trace_ms: P50P99,
+    pub per_operation: Vec<OpShareDto>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change: Option<ChangeDto>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<WaitingDto>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_vs_load: Option<SaturationDto>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub what_if_2x_faster: Option<WhatIfDto>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backlog: Option<BacklogDto>,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct P50P99 {
+    pub p50: f64,
+    pub p99: f64,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct OpShareDto {
+    pub operation: String,
+    pub share: f64,
+    pub traces: u64,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct ChangeDto {
+    pub baseline_ms_per_request: f64,
+    pub now_ms_per_request: f64,
+    pub ratio: f64,
+    pub excess_ms_per_request: f64,
+    pub explains_share_of_latency: f64,
+    pub compared_traces: u64,
+    pub by_operation_only: bool,
+    pub baseline_e2e_ms_per_request: f64,
+    pub now_e2e_ms_per_request: f64,
+    pub consistency: f64,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct WaitingDto {
+    pub gap_p50_ms: f64,
+    pub typical_gap_ms: f64,
+    pub ratio: f64,
+    pub excess_ms_per_request: f64,
+    pub calls: u64,
+    pub consistency: f64,
+    pub typical_from_baseline: bool,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct SaturationDto {
+    pub buckets: usize,
+    pub correlation: f64,
+    pub ms_per_extra_request_per_s: f64,
+    pub saturating: bool,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct WhatIfDto {
+    pub sampled_traces: usize,
+    pub e2e_p50_ms_now: f64,
+    pub e2e_p99_ms_now: f64,
+    pub e2e_p50_ms_if_2x_faster: f64,
+    pub e2e_p99_ms_if_2x_faster: f64,
+    pub saves_p50_ms: f64,
+    pub saves_p99_ms: f64,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct BacklogDto {
+    pub via: String,
+    pub queue_delay_ms: P50P99,
+    pub messages: u64,
+    pub growth_ms_per_s: f64,
+    pub growth_over_window_ms: f64,
+    pub growing: bool,
+    pub baseline_queue_delay_p99_ms: Option<f64>,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct SpofEvidenceDto {
+    pub reach: f64,
+    pub reach_operation: String,
+    pub reach_all_traffic: f64,
+    /// Instances serving now; `null`: unknown.
+    pub instances: Option<usize>,
+    pub instances_seen_in_window: Option<usize>,
+    pub instances_more: bool,
+    pub lost_redundancy: bool,
+    /// "none", "unknown" or "replicated".
+    pub redundancy: &'static str,
+    pub failures_seen: u64,
+    pub hardness: Option<f64>,
+    pub blast_radius: f64,
+    pub dominated_nodes: usize,
+    pub fan_in: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failing_now: Option<FailingNowDto>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calls_vanished_vs_baseline: Option<VanishedDto>,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct FailingNowDto {
+    pub rate: f64,
+    pub baseline_rate: Option<f64>,
+    pub failed_requests: u64,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct VanishedDto {
+    pub rate: f64,
+    pub operation: String,
+    pub as_caller: bool,
+    pub calls: Vec<VanishedCallDto>,
+    pub spans_per_request_before: f64,
+    pub spans_per_request_now: f64,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct VanishedCallDto {
+    pub from: String,
+    pub to: String,
+    pub presence_before: f64,
+    pub presence_now: f64,
+}
+
+impl FindingDto {
+    pub fn new(f: &Finding, ctx: &Context<'_>) -> Self {
         FindingDto {
             id: f.id(),
             kind: f.kind.as_str(),
@@ -245,11 +403,143 @@ impl From<&crate::findings::Finding> for FindingDto {
             score: f.score,
             severity: f.severity.as_str(),
             confidence: f.confidence.as_str(),
+            active: f.active,
             summary: f.summary.clone(),
-            evidence: f.evidence.clone(),
+            evidence: match &f.evidence {
+                Evidence::Bottleneck(b) => {
+                    EvidenceDto::Bottleneck(Box::new(bottleneck_dto(b, ctx)))
+                }
+                Evidence::Spof(s) => EvidenceDto::Spof(Box::new(spof_dto(s, ctx))),
+            },
             exemplar_trace_ids: f.exemplars.iter().map(|t| t.to_string()).collect(),
             remediation: f.remediation.clone(),
         }
+    }
+}
+
+fn bottleneck_dto(b: &BottleneckScore, ctx: &Context<'_>) -> BottleneckEvidenceDto {
+    let s = &b.share;
+    BottleneckEvidenceDto {
+        cause: match b.cause {
+            Cause::Change => "change",
+            Cause::Waiting => "waiting",
+            Cause::SlowCaller => "slow_caller",
+            Cause::Share => "share",
+            Cause::Backlog => "backlog",
+        },
+        harm: b.harm,
+        evidence_units: b.evidence_units,
+        consistency: round3(b.consistency),
+        critical_path_share: round3(s.share),
+        own_share: round3(s.own_share),
+        queueing_share: round3(s.queue_share),
+        dominance_over_next: round3(s.dominance),
+        traces_on_path: s.traces_on_path,
+        per_trace_ms: P50P99 {
+            p50: round3(s.per_trace_p50_ms),
+            p99: round3(s.per_trace_p99_ms),
+        },
+        per_operation: s
+            .per_operation
+            .iter()
+            .map(|(op, share, traces)| OpShareDto {
+                operation: ctx.op_name(op),
+                share: round3(*share),
+                traces: *traces,
+            })
+            .collect(),
+        change: b.change.as_ref().map(|c| ChangeDto {
+            baseline_ms_per_request: round3(c.baseline_ms_per_request),
+            now_ms_per_request: round3(c.now_ms_per_request),
+            ratio: round3(c.ratio),
+            excess_ms_per_request: round3(c.excess_ms_per_request),
+            explains_share_of_latency: round3(c.explains_share_of_latency),
+            compared_traces: c.compared_traces,
+            by_operation_only: c.by_operation_only,
+            baseline_e2e_ms_per_request: round3(c.baseline_e2e_ms_per_request),
+            now_e2e_ms_per_request: round3(c.now_e2e_ms_per_request),
+            consistency: round3(c.consistency),
+        }),
+        waiting: b.waiting.as_ref().map(|w| WaitingDto {
+            gap_p50_ms: round3(w.gap_p50_ms),
+            typical_gap_ms: round3(w.typical_gap_ms),
+            ratio: round3(w.ratio),
+            excess_ms_per_request: round3(w.excess_ms_per_request),
+            calls: w.calls,
+            consistency: round3(w.consistency),
+            typical_from_baseline: w.typical_from_baseline,
+        }),
+        latency_vs_load: b.saturation.as_ref().map(|s| SaturationDto {
+            buckets: s.buckets,
+            correlation: round3(s.correlation),
+            ms_per_extra_request_per_s: round3(s.ms_per_extra_request_per_s),
+            saturating: s.saturating,
+        }),
+        what_if_2x_faster: b.what_if.as_ref().map(|w| WhatIfDto {
+            sampled_traces: w.sampled_traces,
+            e2e_p50_ms_now: round3(w.p50_ms_now),
+            e2e_p99_ms_now: round3(w.p99_ms_now),
+            e2e_p50_ms_if_2x_faster: round3(w.p50_ms_if_2x_faster),
+            e2e_p99_ms_if_2x_faster: round3(w.p99_ms_if_2x_faster),
+            saves_p50_ms: round3(w.saves_p50_ms()),
+            saves_p99_ms: round3(w.saves_p99_ms()),
+        }),
+        backlog: b.backlog.as_ref().map(|q| BacklogDto {
+            via: ctx.name(q.via),
+            queue_delay_ms: P50P99 {
+                p50: round3(q.p50_ms),
+                p99: round3(q.p99_ms),
+            },
+            messages: q.messages,
+            growth_ms_per_s: round3(q.growth_ms_per_s),
+            growth_over_window_ms: round3(q.growth_over_window_ms),
+            growing: q.growing,
+            baseline_queue_delay_p99_ms: q.baseline_p99_ms.map(round3),
+        }),
+    }
+}
+
+fn spof_dto(s: &SpofScore, ctx: &Context<'_>) -> SpofEvidenceDto {
+    SpofEvidenceDto {
+        reach: round3(s.reach),
+        reach_operation: ctx.op_name(&s.reach_operation),
+        reach_all_traffic: round3(s.reach_all_traffic),
+        instances: s.instances,
+        instances_seen_in_window: s.instances_seen,
+        instances_more: s.instances_more,
+        lost_redundancy: s.lost_redundancy,
+        redundancy: match s.instances {
+            None => "unknown",
+            Some(1) => "none",
+            Some(_) => "replicated",
+        },
+        failures_seen: s.failures_seen,
+        hardness: s.hardness.map(round3),
+        blast_radius: round3(s.blast_radius),
+        dominated_nodes: s.dominated_nodes,
+        fan_in: s.fan_in,
+        failing_now: s.failing_now.as_ref().map(|f| FailingNowDto {
+            rate: round3(f.rate),
+            baseline_rate: f.baseline_rate.map(round3),
+            failed_requests: f.failed_requests,
+        }),
+        calls_vanished_vs_baseline: s.vanished.as_ref().map(|v| VanishedDto {
+            rate: round3(v.rate),
+            operation: ctx.op_name(&v.operation),
+            as_caller: v.as_caller,
+            calls: v
+                .calls
+                .iter()
+                .map(|(a, b, before, now)| VanishedCallDto {
+                    from: ctx.name(*a),
+                    to: ctx.name(*b),
+                    presence_before: round3(*before),
+                    presence_now: round3(*now),
+                })
+                .collect(),
+            spans_per_request_before: round3(v.spans_per_request_before),
+            spans_per_request_now: round3(v.spans_per_request_now),
+        }),
     }
 }
 
@@ -356,6 +646,7 @@ impl FindingsDoc {
         cur: &GraphAgg,
         baseline: Option<&GraphAgg>,
         report: &crate::findings::Report,
+        ctx: &Context<'_>,
         empty: (u64, u64),
     ) -> FindingsDoc {
         let window = |g: &GraphAgg| {
@@ -374,7 +665,11 @@ impl FindingsDoc {
                 traces: b.traces,
                 window: window(b),
             }),
-            findings: report.findings.iter().map(FindingDto::from).collect(),
+            findings: report
+                .findings
+                .iter()
+                .map(|f| FindingDto::new(f, ctx))
+                .collect(),
             notes: report.notes.clone(),
             background_operations: report
                 .background

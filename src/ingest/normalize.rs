@@ -54,6 +54,7 @@ struct SpanAttrs<'a> {
     db_collection: Option<&'a str>,
     messaging_destination: Option<&'a str>,
     messaging_operation: Option<&'a str>,
+    http_status: Option<i64>,
     /// Instance identity found on the span itself (Envoy's `node_id`, or resource keys that an
     /// exporter flattened into span attributes).
     instance: Option<&'a str>,
@@ -96,6 +97,8 @@ impl<'a> SpanAttrs<'a> {
                 "network.peer.port" | "net.sock.peer.port" => a.peer_port = int_value(v),
                 "url.full" | "http.url" => a.url = str_value(v),
                 "http.host" => a.http_host = str_value(v),
+                "http.response.status_code" => a.http_status = int_value(v),
+                "http.status_code" => a.http_status = a.http_status.or(int_value(v)),
                 "db.query.text" => a.db_statement = str_value(v),
                 "db.statement" => a.db_statement = a.db_statement.or(str_value(v)),
                 "db.operation.name" => a.db_operation = str_value(v),
@@ -380,7 +383,7 @@ impl Normalizer {
             kind,
             start_ns: s.start_time_unix_nano,
             end_ns: s.end_time_unix_nano,
-            error: status_error || attrs.error_tag,
+            error: (status_error || attrs.error_tag) && !client_refused(kind, attrs.http_status),
             peer,
             links,
         };
@@ -425,6 +428,15 @@ impl Normalizer {
             }
         }
     }
+}
+
+/// An HTTP client span whose server answered 4xx: the semantic conventions mark it an
+/// error, but the server did its job and refused the request (a 404, a failed validation).
+/// That is no failure of any dependency, so it is not counted as one. 408 (timeout) and 429
+/// (overloaded) are the server's trouble and stay failures.
+fn client_refused(kind: SpanKind, status: Option<i64>) -> bool {
+    kind == SpanKind::Client
+        && status.is_some_and(|c| (400..500).contains(&c) && c != 408 && c != 429)
 }
 
 /// Redis commands that block until work arrives: a worker's wait, not the server's latency.

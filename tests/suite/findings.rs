@@ -9,7 +9,7 @@ use chokepoint::api::dto::FindingsDoc;
 use chokepoint::engine::{Engine, EngineConfig};
 use chokepoint::replay::load_files;
 
-use super::{findings_of, graph_of, realdata, root, top};
+use super::{ev, findings_of, graph_of, realdata, root, top};
 
 fn shop(scenario: &str) -> PathBuf {
     root().join(format!("testdata/shop-{scenario}.otlp.jsonl.gz"))
@@ -38,7 +38,8 @@ fn slow_payment_names_payment_or_its_bank() {
     );
     assert!(matches!(b.severity, "critical" | "high"), "{}", b.severity);
     assert_eq!(d.findings[0].id, b.id, "the bottleneck leads the findings");
-    let w = &b.evidence["what_if_2x_faster"];
+    let e = ev(b);
+    let w = &e["what_if_2x_faster"];
     assert!(w["e2e_p50_ms_if_2x_faster"].as_f64() < w["e2e_p50_ms_now"].as_f64());
 }
 
@@ -48,9 +49,10 @@ fn email_backlog_is_a_queue_bottleneck_while_checkout_is_unaffected() {
     let b = top(&d, "bottleneck").unwrap();
     assert_eq!(b.node, "email-service");
     assert!(matches!(b.severity, "critical" | "high"));
-    let q = &b.evidence["queue_delay_ms"];
+    let e = ev(b);
+    let q = &e["backlog"]["queue_delay_ms"];
     assert!(q["p99"].as_f64().unwrap() > 10_000.0, "{q}");
-    assert!(b.evidence["queue_delay_growth_ms_per_s"].as_f64().unwrap() > 0.0);
+    assert!(e["backlog"]["growth_ms_per_s"].as_f64().unwrap() > 0.0);
     // Checkout latency is what it is on a healthy day.
     let gw = |s: &str| {
         let (g, _) = graph_of(&[shop(s)]);
@@ -77,8 +79,8 @@ fn single_instances_with_outages_are_the_top_critical_spof() {
         assert_eq!(s.node, node, "{scenario}");
         assert_eq!(s.severity, "critical", "{scenario}");
         assert_eq!(d.findings[0].id, s.id, "{scenario}: it leads the findings");
-        assert_eq!(s.evidence["instances"], 1, "{scenario}");
-        assert!(s.evidence["hardness"].as_f64().unwrap() > 0.9, "{scenario}");
+        assert_eq!(ev(s)["instances"], 1, "{scenario}");
+        assert!(ev(s)["hardness"].as_f64().unwrap() > 0.9, "{scenario}");
         assert!(!s.exemplar_trace_ids.is_empty());
     }
 }
@@ -297,7 +299,8 @@ fn nezha_incidents_name_the_sick_service_with_and_without_baseline() {
         let compared = findings_of(&[fault], &[base]);
         let b = top(&compared, "bottleneck").unwrap();
         assert_eq!(b.node, answer, "{system}, with baseline");
-        let change = &b.evidence["change"];
+        let e = ev(b);
+        let change = &e["change"];
         assert!(
             change["ratio"].as_f64().unwrap() > 3.0,
             "{system}: {change}"
@@ -411,7 +414,8 @@ fn a_caller_waiting_on_all_its_callees_alike_is_itself_the_bottleneck() {
     let d = t.findings();
     let b = top(&d, "bottleneck").unwrap();
     assert_eq!(b.node, "front", "{}", b.summary);
-    assert!(b.evidence["slow_to_send_and_receive_ms"].as_f64().unwrap() > 20.0);
+    assert_eq!(ev(b)["cause"], "slow_caller", "{}", b.summary);
+    assert!(ev(b)["waiting"]["gap_p50_ms"].as_f64().unwrap() > 20.0);
     // The opposite: only calls to one callee wait (Nezha's currencyservice pattern).
     let mut t = Traces(Vec::new());
     for i in 0..200u32 {
@@ -468,7 +472,7 @@ fn the_consumer_behind_a_single_broker_is_not_a_spof_for_checkout() {
     assert!(d.findings.iter().all(|f| f.id != "spof/email-service"));
     let kafka = top(&d, "spof").unwrap();
     assert_eq!(kafka.node_type, "messaging");
-    assert!(kafka.evidence["reach_operation"]
+    assert!(ev(kafka)["reach_operation"]
         .as_str()
         .unwrap()
         .contains("POST /checkout"));

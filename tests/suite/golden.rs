@@ -11,6 +11,7 @@ fn is_trace_file(name: &str) -> bool {
         ".otlp.jsonl",
         ".otlp.jsonl.gz",
         ".otlp.pb",
+        ".otlp.pb.gz",
         ".jaeger.json",
         ".zipkin.json",
     ]

@@ -44,6 +44,11 @@ pub fn findings_of(files: &[PathBuf], baseline: &[PathBuf]) -> FindingsDoc {
     a.findings_doc(&a.whole())
 }
 
+/// A finding's evidence as JSON, as the API serves it.
+pub fn ev(f: &FindingDto) -> serde_json::Value {
+    serde_json::to_value(&f.evidence).expect("evidence serializes")
+}
+
 /// The highest-scoring finding of a kind.
 pub fn top<'a>(doc: &'a FindingsDoc, kind: &str) -> Option<&'a FindingDto> {
     doc.findings.iter().find(|f| f.kind == kind)

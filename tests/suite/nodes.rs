@@ -134,7 +134,7 @@ fn a_replica_lost_mid_window_makes_a_high_spof() {
     assert_eq!((db.instances, db.instances_seen), (Some(1), Some(2)));
     let spof = finding(&f, "spof", "stock (postgresql)").unwrap();
     assert!(at_least_high(spof.severity), "{spof:?}");
-    assert_eq!(spof.evidence["lost_redundancy"], true);
+    assert_eq!(super::ev(spof)["lost_redundancy"], true);
     assert_eq!(f.findings[0].id, spof.id, "it leads");
 }
 

@@ -42,7 +42,7 @@ fn reply(doc: &FindingsDoc) -> pb::FindingsReply {
                 severity: f.severity.to_owned(),
                 confidence: f.confidence.to_owned(),
                 summary: f.summary.clone(),
-                evidence_json: serde_json::Value::Object(f.evidence.clone()).to_string(),
+                evidence_json: serde_json::to_string(&f.evidence).unwrap_or_default(),
                 exemplar_trace_ids: f.exemplar_trace_ids.clone(),
                 remediation: f.remediation.clone(),
             })

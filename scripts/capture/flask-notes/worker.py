@@ -1,0 +1,57 @@
+"""notes-worker: renders notes queued by notes-web.
+
+Loops on `BRPOP render-jobs 5`; for each job it reads the note from
+PostgreSQL, renders it to HTML and SETs rendered:<id> in Redis. Only the
+library instrumentations make spans (no manual spans, no context carried in
+the job), so each Redis/PostgreSQL call is the root of a trace of its own.
+
+Usage: python worker.py   (env as app.py)
+"""
+
+import html
+import json
+import os
+
+import otel_file
+
+otel_file.setup("notes-worker")
+
+from opentelemetry.instrumentation.psycopg2 import Psycopg2Instrumentor  # noqa: E402
+from opentelemetry.instrumentation.redis import RedisInstrumentor  # noqa: E402
+
+Psycopg2Instrumentor().instrument()
+RedisInstrumentor().instrument()
+
+import psycopg2  # noqa: E402
+import redis  # noqa: E402
+
+
+def render(title, body):
+    paragraphs = "".join(f"<p>{html.escape(p)}</p>" for p in body.split("\n\n"))
+    return f"<article><h1>{html.escape(title)}</h1>{paragraphs}</article>"
+
+
+def main():
+    conn = psycopg2.connect(
+        host=os.environ.get("PGHOST", "localhost"),
+        port=int(os.environ.get("PGPORT", "5432")),
+        dbname=os.environ.get("PGDATABASE", "notes"),
+        user=os.environ.get("PGUSER", "postgres"),
+    )
+    conn.autocommit = True
+    r = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://localhost:6379/0"))
+    while True:
+        item = r.brpop("render-jobs", 5)
+        if item is None:
+            continue
+        job = json.loads(item[1])
+        with conn.cursor() as cur:
+            cur.execute("SELECT title, body FROM notes WHERE id = %s", (job["note_id"],))
+            row = cur.fetchone()
+        if row is None:
+            continue
+        r.set(f"rendered:{job['note_id']}", render(row[0], row[1]), ex=600)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+//! Every threshold the scorers use, in one place, each with the reason for its value.
+//!
+//! Scores are in 0..=1. A score says how strongly the evidence points at a node; severity
+//! ([`SEVERITY`]) reads the score, then is capped by how much harm and how many traces back
+//! it ([`crate::findings`]). Values here are chosen from what they mean (a ratio, a
+//! perceptible delay, odds), not fitted to a capture.
+
+/// Score at which a finding is low, medium, high, critical. Below `low`, nothing is shown.
+pub const SEVERITY: [f64; 4] = [0.1, 0.25, 0.4, 0.6];
+
+/// Fewer user requests than this in a window are an anecdote: nothing above medium.
+pub const ANECDOTE_TRACES: u64 = 5;
+
+/// Evidence units (traces, calls) for medium and high confidence, provided the signal shows
+/// in at least [`CONSISTENT_MEDIUM`] / [`CONSISTENT_HIGH`] of them.
+pub const CONFIDENCE_UNITS: [u64; 2] = [20, 100];
+pub const CONSISTENT_MEDIUM: f64 = 0.25;
+pub const CONSISTENT_HIGH: f64 = 0.5;
+
+// --- Bottlenecks ---------------------------------------------------------------------------
+
+/// A share of critical-path time alone says where time goes, not that anything is wrong: it
+/// scores at most this much of its share, which keeps it at medium or below unless harm is
+/// shown.
+pub const SHARE_WEIGHT: f64 = 0.5;
+
+/// Ratios are scored on a log scale, tanh(log2(ratio) / this): 2× scores 0.25 (low), 4×
+/// 0.46 (high), 8× 0.64 (critical); larger jumps keep scoring higher.
+pub const LOG2_RATIO_SCALE: f64 = 4.0;
+
+/// Change against a baseline counts once the node's critical-path time per request grew by
+/// at least this much (ms)...
+pub const CHANGE_MIN_EXCESS_MS: f64 = 1.0;
+/// ... and by at least this ratio (1.5×: more than day-to-day noise of a busy service).
+pub const CHANGE_MIN_RATIO: f64 = 1.5;
+/// Added to both sides of a ratio of per-request times (ms), so that 0.01 ms → 0.05 ms is
+/// not a 5× jump.
+pub const RATIO_FLOOR_MS: f64 = 1.0;
+/// With a baseline, change is the main signal; the window's own signals count this much.
+pub const OWN_SIGNALS_WITH_BASELINE: f64 = 0.8;
+/// Comparable traces (same entry operation and shape in both windows) needed for change.
+pub const CHANGE_MIN_TRACES: u64 = 5;
+
+/// The wait outside a callee's server span is compared with the typical wait of the system
+/// (network and framework overhead): the median over edges of each edge's median gap, over
+/// edges with at least this many calls.
+pub const TYPICAL_GAP_MIN_CALLS: u64 = 3;
+/// The typical gap is never taken below this (ns): 1 ms of network and framework overhead is
+/// normal, and with no other calls to compare with it is the yardstick.
+pub const MIN_TYPICAL_GAP_NS: f64 = 1_000_000.0;
+/// A callee whose callers wait at least this many times the typical gap is queueing.
+pub const WAIT_MIN_RATIO: f64 = 2.0;
+/// ... provided the excess wait adds up to this much per request (ms).
+pub const WAIT_MIN_EXCESS_MS: f64 = 0.5;
+/// A caller whose calls to all its callees (at least two) wait this many times the typical
+/// gap, the shortest at least [`SICK_CALLER_SPREAD`] of the longest, is itself slow to send
+/// and receive (its CPU starved): the waits are its own.
+pub const SICK_CALLER_RATIO: f64 = 3.0;
+pub const SICK_CALLER_SPREAD: f64 = 0.4;
+
+/// Making a node twice as fast must save users at least this much end-to-end time (ms) at
+/// the median, or [`WHAT_IF_P99_MS`] at p99, for a dominant share to count as harm: 100 ms
+/// is where people notice a delay.
+pub const WHAT_IF_P50_MS: f64 = 100.0;
+pub const WHAT_IF_P99_MS: f64 = 250.0;
+
+/// Latency against load: at least this many load buckets and this correlation.
+pub const SATURATION_MIN_BUCKETS: usize = 5;
+pub const SATURATION_MIN_CORRELATION: f64 = 0.6;
+
+/// Queue delay before a consumer: p99 of 50 ms scores 0, ten thousand times that 1 (log).
+pub const BACKLOG_FLOOR_MS: f64 = 50.0;
+pub const BACKLOG_LOG10_FULL: f64 = 2.5;
+/// Messages needed to judge a consumer's queue.
+pub const BACKLOG_MIN_MESSAGES: u64 = 5;
+/// The delay grew by more than this (ms) and by half its median over the window.
+pub const BACKLOG_GROWTH_MS: f64 = 100.0;
+
+// --- Single points of failure ----------------------------------------------------------------
+
+/// Entry operations with less than this share of entry traffic do not decide a node's reach.
+pub const MIN_OP_SHARE: f64 = 0.05;
+/// Failures needed before hardness is measured rather than assumed.
+pub const MIN_FAILURES: u64 = 3;
+/// Hardness assumed for a node never seen failing: fairly hard, but short of what an
+/// observed outage shows, so an untested single instance is "high" at most.
+pub const UNTESTED_HARDNESS: f64 = 0.55;
+/// Hardness at least assumed for a node that lost its last replica in the window.
+pub const DEGRADED_HARDNESS: f64 = 0.75;
+/// The part of a SPOF's score that does not depend on its blast radius: a leaf that every
+/// request waits on scores this fraction of one that also dominates the rest of the graph.
+pub const STRUCTURE_FLOOR: f64 = 0.65;
+/// Redundancy factor by instances serving now: one, unknown, two, three or more.
+pub const REDUNDANCY_ONE: f64 = 1.0;
+pub const REDUNDANCY_UNKNOWN: f64 = 0.6;
+pub const REDUNDANCY_TWO: f64 = 0.15;
+pub const REDUNDANCY_MORE: f64 = 0.05;
+
+/// Failures bite now when the share of entry requests they fail exceeds the baseline's by
+/// this much (absolute) and by [`ACTIVE_RATIO`]...
+pub const ACTIVE_EXCESS_RATE: f64 = 0.02;
+pub const ACTIVE_RATIO: f64 = 2.0;
+/// ... or, with no baseline, reaches a rate that would page someone.
+pub const PAGE_RATE: f64 = 0.05;
+/// Entry requests a failure must have hit to be active (one failed request is an anecdote).
+pub const ACTIVE_MIN_FAILED: u64 = 3;
+/// Calls that the baseline makes in at least this share of an operation's requests...
+pub const VANISH_BASELINE_PRESENCE: f64 = 0.5;
+/// ... and that now happen in this much less of them have vanished.
+pub const VANISH_DROP: f64 = 0.25;
