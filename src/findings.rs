@@ -351,6 +351,14 @@ fn bottleneck_summary(b: &BottleneckScore, name: &str, ctx: &Context<'_>) -> Str
                 }
             )
         }),
+        Cause::Saturation => b.saturation.as_ref().map_or(share.clone(), |s| {
+            format!(
+                "{name}'s latency climbs with load: {:.1}x slower in its busiest periods than \
+                 in its quietest (correlation {:.2} over {} periods of 10 s); it is running \
+                 out of capacity",
+                s.busy_over_quiet, s.correlation, s.buckets
+            )
+        }),
         Cause::Share => {
             let mut s = share;
             if b.share.queue_share > 0.05 * b.share.share && b.share.share > 0.0 {
@@ -389,6 +397,11 @@ fn bottleneck_cure(ty: NodeType, system: &str, cause: Cause, name: &str) -> Stri
             "Requests queue before {name} serves them: add instances or worker threads, raise \
              its CPU limit if it is throttled, check its connection and thread pools, and the \
              network path to it."
+        ),
+        (NodeType::Service, Cause::Saturation) => format!(
+            "{name} runs out of capacity as load rises: scale it out (or autoscale on its \
+             latency), raise its concurrency limits if it has idle CPU, and shed or queue load \
+             it can't take."
         ),
         (NodeType::Service, Cause::Change) => format!(
             "Find what changed in {name} (a deploy, a dependency, data growth, a noisy \

@@ -35,6 +35,8 @@ pub enum Cause {
     Waiting,
     /// It waits long on all its callees: its own process is slow to send and receive.
     SlowCaller,
+    /// Its latency climbs with load.
+    Saturation,
     /// It holds the largest part of request time.
     Share,
     /// As a consumer, it can't keep up with its queue.
@@ -100,6 +102,8 @@ pub struct Saturation {
     pub buckets: usize,
     pub correlation: f64,
     pub ms_per_extra_request_per_s: f64,
+    /// Mean latency in the busiest third of the load buckets over the quietest third.
+    pub busy_over_quiet: f64,
     pub saturating: bool,
 }
 
@@ -541,11 +545,17 @@ fn what_if(cur: &GraphAgg, node: NodeId) -> Option<WhatIf> {
 /// Does the node's latency rise with its request rate across load buckets?
 fn saturation(cur: &GraphAgg, node: NodeId) -> Option<Saturation> {
     let load = &cur.nodes.get(&node)?.load;
-    let pts: Vec<(f64, f64)> = load
+    let mut pts: Vec<(f64, f64)> = load
         .values()
         .filter(|(c, _)| *c > 0)
         .map(|(c, sum)| (*c as f64, *sum as f64 / *c as f64 / 1e6))
         .collect();
+    // The first and last buckets are usually cut by the window's edges: few requests, at
+    // whatever latency the moment had. Left out when enough remain.
+    if pts.len() >= SATURATION_MIN_BUCKETS + 2 {
+        pts.pop();
+        pts.remove(0);
+    }
     if pts.len() < SATURATION_MIN_BUCKETS {
         return None;
     }
@@ -565,10 +575,17 @@ fn saturation(cur: &GraphAgg, node: NodeId) -> Option<Saturation> {
     }
     let r = sxy / (sxx * syy).sqrt();
     let per_s = LOAD_BUCKET_NS as f64 / 1e9;
+    let mut by_load = pts.clone();
+    by_load.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let third = (by_load.len() / 3).max(1);
+    let mean = |v: &[(f64, f64)]| v.iter().map(|p| p.1).sum::<f64>() / v.len().max(1) as f64;
+    let quiet = mean(&by_load[..third]);
+    let busy = mean(&by_load[by_load.len() - third..]);
     Some(Saturation {
         buckets: pts.len(),
         correlation: r,
         ms_per_extra_request_per_s: sxy / sxx * per_s,
+        busy_over_quiet: busy / quiet.max(1e-9),
         saturating: r >= SATURATION_MIN_CORRELATION && sxy > 0.0,
     })
 }
@@ -669,7 +686,13 @@ pub fn score(
             } else {
                 0.0
             };
-            let own = wait_score.max(share_score);
+            let saturation = saturation(cur, node);
+            // Latency that climbs with load: scored by how much slower it is when busy.
+            let sat_score = saturation
+                .as_ref()
+                .filter(|s| s.saturating)
+                .map_or(0.0, |s| log_ratio_score(s.busy_over_quiet));
+            let own = wait_score.max(share_score).max(sat_score);
             let score = if change.is_some() || base.is_some() {
                 change_score.max(OWN_SIGNALS_WITH_BASELINE * own)
             } else {
@@ -682,7 +705,7 @@ pub fn score(
                         .as_ref()
                         .map_or((0, 0.0), |c| (c.compared_traces, c.consistency));
                     (Cause::Change, c.0, c.1)
-                } else if wait_fires && wait_score >= share_score {
+                } else if wait_fires && wait_score >= share_score.max(sat_score) {
                     let w = waiting
                         .as_ref()
                         .map_or((0, 0.0), |w| (w.calls, w.consistency));
@@ -692,6 +715,9 @@ pub fn score(
                         Cause::Waiting
                     };
                     (cause, w.0, w.1)
+                } else if sat_score > share_score {
+                    let requests = cur.nodes.get(&node).map_or(0, |n| n.requests);
+                    (Cause::Saturation, requests, 1.0)
                 } else {
                     (
                         Cause::Share,
@@ -699,7 +725,6 @@ pub fn score(
                         share_ev.traces_on_path as f64 / f.traces.max(1) as f64,
                     )
                 };
-            let saturation = saturation(cur, node);
             let what_if = what_if(cur, node);
             let saves = what_if.as_ref().is_some_and(|w| {
                 w.saves_p50_ms() >= WHAT_IF_P50_MS || w.saves_p99_ms() >= WHAT_IF_P99_MS

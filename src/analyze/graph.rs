@@ -308,7 +308,8 @@ pub struct NodeAgg {
     pub self_time: Hist,
     pub instances: InstanceSet,
     /// Requests and their summed latency per [`LOAD_BUCKET_NS`] of span time, for
-    /// latency-versus-load (saturation); the last [`MAX_LOAD_BUCKETS`] are kept.
+    /// latency-versus-load (saturation); the last [`MAX_LOAD_BUCKETS`] are kept. For
+    /// services the latency is their own time per request (not waiting on callees).
     pub load: BTreeMap<u64, (u64, u64)>,
 }
 
@@ -545,7 +546,6 @@ impl GraphAgg {
                 ));
                 n.errors += u64::from(s.error);
                 n.latency.record_ns(s.duration_ns());
-                n.record_load(s.start_ns, s.duration_ns());
             }
             let own = owner[i as usize];
             local.push((own, s.start_ns, s.end_ns, false));
@@ -577,6 +577,10 @@ impl GraphAgg {
             let node = nodes.id(NodeKey::service(entry.service));
             if let Some(n) = self.nodes.get_mut(&node) {
                 n.self_time.record_ns(all.saturating_sub(waiting));
+                // Against load, a service's own time: its callers' latency includes its
+                // callees', which would make every caller of a saturating node look
+                // saturated too.
+                n.record_load(entry.start_ns, all.saturating_sub(waiting));
             }
         }
         seen.sort_unstable();

@@ -251,7 +251,7 @@ pub enum EvidenceDto {
 
 #[derive(Serialize, Debug, Clone)]
 pub struct BottleneckEvidenceDto {
-    /// What decided: "change", "waiting", "slow_caller", "share", "backlog".
+    /// What decided: "change", "waiting", "slow_caller", "saturation", "share", "backlog".
     pub cause: &'static str,
     /// Evidence that it slows the system, beyond being where time goes.
     pub harm: bool,
@@ -320,6 +320,7 @@ pub struct SaturationDto {
     pub buckets: usize,
     pub correlation: f64,
     pub ms_per_extra_request_per_s: f64,
+    pub busy_over_quiet: f64,
     pub saturating: bool,
 }
 
@@ -424,6 +425,7 @@ fn bottleneck_dto(b: &BottleneckScore, ctx: &Context<'_>) -> BottleneckEvidenceD
             Cause::Change => "change",
             Cause::Waiting => "waiting",
             Cause::SlowCaller => "slow_caller",
+            Cause::Saturation => "saturation",
             Cause::Share => "share",
             Cause::Backlog => "backlog",
         },
@@ -473,6 +475,7 @@ fn bottleneck_dto(b: &BottleneckScore, ctx: &Context<'_>) -> BottleneckEvidenceD
             buckets: s.buckets,
             correlation: round3(s.correlation),
             ms_per_extra_request_per_s: round3(s.ms_per_extra_request_per_s),
+            busy_over_quiet: round3(s.busy_over_quiet),
             saturating: s.saturating,
         }),
         what_if_2x_faster: b.what_if.as_ref().map(|w| WhatIfDto {

@@ -11,6 +11,11 @@
 //! | `background-poller` | a poller and a blocking stream reader beside a healthy request path |
 //! | `replica-lost` | a database loses one of its two replicas a third of the way in |
 //! | `all-single-instance` | every service runs one instance: ranked by what their loss takes down |
+//! | `balanced-chain` | a healthy chain of four services of about equal weight |
+//! | `starved-caller` | a caller whose CPU is starved: every call it makes waits, its callees are fine |
+//! | `saturating-callee` | load doubles and more; one callee's latency climbs with it |
+//! | `absorbed-failures` | a recommender fails one call in five; its caller falls back |
+//! | `quotes-healthy` / `quotes-wrong-answers` | a quote flow, healthy, then with a bad release that gives up midway: no status anywhere, only calls that vanish |
 
 use std::collections::BTreeMap;
 
@@ -33,16 +38,28 @@ pub enum Lab {
     BackgroundPoller,
     ReplicaLost,
     AllSingleInstance,
+    BalancedChain,
+    StarvedCaller,
+    SaturatingCallee,
+    AbsorbedFailures,
+    QuotesHealthy,
+    QuotesWrongAnswers,
 }
 
 impl Lab {
-    pub const ALL: [Lab; 6] = [
+    pub const ALL: [Lab; 12] = [
         Lab::TwoDatabases,
         Lab::BrokerCluster,
         Lab::RedisCacheAndQueue,
         Lab::BackgroundPoller,
         Lab::ReplicaLost,
         Lab::AllSingleInstance,
+        Lab::BalancedChain,
+        Lab::StarvedCaller,
+        Lab::SaturatingCallee,
+        Lab::AbsorbedFailures,
+        Lab::QuotesHealthy,
+        Lab::QuotesWrongAnswers,
     ];
 
     pub fn name(self) -> &'static str {
@@ -53,6 +70,12 @@ impl Lab {
             Lab::BackgroundPoller => "background-poller",
             Lab::ReplicaLost => "replica-lost",
             Lab::AllSingleInstance => "all-single-instance",
+            Lab::BalancedChain => "balanced-chain",
+            Lab::StarvedCaller => "starved-caller",
+            Lab::SaturatingCallee => "saturating-callee",
+            Lab::AbsorbedFailures => "absorbed-failures",
+            Lab::QuotesHealthy => "quotes-healthy",
+            Lab::QuotesWrongAnswers => "quotes-wrong-answers",
         }
     }
 }
@@ -310,6 +333,8 @@ pub struct Generator {
     lab: Lab,
     rng: Rng,
     cfg: SimConfig,
+    /// Where the next trace starts (ns since the first), for labs whose rate changes.
+    clock_ns: u64,
 }
 
 impl Generator {
@@ -318,15 +343,28 @@ impl Generator {
             lab,
             rng: Rng::new(cfg.seed),
             cfg: cfg.clone(),
+            clock_ns: 0,
+        }
+    }
+
+    /// Requests per second at `progress`: the configured rate, except where a lab's load
+    /// changes over the run.
+    fn rate(&self, progress: f64) -> f64 {
+        let r = self.cfg.rate_per_s.max(1e-3);
+        match self.lab {
+            // From a fifth of the rate to the full rate: the callee saturates as it rises.
+            Lab::SaturatingCallee => r * (0.2 + 0.8 * progress),
+            _ => r,
         }
     }
 
     pub fn trace(&mut self, index: usize) -> ExportTraceServiceRequest {
         let progress = index as f64 / self.cfg.traces.max(1) as f64;
-        let gap = (1e9 / self.cfg.rate_per_s.max(1e-3)) as u64;
-        let start = self.cfg.start_unix_ns
-            + index as u64 * gap
-            + self.rng.below(gap as usize / 2 + 1) as u64;
+        let gap = (1e9 / self.rate(progress)) as u64;
+        let start =
+            self.cfg.start_unix_ns + self.clock_ns + self.rng.below(gap as usize / 2 + 1) as u64;
+        self.clock_ns += gap;
+        let load = self.rate(progress) / self.cfg.rate_per_s.max(1e-3);
         let mut trace_id = (self.rng.next_u64() | 1).to_be_bytes().to_vec();
         trace_id.extend((self.rng.next_u64() | 1).to_be_bytes());
         let lab = self.lab;
@@ -342,6 +380,12 @@ impl Generator {
             Lab::BackgroundPoller => background_poller(&mut tb, index, start),
             Lab::ReplicaLost => replica_lost(&mut tb, progress, start),
             Lab::AllSingleInstance => all_single_instance(&mut tb, start),
+            Lab::BalancedChain => balanced_chain(&mut tb, start),
+            Lab::StarvedCaller => starved_caller(&mut tb, start),
+            Lab::SaturatingCallee => saturating_callee(&mut tb, load, start),
+            Lab::AbsorbedFailures => absorbed_failures(&mut tb, start),
+            Lab::QuotesHealthy => quotes(&mut tb, false, start),
+            Lab::QuotesWrongAnswers => quotes(&mut tb, true, start),
         }
         tb.request()
     }
@@ -760,5 +804,186 @@ fn all_single_instance(tb: &mut Tb<'_>, start: u64) {
                 },
             )
         })
+    });
+}
+
+/// A healthy, fast, balanced chain: `portal` → `accounts` → `billing` → `ledger`, each doing
+/// about the same work. Nothing in it is a problem.
+fn balanced_chain(tb: &mut Tb<'_>, start: u64) {
+    let chain = ["portal", "accounts", "billing", "ledger"];
+    fn hop(tb: &mut Tb<'_>, chain: &[&'static str], parent: &[u8], t: u64) -> Done {
+        let at = At {
+            svc: chain[0],
+            inst: tb.rng.below(2),
+        };
+        let route = format!("GET /{}", chain[0]);
+        tb.server(at, parent, &route, t, |tb, id, t| {
+            let t = tb.work(at, id, "handle", t, 3.0);
+            match chain.get(1..).filter(|rest| !rest.is_empty()) {
+                Some(rest) => {
+                    let next = At {
+                        svc: rest[0],
+                        inst: tb.rng.below(2),
+                    };
+                    let cid = tb.id();
+                    let net = tb.rng.ms(0.3, 0.3);
+                    let r = hop(tb, rest, &cid, t + net);
+                    let end = r.end + tb.rng.ms(0.3, 0.3);
+                    tb.emit(
+                        at,
+                        cid,
+                        id,
+                        "GET",
+                        SpanKind::Client,
+                        t,
+                        end,
+                        vec![s("http.method", "GET"), s("net.peer.name", next.svc)],
+                        false,
+                    );
+                    Done { end, error: false }
+                }
+                None => Done {
+                    end: t,
+                    error: false,
+                },
+            }
+        })
+    }
+    hop(tb, &chain, &[], start);
+}
+
+/// `front`'s CPU is starved: each call it makes waits 30–60 ms in front before the request
+/// leaves and after the answer arrives, while `users`, `orders` and `prices` answer in a few
+/// milliseconds, as they do for `batch`, their other caller.
+fn starved_caller(tb: &mut Tb<'_>, start: u64) {
+    let callees = ["users", "orders", "prices"];
+    if tb.rng.chance(0.3) {
+        // A healthy caller of the same callees: they are fine.
+        let batch = pick(tb, "batch", 2);
+        tb.server(batch, &[], "POST /reconcile", start, |tb, id, mut t| {
+            for svc in callees {
+                let to = pick(tb, svc, 2);
+                let r = tb.http(batch, id, to, "GET /lookup", t, 0, |tb, id, t| {
+                    let end = tb.work(to, id, "query", t, 3.0);
+                    Done { end, error: false }
+                });
+                t = r.end;
+            }
+            Done {
+                end: t,
+                error: false,
+            }
+        });
+        return;
+    }
+    let front = pick(tb, "front", 2);
+    tb.server(front, &[], "GET /dashboard", start, |tb, id, mut t| {
+        for svc in callees {
+            let to = pick(tb, svc, 2);
+            let before = tb.rng.ms(20.0, 0.3);
+            let after = tb.rng.ms(20.0, 0.3);
+            let cid = tb.id();
+            let served = tb.server(to, &cid, "GET /lookup", t + before, |tb, id, t| {
+                let end = tb.work(to, id, "query", t, 3.0);
+                Done { end, error: false }
+            });
+            let end = served.end + after;
+            tb.emit(
+                front,
+                cid,
+                id,
+                "GET",
+                SpanKind::Client,
+                t,
+                end,
+                vec![s("http.method", "GET"), s("net.peer.name", svc)],
+                false,
+            );
+            t = end;
+        }
+        let end = tb.work(front, id, "render", t, 8.0);
+        Done { end, error: false }
+    });
+}
+
+/// Load rises from a fifth to the whole rate over the run; `ledger`'s latency climbs with it
+/// (a queue in front of a fixed capacity: 2 ms / (1 − utilisation)).
+fn saturating_callee(tb: &mut Tb<'_>, load: f64, start: u64) {
+    let api = pick(tb, "payments-api", 3);
+    tb.server(api, &[], "POST /payments", start, |tb, id, t| {
+        let t = tb.work(api, id, "validate", t, 2.0);
+        let ledger = pick(tb, "ledger", 2);
+        let utilisation = (0.9 * load).min(0.95);
+        let r = tb.http(api, id, ledger, "POST /entries", t, 0, |tb, id, t| {
+            let end = tb.work(ledger, id, "append entry", t, 2.0 / (1.0 - utilisation));
+            Done { end, error: false }
+        });
+        let end = tb.work(api, id, "respond", r.end, 1.0);
+        Done { end, error: false }
+    });
+}
+
+/// `recommender` fails one call in five; `storefront` catches it and shows the page without
+/// recommendations: the user's request succeeds.
+fn absorbed_failures(tb: &mut Tb<'_>, start: u64) {
+    let front = pick(tb, "storefront", 2);
+    tb.server(front, &[], "GET /product/<id>", start, |tb, id, t| {
+        let catalog = pick(tb, "catalog", 2);
+        let r = tb.http(front, id, catalog, "GET /items/<id>", t, 0, |tb, id, t| {
+            let end = tb.work(catalog, id, "load item", t, 3.0);
+            Done { end, error: false }
+        });
+        let rec = At {
+            svc: "recommender",
+            inst: 0,
+        };
+        let fails = tb.rng.chance(0.2);
+        let r = tb.http(
+            front,
+            id,
+            rec,
+            "GET /similar/<id>",
+            r.end,
+            0,
+            |tb, id, t| {
+                let end = tb.work(rec, id, "rank", t, 4.0);
+                Done { end, error: fails }
+            },
+        );
+        // The failure stops here: the page renders without recommendations.
+        let end = tb.work(front, id, "render", r.end, 2.0);
+        Done { end, error: false }
+    });
+}
+
+/// Insurance quotes: `quote-api` asks `risk` for a score, then `pricing` and `underwriting`.
+/// With wrong answers (a bad release of `quote-api`), it gives up after scoring two quotes
+/// in three and answers an error page with status 200: no error status anywhere; the calls
+/// to `pricing` and `underwriting` that every quote makes simply don't happen.
+fn quotes(tb: &mut Tb<'_>, wrong: bool, start: u64) {
+    let api = pick(tb, "quote-api", 2);
+    tb.server(api, &[], "POST /quotes", start, |tb, id, t| {
+        let risk = pick(tb, "risk", 2);
+        let r = tb.http(api, id, risk, "GET /score", t, 0, |tb, id, t| {
+            let end = tb.work(risk, id, "score applicant", t, 4.0);
+            Done { end, error: false }
+        });
+        if wrong && tb.rng.chance(0.67) {
+            let end = tb.work(api, id, "reject quote", r.end, 0.5);
+            return Done { end, error: false };
+        }
+        let mut t = r.end;
+        for svc in ["pricing", "underwriting"] {
+            let to = pick(tb, svc, 2);
+            let r = tb.http(api, id, to, "POST /evaluate", t, 0, |tb, id, t| {
+                let end = tb.work(to, id, "evaluate", t, 5.0);
+                Done { end, error: false }
+            });
+            t = r.end;
+        }
+        Done {
+            end: t,
+            error: false,
+        }
     });
 }

@@ -291,8 +291,12 @@ fn rust_exporter_over_grpc_finds_the_single_database() {
         top(&doc, "spof")
             .is_some_and(|f| f["node"] == "orders (postgresql)" && f["severity"] == "critical")
     });
-    let graph = d.get("/graph");
-    assert!(graph["nodes"].as_array().unwrap().len() >= 10);
+    // The findings can lead before the last exported traces complete: wait for the graph.
+    d.wait_for("every shop node in the graph", |d| {
+        d.get("/graph")["nodes"]
+            .as_array()
+            .is_some_and(|n| n.len() >= 10)
+    });
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod golden;
 mod nodes;
 mod proto;
 mod realdata;
+mod severity;
 
 use std::path::PathBuf;
 
