@@ -47,8 +47,24 @@ pub struct TraceFacts {
     /// reached. Requests of one entry operation and one shape did the same work, so their
     /// times compare like with like.
     pub shape: u64,
+    /// The request's route: a hash of the first operation it reached in another service
+    /// than the entry's (0 if none). A gateway's one entry operation (`/*`) serves many
+    /// kinds of request; what it routes to tells them apart, and is decided before anything
+    /// downstream can fail.
+    pub route: u64,
     /// Calls between nodes made in the trace, `(caller, callee)`, once each.
     pub calls: Vec<(NodeId, NodeId)>,
+    /// Services that reported spans in the trace, once each.
+    pub present: Vec<NodeId>,
+}
+
+/// A kind of request: its entry operation and route (see [`TraceFacts::route`]).
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct ClassKey {
+    pub op: OpKey,
+    pub route: u64,
 }
 
 /// The node a span counts for when it is reached: its service, or for a client span that
@@ -191,6 +207,25 @@ pub fn extract(t: &Trace, path: &[Segment], nodes: &mut NodeTable) -> Option<Tra
     }
     calls.sort_unstable();
     calls.dedup();
+    let route = t
+        .preorder()
+        .into_iter()
+        .map(|i| t.span(i))
+        .filter(|s| s.service != rs.service)
+        .min_by_key(|s| s.start_ns)
+        .map_or(0, |s| {
+            use std::hash::{Hash, Hasher};
+            let mut h = rustc_hash::FxHasher::default();
+            (s.service, s.name).hash(&mut h);
+            h.finish().max(1)
+        });
+    let mut present: Vec<NodeId> = t
+        .spans
+        .iter()
+        .map(|s| nodes.id(NodeKey::service(s.service)))
+        .collect();
+    present.sort_unstable();
+    present.dedup();
     Some(TraceFacts {
         trace_id: t.id,
         op,
@@ -202,7 +237,9 @@ pub fn extract(t: &Trace, path: &[Segment], nodes: &mut NodeTable) -> Option<Tra
         reached,
         failed,
         shape,
+        route,
         calls,
+        present,
     })
 }
 
@@ -308,8 +345,12 @@ pub struct FactsAgg {
     pub shapes: FxHashMap<(OpKey, u64), ShapeAgg>,
     /// Critical-path time per entry operation, shape and node: `(own ns, queue ns)`.
     pub shape_cp: FxHashMap<(OpKey, u64, NodeId), (u128, u128)>,
-    /// Requests of each entry operation in which a caller called a callee.
-    pub calls: FxHashMap<(OpKey, NodeId, NodeId), u64>,
+    /// Requests of each kind.
+    pub classes: FxHashMap<ClassKey, u64>,
+    /// Requests of each kind in which a caller called a callee.
+    pub calls: FxHashMap<(ClassKey, NodeId, NodeId), u64>,
+    /// Requests of each kind in which a service took part.
+    pub present: FxHashMap<(ClassKey, NodeId), u64>,
 }
 
 /// Requests of one entry operation and shape.
@@ -342,7 +383,9 @@ impl Default for FactsAgg {
             samples: BottomK::new(Self::SAMPLES),
             shapes: FxHashMap::default(),
             shape_cp: FxHashMap::default(),
+            classes: FxHashMap::default(),
             calls: FxHashMap::default(),
+            present: FxHashMap::default(),
         }
     }
 }
@@ -410,8 +453,15 @@ impl FactsAgg {
         for &(node, own, queue) in &f.cp {
             self.add_shape_cp((op, shape, node), (u128::from(own), u128::from(queue)));
         }
-        for &(a, b) in &f.calls {
-            add_bounded(&mut self.calls, (op, a, b), 1, MAX_OP_CALLS);
+        let class = ClassKey { op, route: f.route };
+        add_bounded(&mut self.classes, class, 1, MAX_OP_CALLS);
+        if self.classes.contains_key(&class) {
+            for &(a, b) in &f.calls {
+                add_bounded(&mut self.calls, (class, a, b), 1, MAX_OP_CALLS);
+            }
+            for &n in &f.present {
+                add_bounded(&mut self.present, (class, n), 1, MAX_OP_CALLS);
+            }
         }
         let key = f.trace_id.low_u64();
         if self.samples.wants(key) {
@@ -491,8 +541,18 @@ impl FactsAgg {
             };
             self.add_shape_cp((op(k), shape, f(*n)), *v);
         }
+        let class = |c: &ClassKey| ClassKey {
+            op: op(&c.op),
+            route: c.route,
+        };
+        for (k, v) in &o.classes {
+            add_bounded(&mut self.classes, class(k), *v, MAX_OP_CALLS);
+        }
         for ((k, a, b), v) in &o.calls {
-            add_bounded(&mut self.calls, (op(k), f(*a), f(*b)), *v, MAX_OP_CALLS);
+            add_bounded(&mut self.calls, (class(k), f(*a), f(*b)), *v, MAX_OP_CALLS);
+        }
+        for ((k, n), v) in &o.present {
+            add_bounded(&mut self.present, (class(k), f(*n)), *v, MAX_OP_CALLS);
         }
     }
 
@@ -557,8 +617,13 @@ impl FactsAgg {
             out.failures.entry(f(*k)).or_default().merge(v);
         }
         out.merge_shapes(self, f, &op);
-        for ((o, _, _), v) in out.calls.iter_mut() {
-            *v = (*v).min(out.ops.get(o).map_or(u64::MAX, |a| a.traces));
+        let classes = out.classes.clone();
+        let cap = |c: &ClassKey| classes.get(c).copied().unwrap_or(u64::MAX);
+        for ((c, _, _), v) in out.calls.iter_mut() {
+            *v = (*v).min(cap(c));
+        }
+        for ((c, _), v) in out.present.iter_mut() {
+            *v = (*v).min(cap(c));
         }
         out
     }

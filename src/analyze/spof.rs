@@ -19,7 +19,7 @@ use petgraph::algo::dominators::simple_fast;
 use petgraph::graph::{DiGraph, NodeIndex};
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use super::facts::OpKey;
+use super::facts::{ClassKey, OpKey};
 use super::graph::{ConnType, GraphAgg, NodeId};
 use super::thresholds::*;
 use crate::model::NodeType;
@@ -131,35 +131,39 @@ fn blast_radius(
     (dominated, reachable)
 }
 
-/// Against a baseline: calls that an operation's requests always made and no longer make.
-/// A node that stopped making several of its calls failed midway; a callee whose one call
-/// vanished stopped answering. Returns, per node, the requests affected and the evidence.
+/// Against a baseline: calls that requests of a kind (entry operation and route) always
+/// made and no longer make. A node that stopped making several of its calls failed midway;
+/// a callee whose one call vanished stopped answering. Returns, per node, the requests
+/// affected and the evidence.
 fn vanished(cur: &GraphAgg, base: &GraphAgg) -> FxHashMap<NodeId, Vanished> {
     let (c, b) = (&cur.facts, &base.facts);
     let mut out: FxHashMap<NodeId, (f64, Vanished)> = FxHashMap::default();
-    let presence = |m: &FxHashMap<(OpKey, NodeId), u64>, op: &OpKey, n: NodeId, t: u64| {
-        m.get(&(*op, n)).copied().unwrap_or(0) as f64 / t.max(1) as f64
+    let share = |m: &FxHashMap<(ClassKey, NodeId), u64>, k: &ClassKey, n: NodeId, t: u64| {
+        m.get(&(*k, n)).copied().unwrap_or(0) as f64 / t.max(1) as f64
     };
-    let mut ops: Vec<(&OpKey, u64, u64)> = c
-        .ops
+    let mut classes: Vec<(&ClassKey, u64, u64)> = c
+        .classes
         .iter()
-        .filter(|(op, _)| !op.background)
-        .filter_map(|(op, o)| Some((op, o.traces, b.ops.get(op)?.traces)))
+        .filter(|(k, _)| !k.op.background)
+        .filter_map(|(k, now)| Some((k, *now, *b.classes.get(k)?)))
         .filter(|(_, now, then)| *now >= ACTIVE_MIN_FAILED && *then >= ACTIVE_MIN_FAILED)
         .collect();
-    ops.sort_by_key(|o| *o.0);
-    for (op, now_t, then_t) in ops {
-        // Calls per caller that vanished.
+    classes.sort_by_key(|k| *k.0);
+    let spans = |o: Option<&super::facts::OpAgg>| {
+        o.map_or(0.0, |o| o.spans as f64 / o.traces.max(1) as f64)
+    };
+    for (class, now_t, then_t) in classes {
+        // Calls per caller that vanished, while the caller itself still runs.
         let mut dropped: FxHashMap<NodeId, Vec<(NodeId, f64, f64)>> = FxHashMap::default();
-        for ((bop, from, to), n) in &b.calls {
-            if bop != op {
+        for ((k, from, to), n) in &b.calls {
+            if k != class {
                 continue;
             }
             let before = *n as f64 / then_t as f64;
-            let now = c.calls.get(&(*op, *from, *to)).copied().unwrap_or(0) as f64 / now_t as f64;
-            // The caller itself still runs in these requests.
-            let caller_before = presence(&b.reach, op, *from, then_t).max(before);
-            let caller_now = presence(&c.reach, op, *from, now_t);
+            let now =
+                c.calls.get(&(*class, *from, *to)).copied().unwrap_or(0) as f64 / now_t as f64;
+            let caller_before = share(&b.present, class, *from, then_t).max(before);
+            let caller_now = share(&c.present, class, *from, now_t);
             if before >= VANISH_BASELINE_PRESENCE
                 && before - now >= VANISH_DROP
                 && caller_now >= 0.5 * caller_before
@@ -167,9 +171,6 @@ fn vanished(cur: &GraphAgg, base: &GraphAgg) -> FxHashMap<NodeId, Vanished> {
                 dropped.entry(*from).or_default().push((*to, before, now));
             }
         }
-        let spans = |o: Option<&super::facts::OpAgg>| {
-            o.map_or(0.0, |o| o.spans as f64 / o.traces.max(1) as f64)
-        };
         let mut callers: Vec<_> = dropped.into_iter().collect();
         callers.sort_by_key(|c| c.0);
         for (caller, mut calls) in callers {
@@ -179,21 +180,20 @@ fn vanished(cur: &GraphAgg, base: &GraphAgg) -> FxHashMap<NodeId, Vanished> {
                 _ => (caller, true),
             };
             let drop: f64 = calls.iter().map(|c| c.1 - c.2).fold(0.0, f64::max);
-            let weight = drop * now_t as f64;
             let e = out.entry(blamed).or_insert_with(|| {
                 (
                     0.0,
                     Vanished {
                         rate: 0.0,
-                        operation: *op,
+                        operation: class.op,
                         calls: Vec::new(),
                         as_caller,
-                        spans_per_request_before: spans(b.ops.get(op)),
-                        spans_per_request_now: spans(c.ops.get(op)),
+                        spans_per_request_before: spans(b.ops.get(&class.op)),
+                        spans_per_request_now: spans(c.ops.get(&class.op)),
                     },
                 )
             });
-            e.0 += weight;
+            e.0 += drop * now_t as f64;
             if e.1.calls.len() < 8 {
                 e.1.calls
                     .extend(calls.iter().map(|(to, b, n)| (caller, *to, *b, *n)));
@@ -315,8 +315,9 @@ pub fn score(
         });
         // Failing now, by vanished calls.
         let vanish = vanished.get(&n).cloned();
+        // Vanishing is measured against the baseline already: its excess is the rate.
         let vanish_active = vanish.as_ref().is_some_and(|v| {
-            v.rate >= PAGE_RATE && v.rate * f.traces as f64 >= ACTIVE_MIN_FAILED as f64
+            v.rate >= ACTIVE_EXCESS_RATE && v.rate * f.traces as f64 >= ACTIVE_MIN_FAILED as f64
         });
         let active = status_active || vanish_active;
         if active {
