@@ -211,6 +211,7 @@ mod tests {
             error: false,
             peer: None,
             links: Vec::new(),
+            proxy: false,
         }
     }
 

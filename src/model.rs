@@ -304,6 +304,9 @@ pub struct Span {
     pub error: bool,
     pub peer: Option<Peer>,
     pub links: Vec<Link>,
+    /// Reported by a proxy (Envoy, an Istio or other ingress gateway): its client spans
+    /// forward requests it received, so a proxy that starts traces still serves someone.
+    pub proxy: bool,
 }
 
 impl Span {

@@ -269,6 +269,7 @@ mod tests {
             error: false,
             peer: None,
             links: Vec::new(),
+            proxy: false,
         }
     }
 

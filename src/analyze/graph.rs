@@ -299,8 +299,9 @@ pub struct NodeAgg {
     /// reaching it for virtual nodes.
     pub requests: u64,
     pub errors: u64,
-    /// Entry spans that serve someone (server, consumer, or of unknown kind): a service
-    /// with none only sends traffic (a load generator, a mobile client, a cron caller).
+    /// Entry spans that serve someone (server, consumer, of unknown kind, or a proxy's): a
+    /// service with none only sends traffic (a load generator, a mobile client, a cron
+    /// caller).
     pub serves: u64,
     /// Request latency: server-side duration for services, client-side for virtual nodes.
     pub latency: Hist,
@@ -540,10 +541,13 @@ impl GraphAgg {
             n.span_errors += u64::from(s.error);
             if is_entry {
                 n.requests += 1;
-                n.serves += u64::from(matches!(
-                    s.kind,
-                    SpanKind::Server | SpanKind::Consumer | SpanKind::Unspecified
-                ));
+                n.serves += u64::from(
+                    s.proxy
+                        || matches!(
+                            s.kind,
+                            SpanKind::Server | SpanKind::Consumer | SpanKind::Unspecified
+                        ),
+                );
                 n.errors += u64::from(s.error);
                 n.latency.record_ns(s.duration_ns());
             }

@@ -221,6 +221,7 @@ mod tests {
             error: false,
             peer: None,
             links: Vec::new(),
+            proxy: false,
         }
     }
 

@@ -55,6 +55,8 @@ struct SpanAttrs<'a> {
     messaging_destination: Option<&'a str>,
     messaging_operation: Option<&'a str>,
     http_status: Option<i64>,
+    /// Envoy's `component: proxy` or its upstream cluster: the span is a proxy's.
+    proxy: bool,
     /// Instance identity found on the span itself (Envoy's `node_id`, or resource keys that an
     /// exporter flattened into span attributes).
     instance: Option<&'a str>,
@@ -98,6 +100,8 @@ impl<'a> SpanAttrs<'a> {
                 "url.full" | "http.url" => a.url = str_value(v),
                 "http.host" => a.http_host = str_value(v),
                 "http.response.status_code" => a.http_status = int_value(v),
+                "component" => a.proxy |= str_value(v) == Some("proxy"),
+                "upstream_cluster" | "upstream_cluster.name" => a.proxy = true,
                 "http.status_code" => a.http_status = a.http_status.or(int_value(v)),
                 "db.query.text" => a.db_statement = str_value(v),
                 "db.statement" => a.db_statement = a.db_statement.or(str_value(v)),
@@ -386,6 +390,7 @@ impl Normalizer {
             error: (status_error || attrs.error_tag) && !client_refused(kind, attrs.http_status),
             peer,
             links,
+            proxy: attrs.proxy,
         };
         Ok((span, repaired))
     }

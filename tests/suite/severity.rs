@@ -164,3 +164,97 @@ fn nezha_fault_files_name_the_injected_service_the_top_active_bottleneck() {
         assert!(above_medium(b), "{system}: {}", b.severity);
     }
 }
+
+/// Checks `v` against the subset of JSON Schema openapi.json uses (objects with properties
+/// and required, arrays, numbers, strings, booleans, nullable).
+fn conforms(v: &serde_json::Value, schema: &serde_json::Value, path: &str) -> Result<(), String> {
+    use serde_json::Value;
+    if v.is_null() && schema["nullable"] == true {
+        return Ok(());
+    }
+    match schema["type"].as_str() {
+        Some("object") => {
+            let o = v.as_object().ok_or(format!("{path}: not an object"))?;
+            let props = schema["properties"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            for k in schema["required"].as_array().into_iter().flatten() {
+                let k = k.as_str().unwrap_or("");
+                if !o.contains_key(k) {
+                    return Err(format!("{path}.{k}: required, missing"));
+                }
+            }
+            for (k, x) in o {
+                let s = props
+                    .get(k)
+                    .ok_or(format!("{path}.{k}: not in the schema"))?;
+                conforms(x, s, &format!("{path}.{k}"))?;
+            }
+            Ok(())
+        }
+        Some("array") => {
+            for (i, x) in v
+                .as_array()
+                .ok_or(format!("{path}: not an array"))?
+                .iter()
+                .enumerate()
+            {
+                conforms(x, &schema["items"], &format!("{path}[{i}]"))?;
+            }
+            Ok(())
+        }
+        Some("number") | Some("integer") => v
+            .is_number()
+            .then_some(())
+            .ok_or(format!("{path}: not a number")),
+        Some("string") => matches!(v, Value::String(_))
+            .then_some(())
+            .ok_or(format!("{path}: not a string")),
+        Some("boolean") => v
+            .is_boolean()
+            .then_some(())
+            .ok_or(format!("{path}: not a boolean")),
+        _ => Ok(()),
+    }
+}
+
+#[test]
+fn openapi_describes_the_typed_evidence_of_every_checked_in_finding() {
+    let spec: serde_json::Value =
+        serde_json::from_str(include_str!("../../src/api/openapi.json")).unwrap();
+    let schemas = &spec["components"]["schemas"];
+    let mut checked = 0;
+    let mut names: Vec<_> = std::fs::read_dir(root().join("testdata"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".findings.json"))
+        .collect();
+    names.sort();
+    let mut docs: Vec<serde_json::Value> = names
+        .iter()
+        .map(|n| {
+            serde_json::from_str(&std::fs::read_to_string(root().join("testdata").join(n)).unwrap())
+                .unwrap()
+        })
+        .collect();
+    docs.push(
+        serde_json::to_value(findings_of(
+            &[lab("quotes-wrong-answers")],
+            &[lab("quotes-healthy")],
+        ))
+        .unwrap(),
+    );
+    for doc in &docs {
+        for f in doc["findings"].as_array().unwrap() {
+            let kind = match f["kind"].as_str() {
+                Some("bottleneck") => "BottleneckEvidence",
+                _ => "SpofEvidence",
+            };
+            conforms(&f["evidence"], &schemas[kind], &f["id"].to_string()).unwrap();
+            assert!(f["active"].is_boolean());
+            checked += 1;
+        }
+    }
+    assert!(checked > 30, "{checked}");
+}
