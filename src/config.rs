@@ -28,6 +28,9 @@ max_request_bytes = 16777216
 # /healthz, /readyz, /openapi.json; and the gRPC query API (chokepoint.v1.Findings).
 listen = "127.0.0.1:8787"
 grpc_listen = "127.0.0.1:8788"
+# Link for exemplar trace ids in the dashboard, {trace_id} replaced: e.g.
+# "http://jaeger:16686/trace/{trace_id}" or Grafana Explore on Tempo. Empty: ids only.
+trace_url = ""
 
 [pipeline]
 # Export requests waiting for analysis; past this, exporters get a retryable answer
@@ -87,6 +90,7 @@ pub struct RawReceivers {
 pub struct RawApi {
     pub listen: Option<String>,
     pub grpc_listen: Option<String>,
+    pub trace_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -138,6 +142,8 @@ pub struct Config {
     pub keep_traces: usize,
     pub state_dir: Option<PathBuf>,
     pub snapshot_interval: Duration,
+    /// Template linking trace ids to a trace viewer (`{trace_id}` replaced), if any.
+    pub trace_url: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -356,6 +362,7 @@ impl Config {
                 "state.snapshot_interval",
                 raw.state.snapshot_interval.as_deref().unwrap_or("30s"),
             )?,
+            trace_url: raw.api.trace_url.clone().filter(|u| !u.is_empty()),
         };
         cfg.check()?;
         Ok(cfg)

@@ -1,7 +1,7 @@
 //! `chokepoint serve`: the one place the daemon's tasks and channels are wired.
 //!
 //! ```text
-//! OTLP/gRPC :4317 ─┐                         ┌─ findings (watch) ─► API /findings, Watch
+//! OTLP/gRPC :4317 ─┐                         ┌─ view (watch) ─► API, dashboard, Watch
 //!                  ├─► Submitter ─► batches ─► Pipeline task (engine)
 //! OTLP/HTTP :4318 ─┘        (bounded, try_send) ▲ events: queries, ticks, snapshots, shutdown
 //!                                               └─ API :8787 (queries)
@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt;
 
-use crate::api::dto::FindingsDoc;
+use crate::api::view::View;
 use crate::api::http::ApiState;
 use crate::config::Config;
 use crate::engine::Engine;
@@ -94,8 +94,8 @@ pub async fn run(
     };
     let (batch_tx, batch_rx) = mpsc::channel(cfg.queue_batches);
     let (event_tx, event_rx) = mpsc::channel(256);
-    let (findings_tx, findings_rx) = watch::channel(Arc::new(FindingsDoc::empty()));
-    let pipeline = Pipeline::new(engine, cfg.clone(), stats.clone(), findings_tx, state);
+    let (view_tx, view_rx) = watch::channel(Arc::new(View::empty()));
+    let pipeline = Pipeline::new(engine, cfg.clone(), stats.clone(), view_tx, state);
     let pipeline_task = tokio::spawn(pipeline.run(event_rx, batch_rx));
     let _ = event_tx.send(Event::Refresh).await;
 
@@ -159,10 +159,12 @@ pub async fn run(
     let (api_stop_tx, api_stop_rx) = watch::channel(false);
     let api_state = ApiState {
         events: event_tx.clone(),
-        findings: findings_rx.clone(),
+        view: view_rx.clone(),
         stats: stats.clone(),
         ready: ready.clone(),
         window: cfg.window,
+        refresh: cfg.refresh,
+        trace_url: cfg.trace_url.clone(),
     };
     let api_grpc = tokio::spawn({
         let svc = crate::api::grpc::service(api_state.clone());

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::analyze::critical_path::{CriticalPathConfig, PathRecord};
 use crate::analyze::graph::GraphAgg;
 use crate::api::dto::{FindingsDoc, GraphDoc, NodeDetail, NodePoint};
+use crate::api::view::{FindingHistory, View, ViewInput};
 use crate::config::Config;
 use crate::engine::{Engine, EngineConfig};
 use crate::findings::{compute, Context};
@@ -39,8 +40,6 @@ pub enum Query {
         trace: TraceId,
         reply: oneshot::Sender<Option<serde_json::Value>>,
     },
-    /// The service-graph part of /metrics (Prometheus text).
-    GraphMetrics { reply: oneshot::Sender<String> },
 }
 
 /// Everything that drives the pipeline task.
@@ -107,7 +106,10 @@ pub struct Pipeline {
     cfg: Config,
     stats: Arc<Stats>,
     paths: Arc<Mutex<PathStore>>,
-    findings_tx: watch::Sender<Arc<FindingsDoc>>,
+    /// The published view: what every API read serves from.
+    view_tx: watch::Sender<Arc<View>>,
+    /// Each finding's score over time, for the view.
+    history: FindingHistory,
     /// Where snapshots go, if anywhere.
     state: Option<crate::state::StateDir>,
     /// The snapshot being written on a blocking thread, if any.
@@ -119,7 +121,7 @@ impl Pipeline {
         mut engine: Engine,
         cfg: Config,
         stats: Arc<Stats>,
-        findings_tx: watch::Sender<Arc<FindingsDoc>>,
+        view_tx: watch::Sender<Arc<View>>,
         state: Option<crate::state::StateDir>,
     ) -> Pipeline {
         engine.analyzer.critical_path = CriticalPathConfig {
@@ -142,7 +144,8 @@ impl Pipeline {
             cfg,
             stats,
             paths,
-            findings_tx,
+            view_tx,
+            history: FindingHistory::default(),
             state,
             writing: None,
         }
@@ -288,10 +291,53 @@ impl Pipeline {
         FindingsDoc::new(&cur, base.as_ref(), &findings, &ctx, empty)
     }
 
-    /// Recomputes the default window's findings for `/findings` and `Watch`.
+    /// Recomputes the default window and publishes the view every read serves from.
     fn refresh(&mut self) {
-        let doc = self.findings_doc(self.cfg.window);
-        self.findings_tx.send_replace(Arc::new(doc));
+        let now = now_ns();
+        let window = self.cfg.window.min(self.cfg.history);
+        let w = &self.engine.analyzer.windows;
+        let from = w.bucket_of(now.saturating_sub(window.as_nanos() as u64));
+        let cur_raw = w.merged_range(from, u64::MAX);
+        let base_raw = w.merged_range(0, from);
+        let all_time = w.all_time();
+        let resolution = self.engine.resolve(&[&cur_raw, &base_raw, &all_time]);
+        let cur = resolution.apply(&cur_raw);
+        let base = (base_raw.facts.traces >= 50).then(|| resolution.apply(&base_raw));
+        let all_time = resolution.apply(&all_time);
+        let engine = &self.engine;
+        let ctx = Context {
+            nodes: &engine.analyzer.nodes,
+            names: engine.interner(),
+        };
+        let report = compute(&cur, base.as_ref(), &ctx);
+        let empty = (now.saturating_sub(window.as_nanos() as u64), now);
+        let doc = FindingsDoc::new(&cur, base.as_ref(), &report, &ctx, empty);
+        self.history.record(
+            now,
+            &doc.findings,
+            self.cfg.history.as_nanos() as u64,
+        );
+        let metrics = crate::api::metrics::graph_metrics(
+            &all_time,
+            &engine.analyzer.nodes,
+            engine.interner(),
+            &doc,
+        );
+        let w = &engine.analyzer.windows;
+        let view = View::build(ViewInput {
+            now_ns: now,
+            cur: &cur,
+            base: base.as_ref(),
+            findings: doc,
+            nodes: &engine.analyzer.nodes,
+            names: engine.interner(),
+            buckets: w.buckets().collect(),
+            bucket_ns: w.width_ns(),
+            resolution: &resolution,
+            history: &self.history,
+            metrics,
+        });
+        self.view_tx.send_replace(Arc::new(view));
     }
 
     /// Encodes a snapshot here (quick) and writes it on a blocking thread, so a slow disk
@@ -342,17 +388,7 @@ impl Pipeline {
                 });
                 let _ = reply.send(v);
             }
-            Query::GraphMetrics { reply } => {
-                let all = self.engine.analyzer.windows.all_time();
-                let all = self.engine.resolve(&[&all]).apply(&all);
-                let findings = self.findings_tx.borrow().clone();
-                let _ = reply.send(crate::api::metrics::graph_metrics(
-                    &all,
-                    &self.engine.analyzer.nodes,
-                    self.engine.interner(),
-                    &findings,
-                ));
-            }
+
         }
     }
 

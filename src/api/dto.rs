@@ -41,8 +41,31 @@ fn rate(part: u64, whole: u64) -> f64 {
     }
 }
 
+/// A node's id in the API: stable (from its type and name), URL-safe, and readable:
+/// `database-orders_postgresql-5be2c1`. A service and a broker may share a name; their ids
+/// differ.
+pub fn node_id(ty: &str, name: &str) -> String {
+    // FNV-1a: fixed, so the id is the same in every run and every version.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in ty.bytes().chain([0]).chain(name.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut slug: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+        .take(48)
+        .collect();
+    while slug.contains("__") {
+        slug = slug.replace("__", "_");
+    }
+    format!("{ty}-{}-{:06x}", slug.trim_matches('_'), h & 0xff_ffff)
+}
+
 #[derive(Serialize, Debug, Clone)]
 pub struct NodeDto {
+    /// Stable, URL-safe id (see [`node_id`]).
+    pub id: String,
     pub name: String,
     #[serde(rename = "type")]
     pub node_type: &'static str,
@@ -72,6 +95,8 @@ pub struct NodeDto {
 pub struct EdgeDto {
     pub from: String,
     pub to: String,
+    pub from_id: String,
+    pub to_id: String,
     pub to_type: &'static str,
     /// Grafana's service-graph `connection_type`: "", "messaging_system", "database",
     /// "virtual_node".
@@ -117,6 +142,7 @@ impl GraphDoc {
                 callees.sort_unstable();
                 callees.dedup();
                 NodeDto {
+                    id: node_id(nodes.key(*id).ty.as_str(), &name(*id)),
                     name: name(*id),
                     node_type: nodes.key(*id).ty.as_str(),
                     requests: n.requests,
@@ -153,6 +179,8 @@ impl GraphDoc {
             .map(|(k, e): (_, &EdgeAgg)| EdgeDto {
                 from: name(k.from),
                 to: name(k.to),
+                from_id: node_id(nodes.key(k.from).ty.as_str(), &name(k.from)),
+                to_id: node_id(nodes.key(k.to).ty.as_str(), &name(k.to)),
                 to_type: nodes.key(k.to).ty.as_str(),
                 connection_type: k.conn.as_str(),
                 calls: e.calls,
@@ -175,8 +203,9 @@ impl GraphDoc {
         }
     }
 
-    pub fn node(&self, name: &str) -> Option<&NodeDto> {
-        self.nodes.iter().find(|n| n.name == name)
+    /// A node by name or id.
+    pub fn node(&self, key: &str) -> Option<&NodeDto> {
+        self.nodes.iter().find(|n| n.name == key || n.id == key)
     }
 
     pub fn edge(&self, from: &str, to: &str) -> Option<&EdgeDto> {
@@ -228,6 +257,7 @@ pub struct FindingDto {
     pub id: String,
     pub kind: &'static str,
     pub node: String,
+    pub node_id: String,
     pub node_type: &'static str,
     pub score: f64,
     pub severity: &'static str,
@@ -400,6 +430,7 @@ impl FindingDto {
             id: f.id(),
             kind: f.kind.as_str(),
             node: f.node_name.clone(),
+            node_id: node_id(f.node_type.as_str(), &f.node_name),
             node_type: f.node_type.as_str(),
             score: f.score,
             severity: f.severity.as_str(),
@@ -581,7 +612,16 @@ pub fn rfc3339(ns: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::rfc3339;
+    use super::{node_id, rfc3339};
+
+    #[test]
+    fn node_ids_are_stable_url_safe_and_tell_types_apart() {
+        let a = node_id("database", "orders (postgresql)");
+        assert!(a.starts_with("database-orders_postgresql-"), "{a}");
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)));
+        assert_eq!(a, node_id("database", "orders (postgresql)"));
+        assert_ne!(node_id("service", "kafka"), node_id("messaging", "kafka"));
+    }
 
     #[test]
     fn rfc3339_dates() {

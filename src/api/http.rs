@@ -1,6 +1,7 @@
-//! The HTTP API (axum): findings, graph, nodes, critical paths, metrics, health, OpenAPI.
-//! Handlers only translate: every answer comes from the pipeline task or its published
-//! findings.
+//! The HTTP API (axum): findings, graph, nodes, series, entry operations, finding history,
+//! critical paths, metrics, health, an event stream, OpenAPI and the dashboard. Handlers
+//! only translate: every answer for the default window comes from the published [`View`]
+//! and never waits on ingest; other windows and critical paths are asked of the pipeline.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::api::dto::FindingsDoc;
+use crate::api::view::{edge_key, edge_range, node_range, View};
 use crate::config::parse_duration;
 use crate::findings::Severity;
 use crate::ingest::submit::Stats;
@@ -24,20 +26,44 @@ use crate::pipeline::{Event, Query as PQuery};
 #[derive(Clone)]
 pub struct ApiState {
     pub events: mpsc::Sender<Event>,
-    pub findings: watch::Receiver<Arc<FindingsDoc>>,
+    /// The published view (see [`View`]).
+    pub view: watch::Receiver<Arc<View>>,
     pub stats: Arc<Stats>,
     pub ready: Arc<AtomicBool>,
     /// The default window (`analysis.window`).
     pub window: Duration,
+    /// How often the view is refreshed (`analysis.refresh`).
+    pub refresh: Duration,
+    /// Link template for trace ids in the dashboard (`api.trace_url`).
+    pub trace_url: Option<String>,
+}
+
+impl ApiState {
+    fn view(&self) -> Arc<View> {
+        self.view.borrow().clone()
+    }
 }
 
 pub const OPENAPI: &str = include_str!("openapi.json");
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
+        .route("/", get(crate::api::dashboard::index))
+        .route("/ui/{file}", get(crate::api::dashboard::asset))
+        .route("/ui-config", get(ui_config))
         .route("/findings", get(findings))
+        .route("/findings/history", get(finding_history))
         .route("/graph", get(graph))
+        .route("/nodes", get(nodes))
         .route("/nodes/{name}", get(node))
+        .route("/series/nodes/{id}", get(node_series))
+        .route("/series/edges/{from}/{to}", get(edge_series))
+        .route("/operations", get(operations))
+        .route("/health", get(health))
+        .route("/events", get(events))
+        .route("/node-graph", get(node_graph))
+        .route("/node-graph/nodes", get(node_graph_nodes))
+        .route("/node-graph/edges", get(node_graph_edges))
         .route("/traces/{trace_id}/critical-path", get(critical_path))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -142,7 +168,7 @@ async fn findings(State(s): State<ApiState>, Query(p): Query<FindingsParams>) ->
         return problem(StatusCode::BAD_REQUEST, e);
     }
     let doc: FindingsDoc = match &p.window {
-        None => (**s.findings.borrow()).clone(),
+        None => s.view().findings.clone(),
         Some(_) => {
             let w = match window(&s, &p.window) {
                 Ok(w) => w,
@@ -166,6 +192,9 @@ struct WindowParam {
 }
 
 async fn graph(State(s): State<ApiState>, Query(p): Query<WindowParam>) -> Response {
+    if p.window.is_none() {
+        return Json(s.view().graph.clone()).into_response();
+    }
     let w = match window(&s, &p.window) {
         Ok(w) => w,
         Err(r) => return r.into_response(),
@@ -181,6 +210,15 @@ async fn node(
     Path(name): Path<String>,
     Query(p): Query<WindowParam>,
 ) -> Response {
+    if p.window.is_none() {
+        return match s.view().detail(&name) {
+            Some(d) => Json(d.clone()).into_response(),
+            None => problem(
+                StatusCode::NOT_FOUND,
+                format!("no node with id or name {name:?} in the window"),
+            ),
+        };
+    }
     let w = match window(&s, &p.window) {
         Ok(w) => w,
         Err(r) => return r.into_response(),
@@ -223,10 +261,7 @@ async fn critical_path(State(s): State<ApiState>, Path(id): Path<String>) -> Res
 
 async fn metrics(State(s): State<ApiState>) -> Response {
     let mut text = crate::api::metrics::stats_metrics(&s.stats);
-    match ask(&s, |reply| PQuery::GraphMetrics { reply }).await {
-        Ok(g) => text.push_str(&g),
-        Err(r) => return r.into_response(),
-    }
+    text.push_str(&s.view().metrics);
     (
         [(
             header::CONTENT_TYPE,
@@ -243,4 +278,236 @@ async fn readyz(State(s): State<ApiState>) -> Response {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "starting or stopping\n").into_response()
     }
+}
+
+async fn ui_config(State(s): State<ApiState>) -> Response {
+    Json(serde_json::json!({
+        "trace_url": s.trace_url,
+        "window_seconds": s.window.as_secs_f64(),
+        "refresh_ms": s.refresh.as_millis() as u64,
+    }))
+    .into_response()
+}
+
+async fn finding_history(State(s): State<ApiState>) -> Response {
+    Json(s.view().history.clone()).into_response()
+}
+
+async fn nodes(State(s): State<ApiState>) -> Response {
+    Json(s.view().graph.nodes.clone()).into_response()
+}
+
+async fn operations(State(s): State<ApiState>) -> Response {
+    Json(s.view().operations.clone()).into_response()
+}
+
+/// `from`, `to` (Unix milliseconds, or a duration meaning that long ago: `15m`) and `step`
+/// (a duration) of a series query.
+#[derive(Deserialize)]
+struct RangeParams {
+    from: Option<String>,
+    to: Option<String>,
+    step: Option<String>,
+}
+
+fn range(p: &RangeParams) -> Result<(u64, u64, u64), ApiError> {
+    let now_ms = crate::pipeline::now_ns() / 1_000_000;
+    let bad = |what: &str, v: &str| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("{what} {v:?} is Unix milliseconds or a duration ago like 15m"),
+        )
+    };
+    let at = |what: &str, v: &Option<String>, default: u64| -> Result<u64, ApiError> {
+        match v {
+            None => Ok(default),
+            Some(v) => match v.parse::<u64>() {
+                Ok(ms) => Ok(ms),
+                Err(_) => parse_duration(v)
+                    .map(|d| now_ms.saturating_sub(d.as_millis() as u64))
+                    .map_err(|_| bad(what, v)),
+            },
+        }
+    };
+    let from = at("from", &p.from, 0)?;
+    let to = at("to", &p.to, u64::MAX)?;
+    let step = match &p.step {
+        None => 0,
+        Some(v) => parse_duration(v)
+            .map(|d| d.as_millis() as u64)
+            .map_err(|_| {
+                ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!("step {v:?} is a duration like 1m"),
+                )
+            })?,
+    };
+    Ok((from, to, step))
+}
+
+async fn node_series(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Query(p): Query<RangeParams>,
+) -> Response {
+    let (from, to, step) = match range(&p) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let view = s.view();
+    let id = view
+        .graph
+        .node(&id)
+        .map_or(id.clone(), |n| n.id.clone());
+    match view.series.nodes.get(&id) {
+        Some(pts) => Json(serde_json::json!({
+            "node_id": id,
+            "bucket_seconds": view.series.bucket_seconds,
+            "points": node_range(pts, from, to, step),
+        }))
+        .into_response(),
+        None => problem(StatusCode::NOT_FOUND, format!("no series for node {id:?}")),
+    }
+}
+
+async fn edge_series(
+    State(s): State<ApiState>,
+    Path((from_id, to_id)): Path<(String, String)>,
+    Query(p): Query<RangeParams>,
+) -> Response {
+    let (from, to, step) = match range(&p) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let view = s.view();
+    match view.series.edges.get(&edge_key(&from_id, &to_id)) {
+        Some(pts) => Json(serde_json::json!({
+            "from_id": from_id,
+            "to_id": to_id,
+            "bucket_seconds": view.series.bucket_seconds,
+            "points": edge_range(pts, from, to, step),
+        }))
+        .into_response(),
+        None => problem(
+            StatusCode::NOT_FOUND,
+            format!("no series for the edge {from_id} -> {to_id}"),
+        ),
+    }
+}
+
+/// Ingest health as JSON: the books of the pipeline.
+async fn health(State(s): State<ApiState>) -> Response {
+    let st = &s.stats;
+    let g = |c: &std::sync::atomic::AtomicU64| Stats::get(c);
+    Json(serde_json::json!({
+        "ready": s.ready.load(Ordering::Relaxed),
+        "export_requests": g(&st.requests),
+        "spans_received": g(&st.spans_received),
+        "spans_analysed": g(&st.spans_analysed),
+        "spans_rejected": g(&st.spans_rejected),
+        "spans_dropped": g(&st.spans_dropped),
+        "spans_refused": g(&st.spans_refused),
+        "spans_in_flight": g(&st.spans_in_flight),
+        "traces_in_flight": g(&st.traces_in_flight),
+        "traces_completed": g(&st.traces_completed),
+        "requests_invalid": g(&st.requests_invalid),
+        "queue_depth": g(&st.queue_depth),
+        "names_overflowed": g(&st.names_overflowed),
+        "nodes_overflowed": g(&st.nodes_overflowed),
+        "view_refreshed_at": s.view().refreshed_at,
+    }))
+    .into_response()
+}
+
+/// Server-sent events: a `refresh` event each time the view is rebuilt, with each finding's
+/// id, severity, score and whether it is active (the dashboard updates from them).
+async fn events(State(s): State<ApiState>) -> Response {
+    use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+    use tokio_stream::StreamExt as _;
+    let stream = tokio_stream::wrappers::WatchStream::new(s.view.clone()).map(|v: Arc<View>| {
+        let data = serde_json::json!({
+            "refreshed_at": v.refreshed_at,
+            "traces": v.findings.traces,
+            "findings": v.findings.findings.iter().map(|f| serde_json::json!({
+                "id": f.id, "severity": f.severity, "score": f.score, "active": f.active,
+            })).collect::<Vec<_>>(),
+        });
+        Ok::<_, std::convert::Infallible>(
+            SseEvent::default().event("refresh").data(data.to_string()),
+        )
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// Grafana's Node Graph panel frames: nodes (`id`, `title`, `subtitle`, `mainstat`,
+/// `secondarystat`, `arc__*`, `color`) and edges (`id`, `source`, `target`, `mainstat`,
+/// `secondarystat`), for a JSON data source.
+fn node_graph_frames(v: &View) -> (serde_json::Value, serde_json::Value) {
+    let worst = |id: &str| {
+        v.findings
+            .findings
+            .iter()
+            .filter(|f| f.node_id == id)
+            .map(|f| (f.severity, f.active))
+            .max_by_key(|(s, a)| (*a, crate::findings::Severity::parse(s)))
+    };
+    let nodes: Vec<serde_json::Value> = v
+        .graph
+        .nodes
+        .iter()
+        .map(|n| {
+            let w = worst(&n.id);
+            let sev = w.map_or("none", |w| w.0);
+            let (critical, high, medium, ok) = match sev {
+                "critical" => (1.0, 0.0, 0.0, 0.0),
+                "high" => (0.0, 1.0, 0.0, 0.0),
+                "medium" => (0.0, 0.0, 1.0, 0.0),
+                _ => (0.0, 0.0, 0.0, 1.0),
+            };
+            serde_json::json!({
+                "id": n.id,
+                "title": n.name,
+                "subtitle": format!("{} · {}", n.node_type, n.instances.map_or("instances unknown".to_owned(), |k| format!("{k} instance{}", if k == 1 { "" } else { "s" }))),
+                "mainstat": format!("{} req", n.requests),
+                "secondarystat": n.latency_ms.as_ref().map_or(String::new(), |l| format!("p99 {} ms", l.p99)),
+                "arc__critical": critical,
+                "arc__high": high,
+                "arc__medium": medium,
+                "arc__ok": ok,
+                "color": match sev { "critical" => "red", "high" => "orange", "medium" => "yellow", _ => "green" },
+                "detail__severity": sev,
+                "detail__active": w.is_some_and(|w| w.1),
+            })
+        })
+        .collect();
+    let edges: Vec<serde_json::Value> = v
+        .graph
+        .edges
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "id": edge_key(&e.from_id, &e.to_id),
+                "source": e.from_id,
+                "target": e.to_id,
+                "mainstat": format!("{} calls", e.calls),
+                "secondarystat": format!("{:.1}% errors", e.error_rate * 100.0),
+            })
+        })
+        .collect();
+    (serde_json::Value::Array(nodes), serde_json::Value::Array(edges))
+}
+
+async fn node_graph(State(s): State<ApiState>) -> Response {
+    let (nodes, edges) = node_graph_frames(&s.view());
+    Json(serde_json::json!({"nodes": nodes, "edges": edges})).into_response()
+}
+
+async fn node_graph_nodes(State(s): State<ApiState>) -> Response {
+    Json(node_graph_frames(&s.view()).0).into_response()
+}
+
+async fn node_graph_edges(State(s): State<ApiState>) -> Response {
+    Json(node_graph_frames(&s.view()).1).into_response()
 }

@@ -1,5 +1,6 @@
 //! The gRPC query API (`chokepoint.v1.Findings`, proto/chokepoint/v1/findings.proto): `List`
-//! as `/findings` answers, and `Watch`, which pushes the findings whenever they change.
+//! as `/findings` answers, and `Watch`, which pushes the findings whenever one appears, goes,
+//! or changes severity, activity or score (to two decimals).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use crate::api::dto::FindingsDoc;
+use crate::api::view::View;
 use crate::api::http::{ask, filter_findings, ApiState};
 use crate::pipeline::Query;
 
@@ -68,7 +70,7 @@ impl pb::findings_server::Findings for FindingsService {
     ) -> Result<Response<pb::FindingsReply>, Status> {
         let r = request.into_inner();
         let doc = match opt(&r.window) {
-            None => (**self.state.findings.borrow()).clone(),
+            None => self.state.view.borrow().findings.clone(),
             Some(w) => {
                 let window = crate::config::parse_duration(&w)
                     .ok()
@@ -102,15 +104,28 @@ impl pb::findings_server::Findings for FindingsService {
             node.clone(),
         )
         .map_err(Status::invalid_argument)?;
-        let mut last: Option<Vec<(String, String)>> = None;
-        let stream = WatchStream::new(self.state.findings.clone()).filter_map(
-            move |doc: Arc<FindingsDoc>| {
-                let doc = filter_findings((*doc).clone(), kind.clone(), min.clone(), node.clone())
-                    .ok()?;
-                let signature: Vec<(String, String)> = doc
+        // Pushed when a finding appears, goes, or changes severity, activity or score.
+        let mut last: Option<Vec<(String, String, bool, u64)>> = None;
+        let stream = WatchStream::new(self.state.view.clone()).filter_map(
+            move |view: Arc<View>| {
+                let doc = filter_findings(
+                    view.findings.clone(),
+                    kind.clone(),
+                    min.clone(),
+                    node.clone(),
+                )
+                .ok()?;
+                let signature: Vec<(String, String, bool, u64)> = doc
                     .findings
                     .iter()
-                    .map(|f| (f.id.clone(), f.severity.to_owned()))
+                    .map(|f| {
+                        (
+                            f.id.clone(),
+                            f.severity.to_owned(),
+                            f.active,
+                            (f.score * 100.0).round() as u64,
+                        )
+                    })
                     .collect();
                 if last.as_ref() == Some(&signature) {
                     return None;
