@@ -91,6 +91,17 @@ pub struct ReplayArgs {
     /// Split the input into windows of this length by span time (e.g. 1m) and report each.
     #[arg(long, value_parser = parse_duration_ns)]
     pub window: Option<u64>,
+    /// Open the dashboard and API on the replayed data instead of printing (an incident
+    /// review without a daemon); stops on Ctrl-C.
+    #[arg(long)]
+    pub serve: bool,
+    /// With --serve: where to listen.
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    pub api_listen: String,
+    /// With --serve: link trace ids to a trace viewer, e.g.
+    /// "http://localhost:16686/trace/{trace_id}".
+    #[arg(long)]
+    pub trace_url: Option<String>,
     #[command(flatten)]
     pub analysis: AnalysisArgs,
     #[command(flatten)]
@@ -440,7 +451,12 @@ fn engine_for(e: &EngineArgs, a: &AnalysisArgs, window_ns: Option<u64>) -> Resul
 }
 
 fn replay(a: ReplayArgs) -> Result<ExitCode> {
-    let engine = engine_for(&a.engine, &a.analysis, a.window)?;
+    // Served, the dashboard's series want buckets: one a minute unless --window says.
+    let buckets = match (a.serve, a.window) {
+        (true, None) => Some(60_000_000_000),
+        (_, w) => w,
+    };
+    let engine = engine_for(&a.engine, &a.analysis, buckets)?;
     let mut progress = Progress::new(&a.files, &a.baseline);
     let analysis = analyze(engine, &a.files, &a.baseline, &mut progress);
     progress.finish();
@@ -454,6 +470,44 @@ fn replay(a: ReplayArgs) -> Result<ExitCode> {
     failed |= report_load(&analysis.load);
     if analysis.load.files.is_empty() {
         bail!("no trace file could be read");
+    }
+    if a.serve {
+        let listen: std::net::SocketAddr = a
+            .api_listen
+            .parse()
+            .with_context(|| format!("--api-listen {:?} is not an address", a.api_listen))?;
+        let view = analysis.view(chokepoint::pipeline::now_ns());
+        let stats = chokepoint::ingest::submit::Stats::default();
+        stats.spans_received.store(
+            analysis.load.spans_seen,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        stats.spans_analysed.store(
+            analysis.load.spans_accepted,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        stats.spans_rejected.store(
+            analysis.load.spans_rejected,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        runtime()?
+            .block_on(chokepoint::api::offline::serve(
+                view,
+                stats,
+                listen,
+                a.trace_url.clone(),
+                daemon::signals(),
+                |addr| {
+                    println!("chokepoint replay serving: api=http://{addr} (Ctrl-C stops)");
+                    let _ = io::stdout().flush();
+                },
+            ))
+            .with_context(|| format!("cannot serve on {listen}"))?;
+        return Ok(if failed {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        });
     }
     let windows: Vec<GraphAgg> = match a.window {
         None => vec![analysis.whole()],

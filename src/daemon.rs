@@ -20,8 +20,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt;
 
-use crate::api::view::View;
 use crate::api::http::ApiState;
+use crate::api::view::View;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::ingest::submit::{Stats, Submitter};

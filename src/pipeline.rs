@@ -312,11 +312,8 @@ impl Pipeline {
         let report = compute(&cur, base.as_ref(), &ctx);
         let empty = (now.saturating_sub(window.as_nanos() as u64), now);
         let doc = FindingsDoc::new(&cur, base.as_ref(), &report, &ctx, empty);
-        self.history.record(
-            now,
-            &doc.findings,
-            self.cfg.history.as_nanos() as u64,
-        );
+        self.history
+            .record(now, &doc.findings, self.cfg.history.as_nanos() as u64);
         let metrics = crate::api::metrics::graph_metrics(
             &all_time,
             &engine.analyzer.nodes,
@@ -388,7 +385,6 @@ impl Pipeline {
                 });
                 let _ = reply.send(v);
             }
-
         }
     }
 

@@ -124,7 +124,7 @@ pub struct Analysis {
     pub baseline: Option<GraphAgg>,
     pub load: LoadSummary,
     pub baseline_load: Option<LoadSummary>,
-    resolution: Resolution,
+    pub resolution: Resolution,
 }
 
 /// Loads `baseline` (if any) and then `files` into one engine, so both share names and node
@@ -181,5 +181,39 @@ impl Analysis {
         };
         let findings = compute(g, self.baseline.as_ref(), &ctx);
         FindingsDoc::new(g, self.baseline.as_ref(), &findings, &ctx, (0, 0))
+    }
+}
+
+impl Analysis {
+    /// The dashboard's view of the whole input (`replay --serve`): findings against the
+    /// baseline if any, with series over the engine's windows.
+    pub fn view(&self, now_ns: u64) -> crate::api::view::View {
+        use crate::api::view::{FindingHistory, View, ViewInput};
+        let cur = self.whole();
+        let doc = self.findings_doc(&cur);
+        let mut history = FindingHistory::default();
+        history.record(now_ns, &doc.findings, u64::MAX);
+        let engine = &self.engine;
+        let all = self.resolution.apply(&engine.analyzer.windows.all_time());
+        let metrics = crate::api::metrics::graph_metrics(
+            &all,
+            &engine.analyzer.nodes,
+            engine.interner(),
+            &doc,
+        );
+        let w = &engine.analyzer.windows;
+        View::build(ViewInput {
+            now_ns,
+            cur: &cur,
+            base: self.baseline.as_ref(),
+            findings: doc,
+            nodes: &engine.analyzer.nodes,
+            names: engine.interner(),
+            buckets: w.buckets().collect(),
+            bucket_ns: w.width_ns(),
+            resolution: &self.resolution,
+            history: &history,
+            metrics,
+        })
     }
 }

@@ -53,7 +53,13 @@ pub fn node_id(ty: &str, name: &str) -> String {
     }
     let mut slug: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(48)
         .collect();
     while slug.contains("__") {
@@ -618,7 +624,9 @@ mod tests {
     fn node_ids_are_stable_url_safe_and_tell_types_apart() {
         let a = node_id("database", "orders (postgresql)");
         assert!(a.starts_with("database-orders_postgresql-"), "{a}");
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)));
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)));
         assert_eq!(a, node_id("database", "orders (postgresql)"));
         assert_ne!(node_id("service", "kafka"), node_id("messaging", "kafka"));
     }

@@ -355,10 +355,7 @@ async fn node_series(
         Err(e) => return e.into_response(),
     };
     let view = s.view();
-    let id = view
-        .graph
-        .node(&id)
-        .map_or(id.clone(), |n| n.id.clone());
+    let id = view.graph.node(&id).map_or(id.clone(), |n| n.id.clone());
     match view.series.nodes.get(&id) {
         Some(pts) => Json(serde_json::json!({
             "node_id": id,
@@ -496,7 +493,10 @@ fn node_graph_frames(v: &View) -> (serde_json::Value, serde_json::Value) {
             })
         })
         .collect();
-    (serde_json::Value::Array(nodes), serde_json::Value::Array(edges))
+    (
+        serde_json::Value::Array(nodes),
+        serde_json::Value::Array(edges),
+    )
 }
 
 async fn node_graph(State(s): State<ApiState>) -> Response {

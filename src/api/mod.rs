@@ -6,4 +6,5 @@ pub mod dto;
 pub mod grpc;
 pub mod http;
 pub mod metrics;
+pub mod offline;
 pub mod view;

@@ -9,9 +9,7 @@ use serde::Serialize;
 
 use crate::analyze::graph::{GraphAgg, NodeId, NodeTable};
 use crate::analyze::identity::Resolution;
-use crate::api::dto::{
-    node_id, rfc3339, FindingDto, FindingsDoc, GraphDoc, NodeDetail, NodePoint,
-};
+use crate::api::dto::{node_id, rfc3339, FindingDto, FindingsDoc, GraphDoc, NodeDetail, NodePoint};
 use crate::findings::Context;
 use crate::hist::Hist;
 use crate::model::{Interner, NodeType};
@@ -233,8 +231,7 @@ impl View {
         let graph = GraphDoc::new(i.cur, i.nodes, i.names);
         let id_of = |n: NodeId| node_id(i.nodes.key(n).ty.as_str(), &ctx.name(n));
         let series = series(&i, &id_of);
-        let by_id: BTreeMap<String, NodeId> =
-            i.cur.nodes.keys().map(|n| (id_of(*n), *n)).collect();
+        let by_id: BTreeMap<String, NodeId> = i.cur.nodes.keys().map(|n| (id_of(*n), *n)).collect();
         let mut details = BTreeMap::new();
         for n in &graph.nodes {
             let node_findings: Vec<FindingDto> = i
@@ -265,7 +262,12 @@ impl View {
                 NodeDetail {
                     node: n.clone(),
                     history,
-                    callers: graph.edges.iter().filter(|e| e.to_id == n.id).cloned().collect(),
+                    callers: graph
+                        .edges
+                        .iter()
+                        .filter(|e| e.to_id == n.id)
+                        .cloned()
+                        .collect(),
                     callees: graph
                         .edges
                         .iter()
@@ -332,7 +334,11 @@ fn series(i: &ViewInput<'_>, id_of: &dyn Fn(NodeId) -> String) -> SeriesDoc {
         let mut edges: Vec<_> = g.edges.iter().collect();
         edges.sort_by_key(|(k, _)| **k);
         for (k, e) in edges {
-            let lat: &Hist = if e.client.count() > 0 { &e.client } else { &e.server };
+            let lat: &Hist = if e.client.count() > 0 {
+                &e.client
+            } else {
+                &e.server
+            };
             let p = EdgeSeriesPoint {
                 t,
                 calls: e.calls,
@@ -378,28 +384,29 @@ fn operations(
         .filter(|(k, _)| !k.background)
         .map(|(k, o)| {
             let base_op = i.base.and_then(|b| b.facts.ops.get(k));
-            let mut breakdown: Vec<BreakdownDto> = f
-                .cp
-                .iter()
-                .filter(|((op, _), _)| op == k)
-                .map(|((_, n), c)| {
-                    let base = i.base.and_then(|b| {
-                        let bo = base_op?;
-                        let bc = b.facts.cp.get(&(*k, *n));
-                        Some(bc.map_or(0.0, |c| (c.own_ns + c.queue_ns) as f64)
-                            / bo.traces.max(1) as f64
-                            / 1e6)
-                    });
-                    BreakdownDto {
-                        node: ctx.name(*n),
-                        node_id: id_of(*n),
-                        ms_per_request: r3(
-                            (c.own_ns + c.queue_ns) as f64 / o.traces.max(1) as f64 / 1e6,
-                        ),
-                        baseline_ms_per_request: base.map(r3),
-                    }
-                })
-                .collect();
+            let mut breakdown: Vec<BreakdownDto> =
+                f.cp.iter()
+                    .filter(|((op, _), _)| op == k)
+                    .map(|((_, n), c)| {
+                        let base = i.base.and_then(|b| {
+                            let bo = base_op?;
+                            let bc = b.facts.cp.get(&(*k, *n));
+                            Some(
+                                bc.map_or(0.0, |c| (c.own_ns + c.queue_ns) as f64)
+                                    / bo.traces.max(1) as f64
+                                    / 1e6,
+                            )
+                        });
+                        BreakdownDto {
+                            node: ctx.name(*n),
+                            node_id: id_of(*n),
+                            ms_per_request: r3((c.own_ns + c.queue_ns) as f64
+                                / o.traces.max(1) as f64
+                                / 1e6),
+                            baseline_ms_per_request: base.map(r3),
+                        }
+                    })
+                    .collect();
             breakdown.sort_by(|a, b| {
                 b.ms_per_request
                     .total_cmp(&a.ms_per_request)
@@ -437,15 +444,24 @@ pub fn node_range(
     let mut out: Vec<NodeSeriesPoint> = Vec::new();
     let mut merged: Vec<usize> = Vec::new();
     for p in pts.iter().filter(|p| p.t >= from && p.t < to) {
-        let slot = if step_ms > 0 { p.t - p.t % step_ms } else { p.t };
+        let slot = if step_ms > 0 {
+            p.t - p.t % step_ms
+        } else {
+            p.t
+        };
         match out.last_mut() {
             Some(last) if last.t == slot => {
                 let (a, b) = (last.requests as f64, p.requests as f64);
-                let w = |x: f64, y: f64| if a + b > 0.0 { (x * a + y * b) / (a + b) } else { x };
+                let w = |x: f64, y: f64| {
+                    if a + b > 0.0 {
+                        (x * a + y * b) / (a + b)
+                    } else {
+                        x
+                    }
+                };
                 last.p50_ms = r3(w(last.p50_ms, p.p50_ms));
                 last.error_pct = r3(w(last.error_pct, p.error_pct));
-                last.critical_path_share =
-                    r3(w(last.critical_path_share, p.critical_path_share));
+                last.critical_path_share = r3(w(last.critical_path_share, p.critical_path_share));
                 last.p99_ms = last.p99_ms.max(p.p99_ms);
                 last.requests += p.requests;
                 last.requests_per_s += p.requests_per_s;
@@ -470,15 +486,30 @@ pub fn node_range(
 }
 
 /// Like [`node_range`], for an edge.
-pub fn edge_range(pts: &[EdgeSeriesPoint], from: u64, to: u64, step_ms: u64) -> Vec<EdgeSeriesPoint> {
+pub fn edge_range(
+    pts: &[EdgeSeriesPoint],
+    from: u64,
+    to: u64,
+    step_ms: u64,
+) -> Vec<EdgeSeriesPoint> {
     let mut out: Vec<EdgeSeriesPoint> = Vec::new();
     let mut merged: Vec<usize> = Vec::new();
     for p in pts.iter().filter(|p| p.t >= from && p.t < to) {
-        let slot = if step_ms > 0 { p.t - p.t % step_ms } else { p.t };
+        let slot = if step_ms > 0 {
+            p.t - p.t % step_ms
+        } else {
+            p.t
+        };
         match out.last_mut() {
             Some(last) if last.t == slot => {
                 let (a, b) = (last.calls as f64, p.calls as f64);
-                let w = |x: f64, y: f64| if a + b > 0.0 { (x * a + y * b) / (a + b) } else { x };
+                let w = |x: f64, y: f64| {
+                    if a + b > 0.0 {
+                        (x * a + y * b) / (a + b)
+                    } else {
+                        x
+                    }
+                };
                 last.p50_ms = r3(w(last.p50_ms, p.p50_ms));
                 last.error_pct = r3(w(last.error_pct, p.error_pct));
                 last.p99_ms = last.p99_ms.max(p.p99_ms);
@@ -493,7 +524,10 @@ pub fn edge_range(pts: &[EdgeSeriesPoint], from: u64, to: u64, step_ms: u64) -> 
                 }
             }
             _ => {
-                out.push(EdgeSeriesPoint { t: slot, ..p.clone() });
+                out.push(EdgeSeriesPoint {
+                    t: slot,
+                    ..p.clone()
+                });
                 merged.push(1);
             }
         }

@@ -990,3 +990,48 @@ fn demo_default_schedule_names_the_single_database_a_high_spof() {
         .unwrap();
     assert_eq!(f["evidence"]["instances"], 1, "{f}");
 }
+
+/// Issue 9: every series the Grafana dashboard queries is in a live `/metrics` scrape.
+#[test]
+fn every_series_the_grafana_dashboard_queries_is_in_a_live_scrape() {
+    let dash: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("dashboards/chokepoint-grafana.json")).unwrap(),
+    )
+    .unwrap();
+    let mut wanted = std::collections::BTreeSet::new();
+    for p in dash["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            let expr = t["expr"].as_str().unwrap();
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("chokepoint_") || word.starts_with("traces_service_graph_") {
+                    wanted.insert(word.to_owned());
+                }
+            }
+        }
+    }
+    assert!(wanted.len() >= 8, "{wanted:?}");
+    // One database from the start: a finding, so its score is exported too.
+    let d = Daemon::start(&[
+        "--demo",
+        "--demo-rate",
+        "50",
+        "--demo-schedule",
+        "single-db",
+    ]);
+    d.wait_for("findings over demo traffic", |d| {
+        d.get("/findings")["findings"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty())
+            && d.text("/metrics")
+                .contains("traces_service_graph_request_total{")
+    });
+    let text = d.text("/metrics");
+    let present: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    for m in &wanted {
+        assert!(present.contains(m.as_str()), "{m} is not in /metrics");
+    }
+}

@@ -1,6 +1,7 @@
 mod bad_input;
 mod cli;
 mod daemon;
+mod dashboard;
 mod findings;
 mod golden;
 mod nodes;

@@ -10,8 +10,8 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use crate::api::dto::FindingsDoc;
-use crate::api::view::View;
 use crate::api::http::{ask, filter_findings, ApiState};
+use crate::api::view::View;
 use crate::pipeline::Query;
 
 /// The generated code (checked in; see proto/README.md).
@@ -106,8 +106,8 @@ impl pb::findings_server::Findings for FindingsService {
         .map_err(Status::invalid_argument)?;
         // Pushed when a finding appears, goes, or changes severity, activity or score.
         let mut last: Option<Vec<(String, String, bool, u64)>> = None;
-        let stream = WatchStream::new(self.state.view.clone()).filter_map(
-            move |view: Arc<View>| {
+        let stream =
+            WatchStream::new(self.state.view.clone()).filter_map(move |view: Arc<View>| {
                 let doc = filter_findings(
                     view.findings.clone(),
                     kind.clone(),
@@ -132,8 +132,7 @@ impl pb::findings_server::Findings for FindingsService {
                 }
                 last = Some(signature);
                 Some(Ok(reply(&doc)))
-            },
-        );
+            });
         Ok(Response::new(Box::pin(stream)))
     }
 }
