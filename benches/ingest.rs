@@ -2,7 +2,9 @@
 //! receiving the simulated shop from several concurrent exporters. Reports spans/s, export
 //! latency percentiles and the daemon's peak RSS. Not criterion: one long run is the figure.
 //!
-//! Run: `cargo bench --bench ingest` (env INGEST_EXPORTERS, INGEST_TRACES to vary).
+//! Run: `cargo bench --bench ingest` (env INGEST_EXPORTERS, INGEST_TRACES to vary;
+//! INGEST_POLL_DASHBOARD=1 keeps the dashboard open meanwhile: every second it fetches what
+//! the page fetches, and holds the event stream open).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -75,6 +77,17 @@ fn main() {
         .find_map(|w| w.strip_prefix("otlp-grpc="))
         .expect("listening line")
         .to_owned();
+    let api = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("api="))
+        .expect("listening line")
+        .to_owned();
+    let polling = env("INGEST_POLL_DASHBOARD", 0) > 0;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = polling.then(|| {
+        let stop = stop.clone();
+        std::thread::spawn(move || dashboard(&api, &stop))
+    });
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -144,6 +157,8 @@ fn main() {
         }
         (start.elapsed(), lat, retries)
     });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let polls = poller.map_or(0, |p| p.join().unwrap_or(0));
     let pid = child.id();
     let daemon_cpu = cpu_s(pid) - cpu_before;
     let (hwm, rss) = (rss_kb(pid, "VmHWM:"), rss_kb(pid, "VmRSS:"));
@@ -167,6 +182,9 @@ fn main() {
         q(1.0)
     );
     println!("retryable refusals: {retries}");
+    if polling {
+        println!("dashboard: open, {polls} page refreshes (every second) during the run");
+    }
     println!(
         "daemon CPU: {daemon_cpu:.2} s over {:.2} s wall ({:.0}% of one core)",
         elapsed.as_secs_f64(),
@@ -177,4 +195,41 @@ fn main() {
         hwm / 1024,
         rss / 1024
     );
+}
+
+/// What an open dashboard does: the event stream held open, and every second the requests
+/// a page refresh and an open node panel make. Returns the refreshes made.
+fn dashboard(api: &str, stop: &std::sync::atomic::AtomicBool) -> usize {
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let _events = http.get(format!("{api}/events")).send();
+    let mut n = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let t = Instant::now();
+        for path in ["/graph", "/findings", "/operations", "/findings/history"] {
+            let _ = http
+                .get(format!("{api}{path}"))
+                .send()
+                .and_then(|r| r.bytes());
+        }
+        let id = http
+            .get(format!("{api}/nodes"))
+            .send()
+            .and_then(|r| r.json::<serde_json::Value>())
+            .ok()
+            .and_then(|v| v[0]["id"].as_str().map(str::to_owned));
+        if let Some(id) = id {
+            for path in [format!("/nodes/{id}"), format!("/series/nodes/{id}")] {
+                let _ = http
+                    .get(format!("{api}{path}"))
+                    .send()
+                    .and_then(|r| r.bytes());
+            }
+        }
+        n += 1;
+        std::thread::sleep(Duration::from_secs(1).saturating_sub(t.elapsed()));
+    }
+    n
 }

@@ -24,8 +24,8 @@ http_listen = "127.0.0.1:4318"
 max_request_bytes = 16777216
 
 [api]
-# HTTP API: /findings, /graph, /nodes/{name}, /traces/{id}/critical-path, /metrics,
-# /healthz, /readyz, /openapi.json; and the gRPC query API (chokepoint.v1.Findings).
+# The dashboard (/) and HTTP API (/findings, /graph, /nodes, /series/..., /operations,
+# /events, /metrics, ... see /openapi.json); and the gRPC query API (chokepoint.v1.Findings).
 listen = "127.0.0.1:8787"
 grpc_listen = "127.0.0.1:8788"
 # Link for exemplar trace ids in the dashboard, {trace_id} replaced: e.g.
@@ -457,7 +457,7 @@ mod tests {
             ..Default::default()
         };
         assert!(Config::from_toml("", &bad).is_err());
-        assert_eq!(known_keys().len(), 18);
+        assert_eq!(known_keys().len(), 19);
     }
 
     #[test]

@@ -293,6 +293,13 @@ impl Pipeline {
 
     /// Recomputes the default window and publishes the view every read serves from.
     fn refresh(&mut self) {
+        let started = std::time::Instant::now();
+        self.build_view();
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        tracing::debug!(ms, "view refreshed");
+    }
+
+    fn build_view(&mut self) {
         let now = now_ns();
         let window = self.cfg.window.min(self.cfg.history);
         let w = &self.engine.analyzer.windows;

@@ -72,7 +72,11 @@ function render() {
   const active = f.findings.filter((x) => x.active).length;
   $('summary').textContent = `${f.window.start.slice(11, 19)}–${f.window.end.slice(11, 19)} UTC · ` +
     `${f.requests} requests · ${g.nodes.length} nodes · ${f.findings.length} findings` + (active ? ` · ${active} active` : '');
-  drawMap();
+  // Redraw the map only when its structure or colours change (a redraw under the pointer
+  // loses clicks and hovers); otherwise refresh its numbers in place.
+  const sig = JSON.stringify([g.nodes.map((n) => n.id), g.edges.map((e) => e.from_id + '>' + e.to_id),
+    g.nodes.map((n) => { const w = worstFinding(n.id); return w ? w.severity + w.active : ''; }), state.hideIdle]);
+  if (sig !== state.sig) { state.sig = sig; drawMap(); } else updateLabels();
   renderFindings();
   renderOperations();
   if (state.selected) renderNode(state.selected, false);
@@ -211,17 +215,25 @@ function drawMap() {
     grp.append(shape(n, w, H, `var(--${sev})`));
     const name = svg('text', { x: w / 2, y: 19, 'text-anchor': 'middle' });
     name.textContent = n.name.length > 26 ? n.name.slice(0, 25) + '…' : n.name;
-    const sub = svg('text', { x: w / 2, y: 34, 'text-anchor': 'middle', class: 'edge-label' });
+    const sub = svg('text', { x: w / 2, y: 34, 'text-anchor': 'middle', class: 'edge-label node-sub' });
     sub.textContent = `${n.requests} req` + (n.latency_ms ? ` · p99 ${fmtMs(n.latency_ms.p99)}` : '');
     const inst = svg('text', { x: w - 4, y: -4, 'text-anchor': 'end', class: 'badge-text' });
     inst.textContent = n.instances == null ? '×?' : '×' + n.instances;
     const title = svg('title');
     title.textContent = `${n.name} (${n.type}), ${n.instances == null ? 'instances unknown' : n.instances + ' serving'}` + (f ? `\n${f.severity} ${f.kind}: ${f.summary}` : '');
     grp.append(name, sub, inst, title);
-    grp.addEventListener('click', (ev) => { ev.stopPropagation(); selectNode(n.id); });
     root.append(grp);
   }
-  if (!state.view) fit(); else applyView();
+  // Until the user pans or zooms, the map follows the graph as nodes appear.
+  if (!state.view || !state.userMoved) fit(); else applyView();
+}
+
+function updateLabels() {
+  for (const n of state.graph.nodes) {
+    const g = document.querySelector(`#map .node[data-id="${CSS.escape(n.id)}"]`);
+    const sub = g && g.querySelector('.node-sub');
+    if (sub) sub.textContent = `${n.requests} req` + (n.latency_ms ? ` · p99 ${fmtMs(n.latency_ms.p99)}` : '');
+  }
 }
 
 function bounds() {
@@ -262,19 +274,21 @@ function installPanZoom() {
     ev.preventDefault();
     const r = map.getBoundingClientRect(), v = state.view;
     const cx = v.x + (ev.clientX - r.left) / r.width * v.w, cy = v.y + (ev.clientY - r.top) / r.height * v.h;
+    state.userMoved = true;
     zoom(ev.deltaY > 0 ? 1.15 : 1 / 1.15, cx, cy);
   }, { passive: false });
   map.addEventListener('mousedown', (ev) => { drag = { x: ev.clientX, y: ev.clientY, v: { ...state.view } }; map.classList.add('dragging'); });
   window.addEventListener('mouseup', () => { drag = null; map.classList.remove('dragging'); });
   window.addEventListener('mousemove', (ev) => {
     if (!drag) return;
+    if (Math.abs(ev.clientX - drag.x) + Math.abs(ev.clientY - drag.y) > 3) state.userMoved = true;
     const r = map.getBoundingClientRect();
     state.view = { ...drag.v, x: drag.v.x - (ev.clientX - drag.x) / r.width * drag.v.w, y: drag.v.y - (ev.clientY - drag.y) / r.height * drag.v.h };
     applyView();
   });
-  $('zoom-in').onclick = () => zoom(1 / 1.3);
-  $('zoom-out').onclick = () => zoom(1.3);
-  $('zoom-fit').onclick = fit;
+  $('zoom-in').onclick = () => { state.userMoved = true; zoom(1 / 1.3); };
+  $('zoom-out').onclick = () => { state.userMoved = true; zoom(1.3); };
+  $('zoom-fit').onclick = () => { state.userMoved = false; fit(); };
 }
 
 // ---- findings --------------------------------------------------------------------------
@@ -472,10 +486,10 @@ async function main() {
   };
   document.querySelectorAll('aside nav button').forEach((b) => b.addEventListener('click', () => showTab(b.dataset.tab)));
   $('window').onchange = (e) => { state.window = e.target.value; state.view = null; refresh(); };
-  $('hide-idle').onchange = (e) => { state.hideIdle = e.target.checked; state.view = null; drawMap(); };
+  $('hide-idle').onchange = (e) => { state.hideIdle = e.target.checked; state.view = null; state.sig = null; render(); };
   $('search').oninput = (e) => {
     state.search = e.target.value.trim().toLowerCase();
-    drawMap();
+    document.querySelectorAll('#map .node').forEach((g) => g.classList.toggle('match', !!state.search && g.dataset.name.toLowerCase().includes(state.search)));
     const hit = state.graph && state.graph.nodes.find((n) => state.search && n.name.toLowerCase().includes(state.search));
     if (hit && state.pos[hit.id]) {
       const p = state.pos[hit.id], v = state.view;
@@ -483,7 +497,11 @@ async function main() {
       applyView();
     }
   };
-  $('map').addEventListener('click', () => {});
+  // One listener for every node, present and future: a redraw cannot lose it.
+  $('map').addEventListener('click', (ev) => {
+    const g = ev.target.closest && ev.target.closest('.node');
+    if (g) selectNode(g.dataset.id);
+  });
   installPanZoom();
   state.config = await getJSON('/ui-config').catch(() => state.config);
   await refresh();

@@ -57,7 +57,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/nodes", get(nodes))
         .route("/nodes/{name}", get(node))
         .route("/series/nodes/{id}", get(node_series))
-        .route("/series/edges/{from}/{to}", get(edge_series))
+        .route("/series/edges/{caller}/{callee}", get(edge_series))
         .route("/operations", get(operations))
         .route("/health", get(health))
         .route("/events", get(events))

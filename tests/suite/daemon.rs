@@ -1035,3 +1035,128 @@ fn every_series_the_grafana_dashboard_queries_is_in_a_live_scrape() {
         assert!(present.contains(m.as_str()), "{m} is not in /metrics");
     }
 }
+
+/// Issue 9: the API the dashboard reads, from the published view: node ids, series,
+/// entry operations, finding history, ingest health, the event stream, Node Graph frames.
+#[test]
+fn the_views_api_serves_ids_series_operations_history_health_and_events() {
+    let d = Daemon::start(&[]);
+    let endpoint = format!("http://{}", d.grpc);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _guard = rt.enter();
+    export_with_sdk(&shop(Scenario::SingleDb, 300), || {
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint.clone())
+            .build()
+            .unwrap()
+    });
+    d.wait_for("all shop nodes and a finding in the view", |d| {
+        d.get("/nodes").as_array().is_some_and(|n| n.len() >= 10)
+            && d.get("/findings")["findings"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty())
+    });
+    let nodes = d.get("/nodes");
+    let ids: Vec<&str> = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    let unique: std::collections::BTreeSet<&&str> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "ids are unique");
+    assert!(ids.iter().all(|i| i
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))));
+    let db = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "orders (postgresql)")
+        .unwrap();
+    let id = db["id"].as_str().unwrap();
+    // By id and by name alike.
+    assert_eq!(
+        d.get(&format!("/nodes/{id}"))["node"]["name"],
+        "orders (postgresql)"
+    );
+    assert_eq!(d.get("/nodes/orders%20(postgresql)")["node"]["id"], id);
+    let series = d.get(&format!("/series/nodes/{id}?from=1h&step=1m"));
+    let pts = series["points"].as_array().unwrap();
+    assert!(!pts.is_empty(), "{series}");
+    assert!(pts[0]["requests_per_s"].as_f64().unwrap() > 0.0, "{series}");
+    let r = reqwest::blocking::get(format!("{}/series/nodes/{id}?from=yesterday", d.api)).unwrap();
+    assert_eq!(r.status(), 400);
+    let edge = &d.get(&format!("/nodes/{id}"))["callers"][0];
+    let e = d.get(&format!(
+        "/series/edges/{}/{}",
+        edge["from_id"].as_str().unwrap(),
+        edge["to_id"].as_str().unwrap()
+    ));
+    assert!(!e["points"].as_array().unwrap().is_empty(), "{e}");
+    let ops = d.get("/operations");
+    let checkout = ops
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["operation"] == "api-gateway POST /checkout")
+        .unwrap_or_else(|| panic!("{ops}"));
+    assert!(
+        checkout["breakdown"].as_array().unwrap().len() >= 5,
+        "{checkout}"
+    );
+    let history = d.get("/findings/history");
+    let h = &history.as_array().unwrap()[0];
+    assert!(
+        h["first_seen"].as_str().unwrap().ends_with('Z')
+            && !h["points"].as_array().unwrap().is_empty()
+    );
+    let health = d.get("/health");
+    assert!(health["spans_received"].as_u64().unwrap() > 0, "{health}");
+    let graph = d.get("/node-graph");
+    assert!(graph["nodes"][0]["id"].is_string() && graph["nodes"][0]["mainstat"].is_string());
+    assert!(graph["edges"][0]["source"].is_string() && graph["edges"][0]["target"].is_string());
+    // The event stream pushes a refresh with the findings' scores.
+    use std::io::Read;
+    let mut events = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+        .get(format!("{}/events", d.api))
+        .send()
+        .unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(&buf).contains("event: refresh") {
+        let n = events.read(&mut chunk).unwrap();
+        assert!(n > 0, "the stream ended");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.contains("\"score\""), "{text}");
+    // Every route is documented.
+    let spec = d.get("/openapi.json");
+    for path in [
+        "/findings",
+        "/findings/history",
+        "/graph",
+        "/nodes",
+        "/nodes/{name}",
+        "/series/nodes/{id}",
+        "/series/edges/{caller}/{callee}",
+        "/operations",
+        "/health",
+        "/events",
+        "/node-graph",
+        "/node-graph/nodes",
+        "/node-graph/edges",
+        "/traces/{trace_id}/critical-path",
+        "/metrics",
+    ] {
+        assert!(
+            spec["paths"][path].is_object(),
+            "{path} is not in openapi.json"
+        );
+    }
+}

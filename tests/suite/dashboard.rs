@@ -154,7 +154,10 @@ impl Browser {
             .as_str()
             .unwrap_or_else(|| panic!("no element {css}: {e}"))
             .to_owned();
-        self.call("POST", &format!("/element/{id}/click"), json!({}));
+        let r = self.call("POST", &format!("/element/{id}/click"), json!({}));
+        if !r.is_null() {
+            eprintln!("click on {css}: {r}");
+        }
     }
 
     fn screenshot(&self, name: &str) -> std::path::PathBuf {
@@ -203,14 +206,31 @@ fn check_single_database(b: &Browser, api: &str, screenshot: &str) {
                 [...document.querySelectorAll('#map .node')]
                   .find(n => n.dataset.severity === 'none').querySelector('.node-shape')).fill;",
     );
-    b.click("#map .node[data-name=\"orders (postgresql)\"]");
-    b.wait_for(
-        "the node panel with its charts",
-        "const t = document.getElementById('node-title');
+    let panel = "const t = document.getElementById('node-title');
          return !!t && t.textContent.includes('orders (postgresql)')
            && !document.getElementById('tab-node').classList.contains('hidden')
-           && document.querySelectorAll('#tab-node svg.chart path').length >= 4;",
-    );
+           && document.querySelectorAll('#tab-node svg.chart path').length >= 4;";
+    // A live page may redraw between finding the node and clicking it: try again.
+    let start = Instant::now();
+    loop {
+        b.click("#map .node[data-name=\"orders (postgresql)\"]");
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(3) && b.js(panel) != Value::Bool(true) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if b.js(panel) == Value::Bool(true) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "a click on the node never opened its panel: {}",
+            b.js("const t = document.getElementById('node-title');
+                  return [t && t.textContent,
+                          document.getElementById('tab-node').className,
+                          document.querySelectorAll('#tab-node svg.chart path').length,
+                          document.getElementById('tab-node').innerText.slice(0, 300)]")
+        );
+    }
     let shot = b.screenshot(screenshot);
     assert!(
         std::fs::metadata(&shot).unwrap().len() > 10_000,
