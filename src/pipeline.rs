@@ -20,20 +20,29 @@ use crate::findings::{compute, Context};
 use crate::ingest::submit::{Stats, Submission};
 use crate::model::TraceId;
 
+/// The time a query covers: the last so long (by wall clock), or a past range of the
+/// history (Unix ns, at the history's bucket resolution). The history before it is the
+/// baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Range {
+    Last(Duration),
+    Between { from_ns: u64, to_ns: u64 },
+}
+
 /// What the API asks the pipeline.
 #[derive(Debug)]
 pub enum Query {
     Findings {
-        window: Duration,
+        window: Range,
         reply: oneshot::Sender<FindingsDoc>,
     },
     Graph {
-        window: Duration,
+        window: Range,
         reply: oneshot::Sender<GraphDoc>,
     },
     Node {
         name: String,
-        window: Duration,
+        window: Range,
         reply: oneshot::Sender<Option<NodeDetail>>,
     },
     CriticalPath {
@@ -265,13 +274,21 @@ impl Pipeline {
     /// Buckets covering the last `window` (by wall clock), merged; and, as its baseline, the
     /// history before it when there is enough of it.
     /// Backends are resolved over both, so they name nodes alike.
-    fn windows(&mut self, window: Duration) -> (GraphAgg, Option<GraphAgg>) {
+    fn windows(&mut self, window: Range) -> (GraphAgg, Option<GraphAgg>) {
         let w = &self.engine.analyzer.windows;
         let now = now_ns();
-        // History is all there is: a longer window is the whole of it.
-        let window = window.min(self.cfg.history);
-        let from = w.bucket_of(now.saturating_sub(window.as_nanos() as u64));
-        let cur = w.merged_range(from, u64::MAX);
+        let (from, to) = match window {
+            // History is all there is: a longer window is the whole of it.
+            Range::Last(d) => {
+                let d = d.min(self.cfg.history);
+                (
+                    w.bucket_of(now.saturating_sub(d.as_nanos() as u64)),
+                    u64::MAX,
+                )
+            }
+            Range::Between { from_ns, to_ns } => (w.bucket_of(from_ns), to_ns.max(from_ns)),
+        };
+        let cur = w.merged_range(from, to);
         let base = w.merged_range(0, from);
         let resolution = self.engine.resolve(&[&cur, &base]);
         let cur = resolution.apply(&cur);
@@ -279,7 +296,7 @@ impl Pipeline {
         (cur, base)
     }
 
-    fn findings_doc(&mut self, window: Duration) -> FindingsDoc {
+    fn findings_doc(&mut self, window: Range) -> FindingsDoc {
         let (cur, base) = self.windows(window);
         let ctx = Context {
             nodes: &self.engine.analyzer.nodes,
@@ -287,7 +304,10 @@ impl Pipeline {
         };
         let findings = compute(&cur, base.as_ref(), &ctx);
         let now = now_ns();
-        let empty = (now.saturating_sub(window.as_nanos() as u64), now);
+        let empty = match window {
+            Range::Last(d) => (now.saturating_sub(d.as_nanos() as u64), now),
+            Range::Between { from_ns, to_ns } => (from_ns, to_ns),
+        };
         FindingsDoc::new(&cur, base.as_ref(), &findings, &ctx, empty)
     }
 
@@ -395,7 +415,7 @@ impl Pipeline {
         }
     }
 
-    fn node(&mut self, name: &str, window: Duration) -> Option<NodeDetail> {
+    fn node(&mut self, name: &str, window: Range) -> Option<NodeDetail> {
         let (cur, _) = self.windows(window);
         let doc = GraphDoc::new(&cur, &self.engine.analyzer.nodes, self.engine.interner());
         let node = doc.node(name)?.clone();

@@ -42,7 +42,12 @@ async function refresh() {
   if (state.fetching) return;
   state.fetching = true;
   try {
-    const w = state.window ? '?window=' + encodeURIComponent(state.window) : '';
+    let w = state.window ? '?window=' + encodeURIComponent(state.window) : '';
+    if (state.window === 'range') {
+      const f = Date.parse($('range-from').value), t = Date.parse($('range-to').value);
+      if (!(f < t)) { $('summary').textContent = 'pick a past range: from, then to'; return; }
+      w = `?from=${f}&to=${t}`;
+    }
     const [graph, findings, operations, history] = await Promise.all([
       getJSON('/graph' + w), getJSON('/findings' + w), getJSON('/operations'),
       getJSON('/findings/history'),
@@ -485,7 +490,16 @@ async function main() {
     localStorage.setItem('chokepoint-theme', next);
   };
   document.querySelectorAll('aside nav button').forEach((b) => b.addEventListener('click', () => showTab(b.dataset.tab)));
-  $('window').onchange = (e) => { state.window = e.target.value; state.view = null; refresh(); };
+  $('window').onchange = (e) => {
+    state.window = e.target.value; state.view = null; state.sig = null;
+    $('range').classList.toggle('hidden', state.window !== 'range');
+    if (state.window === 'range' && !$('range-from').value) {
+      const local = (d) => new Date(d - new Date().getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+      $('range-from').value = local(Date.now() - 3600e3); $('range-to').value = local(Date.now() - 1800e3);
+    }
+    refresh();
+  };
+  $('range-from').onchange = $('range-to').onchange = () => { state.sig = null; refresh(); };
   $('hide-idle').onchange = (e) => { state.hideIdle = e.target.checked; state.view = null; state.sig = null; render(); };
   $('search').oninput = (e) => {
     state.search = e.target.value.trim().toLowerCase();

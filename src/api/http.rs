@@ -21,7 +21,7 @@ use crate::config::parse_duration;
 use crate::findings::Severity;
 use crate::ingest::submit::Stats;
 use crate::model::TraceId;
-use crate::pipeline::{Event, Query as PQuery};
+use crate::pipeline::{Event, Query as PQuery, Range as PRange};
 
 #[derive(Clone)]
 pub struct ApiState {
@@ -131,6 +131,34 @@ struct FindingsParams {
     min_severity: Option<String>,
     node: Option<String>,
     window: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// The time a query asks for: `None` for the default window (served from the view),
+/// `from`/`to` for a past range of the history, else `window` for the last so long.
+fn query_range(
+    s: &ApiState,
+    w: &Option<String>,
+    from: &Option<String>,
+    to: &Option<String>,
+) -> Result<Option<PRange>, ApiError> {
+    if from.is_some() || to.is_some() {
+        let (f, t, _) = range(&RangeParams {
+            from: from.clone(),
+            to: to.clone(),
+            step: None,
+        })?;
+        let ns = |ms: u64| ms.saturating_mul(1_000_000);
+        return Ok(Some(PRange::Between {
+            from_ns: ns(f),
+            to_ns: ns(t),
+        }));
+    }
+    match w {
+        None => Ok(None),
+        Some(_) => Ok(Some(PRange::Last(window(s, w)?))),
+    }
 }
 
 /// Applies the `/findings` filters (shared with the gRPC API); an invalid filter is an error
@@ -167,18 +195,13 @@ async fn findings(State(s): State<ApiState>, Query(p): Query<FindingsParams>) ->
     ) {
         return problem(StatusCode::BAD_REQUEST, e);
     }
-    let doc: FindingsDoc = match &p.window {
-        None => s.view().findings.clone(),
-        Some(_) => {
-            let w = match window(&s, &p.window) {
-                Ok(w) => w,
-                Err(r) => return r.into_response(),
-            };
-            match ask(&s, |reply| PQuery::Findings { window: w, reply }).await {
-                Ok(d) => d,
-                Err(r) => return r.into_response(),
-            }
-        }
+    let doc: FindingsDoc = match query_range(&s, &p.window, &p.from, &p.to) {
+        Err(r) => return r.into_response(),
+        Ok(None) => s.view().findings.clone(),
+        Ok(Some(w)) => match ask(&s, |reply| PQuery::Findings { window: w, reply }).await {
+            Ok(d) => d,
+            Err(r) => return r.into_response(),
+        },
     };
     match filter_findings(doc, p.kind, p.min_severity, p.node) {
         Ok(doc) => Json(doc).into_response(),
@@ -189,14 +212,14 @@ async fn findings(State(s): State<ApiState>, Query(p): Query<FindingsParams>) ->
 #[derive(Deserialize)]
 struct WindowParam {
     window: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
 }
 
 async fn graph(State(s): State<ApiState>, Query(p): Query<WindowParam>) -> Response {
-    if p.window.is_none() {
-        return Json(s.view().graph.clone()).into_response();
-    }
-    let w = match window(&s, &p.window) {
-        Ok(w) => w,
+    let w = match query_range(&s, &p.window, &p.from, &p.to) {
+        Ok(None) => return Json(s.view().graph.clone()).into_response(),
+        Ok(Some(w)) => w,
         Err(r) => return r.into_response(),
     };
     match ask(&s, |reply| PQuery::Graph { window: w, reply }).await {
@@ -210,17 +233,17 @@ async fn node(
     Path(name): Path<String>,
     Query(p): Query<WindowParam>,
 ) -> Response {
-    if p.window.is_none() {
-        return match s.view().detail(&name) {
-            Some(d) => Json(d.clone()).into_response(),
-            None => problem(
-                StatusCode::NOT_FOUND,
-                format!("no node with id or name {name:?} in the window"),
-            ),
-        };
-    }
-    let w = match window(&s, &p.window) {
-        Ok(w) => w,
+    let w = match query_range(&s, &p.window, &p.from, &p.to) {
+        Ok(None) => {
+            return match s.view().detail(&name) {
+                Some(d) => Json(d.clone()).into_response(),
+                None => problem(
+                    StatusCode::NOT_FOUND,
+                    format!("no node with id or name {name:?} in the window"),
+                ),
+            }
+        }
+        Ok(Some(w)) => w,
         Err(r) => return r.into_response(),
     };
     let n = name.clone();

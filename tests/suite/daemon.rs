@@ -1112,6 +1112,11 @@ fn the_views_api_serves_ids_series_operations_history_health_and_events() {
         h["first_seen"].as_str().unwrap().ends_with('Z')
             && !h["points"].as_array().unwrap().is_empty()
     );
+    // A past range of the history: the last ten minutes up to now, asked of the pipeline.
+    let past = d.get("/graph?from=10m&to=0s");
+    assert!(past["nodes"].as_array().unwrap().len() >= 10, "{past}");
+    let past = d.get("/findings?from=10m&to=0s");
+    assert!(past["traces"].as_u64().unwrap() > 0, "{past}");
     let health = d.get("/health");
     assert!(health["spans_received"].as_u64().unwrap() > 0, "{health}");
     let graph = d.get("/node-graph");

@@ -78,9 +78,12 @@ impl pb::findings_server::Findings for FindingsService {
                     .ok_or_else(|| {
                         Status::invalid_argument(format!("window {w:?} is not a duration"))
                     })?;
-                ask(&self.state, |reply| Query::Findings { window, reply })
-                    .await
-                    .map_err(|_| Status::unavailable("analysis pipeline unavailable"))?
+                ask(&self.state, |reply| Query::Findings {
+                    window: crate::pipeline::Range::Last(window),
+                    reply,
+                })
+                .await
+                .map_err(|_| Status::unavailable("analysis pipeline unavailable"))?
             }
         };
         let doc = filter_findings(doc, opt(&r.kind), opt(&r.min_severity), opt(&r.node))
