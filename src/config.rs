@@ -41,6 +41,10 @@ trace_idle = "10s"
 max_traces_in_flight = 100000
 max_spans_in_flight = 2000000
 max_spans_per_trace = 100000
+# Spans lasting longer are rejected (with the reason, in the partial-success answer): an end
+# time in the year 2554 must not poison percentiles. Live, spans starting before 2000 or more
+# than a bucket ahead of the clock are rejected too.
+max_span_duration = "6h"
 
 [analysis]
 # Time buckets of the live aggregates, and how much history is kept for change detection.
@@ -101,6 +105,7 @@ pub struct RawPipeline {
     pub max_traces_in_flight: Option<usize>,
     pub max_spans_in_flight: Option<usize>,
     pub max_spans_per_trace: Option<usize>,
+    pub max_span_duration: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -134,6 +139,7 @@ pub struct Config {
     pub max_traces_in_flight: usize,
     pub max_spans_in_flight: usize,
     pub max_spans_per_trace: usize,
+    pub max_span_duration: Duration,
     pub bucket: Duration,
     pub history: Duration,
     pub window: Duration,
@@ -348,6 +354,10 @@ impl Config {
                 "pipeline.max_spans_per_trace",
                 p.max_spans_per_trace.unwrap_or(100_000),
             )?,
+            max_span_duration: dur(
+                "pipeline.max_span_duration",
+                p.max_span_duration.as_deref().unwrap_or("6h"),
+            )?,
             bucket: dur("analysis.bucket", a.bucket.as_deref().unwrap_or("1m"))?,
             history: dur("analysis.history", a.history.as_deref().unwrap_or("1h"))?,
             window: dur("analysis.window", &pick(&o.window, &a.window, "5m"))?,
@@ -457,7 +467,7 @@ mod tests {
             ..Default::default()
         };
         assert!(Config::from_toml("", &bad).is_err());
-        assert_eq!(known_keys().len(), 19);
+        assert_eq!(known_keys().len(), 20);
     }
 
     #[test]

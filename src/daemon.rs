@@ -85,8 +85,11 @@ pub async fn run(
             match dir.restore(&mut engine, ecfg.max_names, ecfg.max_nodes) {
                 Ok(true) => tracing::info!(path = %dir.path().display(), "state restored"),
                 Ok(false) => {}
-                // A bad snapshot must not keep the daemon down: start empty, say so.
-                Err(e) => tracing::warn!(%e, "state not restored; starting empty"),
+                // A bad snapshot must not keep the daemon down: start empty, say so loudly.
+                Err(e) => {
+                    tracing::error!(%e, "state not restored; starting empty");
+                    eprintln!("chokepoint: STATE NOT RESTORED, starting empty: {e}");
+                }
             }
             Some(dir)
         }

@@ -136,6 +136,10 @@ impl Pipeline {
         engine.analyzer.critical_path = CriticalPathConfig {
             skew_tolerance: cfg.skew_tolerance,
         };
+        let limits = &mut engine.normalizer.time_limits;
+        limits.max_duration_ns = cfg.max_span_duration.as_nanos() as u64;
+        limits.max_ahead_ns = cfg.bucket.as_nanos() as u64;
+        limits.now_ns = Some(now_ns());
         let paths = Arc::new(Mutex::new(PathStore {
             cap: cfg.keep_traces,
             order: VecDeque::new(),
@@ -226,7 +230,9 @@ impl Pipeline {
 
     fn batch(&mut self, sub: Submission) {
         let mut report = sub.report;
-        self.engine.analyzer.windows.set_now(now_ns());
+        let now = now_ns();
+        self.engine.analyzer.windows.set_now(now);
+        self.engine.normalizer.time_limits.now_ns = Some(now);
         self.engine
             .ingest_at(&sub.spans, &mut report, self.mono_ns());
         self.stats

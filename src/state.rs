@@ -2,10 +2,16 @@
 //! graph, the history and the findings. Written to a temporary file and renamed into place,
 //! so a crash mid-write leaves the previous snapshot intact. Traces still being assembled are
 //! not saved: at most `trace_idle` of them is lost, plus what came after the last snapshot.
+//!
+//! A snapshot can't hurt: it starts with a header (magic, format version, payload length,
+//! CRC-32 of the payload), checked before anything is decoded; decoding is bounded by the
+//! payload's length (a length prefix can't ask for more memory than the file holds) and
+//! cannot panic; what it restores is checked against itself (every node id in range). A bad
+//! file is moved aside for a human and the daemon starts empty, saying why.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -16,8 +22,19 @@ use crate::ingest::Normalizer;
 use crate::model::{Interner, NodeKey};
 
 const FILE: &str = "state.bin";
-/// Bumped whenever the snapshot layout changes; older snapshots are ignored, not misread.
-const VERSION: u32 = 1;
+/// The first bytes of every snapshot.
+const MAGIC: &[u8; 8] = b"CHKPSNAP";
+/// Bumped whenever the snapshot layout changes; older snapshots are moved aside, not misread.
+const VERSION: u32 = 2;
+/// Magic, version (u32), payload length (u64), CRC-32 of the payload (u32); little-endian.
+const HEADER: usize = 8 + 4 + 8 + 4;
+
+fn codec() -> impl bincode::Options {
+    use bincode::Options;
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .allow_trailing_bytes()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -34,7 +51,6 @@ pub enum StateError {
 /// of the state.
 #[derive(Serialize)]
 struct SnapshotRef<'a> {
-    version: u32,
     names: Vec<&'a str>,
     nodes: &'a [NodeKey],
     buckets: &'a BTreeMap<u64, GraphAgg>,
@@ -43,7 +59,6 @@ struct SnapshotRef<'a> {
 
 #[derive(Deserialize)]
 struct Snapshot {
-    version: u32,
     names: Vec<String>,
     nodes: Vec<NodeKey>,
     buckets: BTreeMap<u64, GraphAgg>,
@@ -80,18 +95,25 @@ impl StateDir {
     /// The snapshot's bytes: quick (no I/O), so the pipeline can do it between batches and
     /// hand the slow part, [`StateDir::write`], to a blocking thread.
     pub fn encode(&self, engine: &Engine) -> Result<Vec<u8>, StateError> {
+        use bincode::Options;
         let (buckets, retired) = engine.analyzer.windows.parts();
         let snap = SnapshotRef {
-            version: VERSION,
             names: engine.interner().names().collect(),
             nodes: engine.analyzer.nodes.keys(),
             buckets,
             retired,
         };
-        bincode::serialize(&snap).map_err(|e| StateError::Corrupt {
+        let payload = codec().serialize(&snap).map_err(|e| StateError::Corrupt {
             path: self.path(),
             message: e.to_string(),
-        })
+        })?;
+        let mut out = Vec::with_capacity(HEADER + payload.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        out.extend_from_slice(&payload);
+        Ok(out)
     }
 
     /// Writes encoded bytes to a temporary file, syncs it and renames it into place.
@@ -112,7 +134,9 @@ impl StateDir {
         })
     }
 
-    /// Restores the last snapshot into a fresh engine. `Ok(false)` when there is none.
+    /// Restores the last snapshot into a fresh engine. `Ok(false)` when there is none. A
+    /// snapshot that can't be used is moved aside (`state.bin.bad-<unix seconds>`), the
+    /// engine is left empty, and the error says why and where the file went.
     pub fn restore(
         &self,
         engine: &mut Engine,
@@ -120,28 +144,117 @@ impl StateDir {
         max_nodes: usize,
     ) -> Result<bool, StateError> {
         let path = self.path();
-        let f = match fs::File::open(&path) {
-            Ok(f) => f,
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
             Err(source) => return Err(StateError::Io { path, source }),
         };
-        let snap: Snapshot =
-            bincode::deserialize_from(BufReader::new(f)).map_err(|e| StateError::Corrupt {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-        if snap.version != VERSION {
-            return Err(StateError::Corrupt {
-                path,
-                message: format!("version {} (this build reads {VERSION})", snap.version),
-            });
+        match decode(&bytes, max_names, max_nodes) {
+            Ok(snap) => {
+                engine.normalizer = Normalizer::new(Interner::from_names(
+                    snap.names.iter().map(String::as_str),
+                    max_names,
+                ));
+                engine.analyzer.nodes = NodeTable::from_keys(&snap.nodes, max_nodes);
+                engine.analyzer.windows.restore(snap.buckets, snap.retired);
+                Ok(true)
+            }
+            Err(message) => {
+                let stamp = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let mut aside = self.dir.join(format!("{FILE}.bad-{stamp}"));
+                let mut n = 1;
+                while aside.exists() {
+                    n += 1;
+                    aside = self.dir.join(format!("{FILE}.bad-{stamp}-{n}"));
+                }
+                let kept = match fs::rename(&path, &aside) {
+                    Ok(()) => format!("moved aside to {}", aside.display()),
+                    Err(e) => format!("could not be moved aside ({e})"),
+                };
+                Err(StateError::Corrupt {
+                    path,
+                    message: format!("{message}; {kept}; starting empty"),
+                })
+            }
         }
-        engine.normalizer = Normalizer::new(Interner::from_names(
-            snap.names.iter().map(String::as_str),
-            max_names,
+    }
+}
+
+/// Checks and decodes a snapshot file's bytes; never panics, never allocates more than the
+/// file's size allows.
+fn decode(bytes: &[u8], max_names: usize, max_nodes: usize) -> Result<Snapshot, String> {
+    use bincode::Options;
+    if bytes.len() < HEADER || &bytes[..8] != MAGIC {
+        return Err("not a chokepoint snapshot (no header)".into());
+    }
+    let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().unwrap_or([0; 4]));
+    let version = u32_at(8);
+    if version != VERSION {
+        return Err(format!(
+            "format version {version} (this build reads {VERSION})"
         ));
-        engine.analyzer.nodes = NodeTable::from_keys(&snap.nodes, max_nodes);
-        engine.analyzer.windows.restore(snap.buckets, snap.retired);
-        Ok(true)
+    }
+    let len = u64::from_le_bytes(bytes[12..20].try_into().unwrap_or([0; 8]));
+    let payload = &bytes[HEADER..];
+    if len != payload.len() as u64 {
+        return Err(format!(
+            "truncated or padded: the header says {len} bytes, the file holds {}",
+            payload.len()
+        ));
+    }
+    if crc32fast::hash(payload) != u32_at(20) {
+        return Err("checksum mismatch: the file is damaged".into());
+    }
+    let snap: Snapshot = std::panic::catch_unwind(|| {
+        codec()
+            .with_limit(payload.len() as u64)
+            .deserialize::<Snapshot>(payload)
+    })
+    .map_err(|_| "decoding failed".to_owned())?
+    .map_err(|e| format!("undecodable: {e}"))?;
+    if snap.names.len() > max_names.max(1) || snap.nodes.len() > max_nodes.max(2) {
+        return Err(format!(
+            "{} names and {} nodes: more than this configuration keeps",
+            snap.names.len(),
+            snap.nodes.len()
+        ));
+    }
+    let nodes = snap.nodes.len() as u32;
+    let in_range = |g: &GraphAgg| {
+        g.nodes.keys().all(|n| n.0 < nodes)
+            && g.edges.keys().all(|k| k.from.0 < nodes && k.to.0 < nodes)
+            && g.facts
+                .cp
+                .keys()
+                .all(|(op, n)| n.0 < nodes && op.service.0 < nodes)
+            && g.facts
+                .reach
+                .keys()
+                .all(|(op, n)| n.0 < nodes && op.service.0 < nodes)
+            && g.facts.ops.keys().all(|op| op.service.0 < nodes)
+    };
+    if !snap.buckets.values().all(in_range) || !in_range(&snap.retired) {
+        return Err("node ids out of range: the file does not hold together".into());
+    }
+    Ok(snap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_never_panics_and_says_why() {
+        assert!(decode(b"", 10, 10).unwrap_err().contains("header"));
+        assert!(decode(&[0xFF; 4096], 10, 10)
+            .unwrap_err()
+            .contains("header"));
+        let mut bad = MAGIC.to_vec();
+        bad.extend_from_slice(&VERSION.to_le_bytes());
+        bad.extend_from_slice(&u64::MAX.to_le_bytes());
+        bad.extend_from_slice(&0u32.to_le_bytes());
+        assert!(decode(&bad, 10, 10).unwrap_err().contains("truncated"));
     }
 }

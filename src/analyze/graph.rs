@@ -85,8 +85,13 @@ impl NodeTable {
         me
     }
 
+    /// The key of a node; an id this table never gave out (a damaged snapshot) reads as the
+    /// overflow node rather than panicking.
     pub fn key(&self, id: NodeId) -> NodeKey {
-        self.keys[id.0 as usize]
+        self.keys
+            .get(id.0 as usize)
+            .copied()
+            .unwrap_or(self.keys[Self::OVERFLOW.0 as usize])
     }
 
     pub fn len(&self) -> usize {

@@ -18,10 +18,36 @@ pub const MAX_LINKS: usize = 32;
 /// The service name SDKs use when `service.name` is missing.
 pub const UNKNOWN_SERVICE: &str = "unknown_service";
 
+/// Span times accepted at the door. Times outside them are not data: a span from 1970, one
+/// ending in the year 2554 or starting an hour ahead of the clock would poison windows and
+/// percentiles, so it is rejected with its reason.
+#[derive(Debug, Clone, Copy)]
+pub struct TimeLimits {
+    /// Earliest start accepted live (Unix ns): 2000-01-01.
+    pub min_start_ns: u64,
+    /// Longest duration accepted (`pipeline.max_span_duration`).
+    pub max_duration_ns: u64,
+    /// Live only: the wall clock and how far ahead of it a span may start.
+    pub now_ns: Option<u64>,
+    pub max_ahead_ns: u64,
+}
+
+impl Default for TimeLimits {
+    fn default() -> Self {
+        TimeLimits {
+            min_start_ns: 946_684_800_000_000_000,
+            max_duration_ns: 6 * 3600 * 1_000_000_000,
+            now_ns: None,
+            max_ahead_ns: 60_000_000_000,
+        }
+    }
+}
+
 /// Turns OTLP into model spans, owning the name table so that names are interned once.
 #[derive(Debug, Default)]
 pub struct Normalizer {
     pub interner: Interner,
+    pub time_limits: TimeLimits,
     /// `(base, system)` → interned `"base (system)"`, so virtual node names are built once
     /// rather than formatted per span.
     composite: FxHashMap<(Sym, Sym), Sym>,
@@ -351,6 +377,25 @@ impl Normalizer {
                 start: s.start_time_unix_nano,
                 end: s.end_time_unix_nano,
             });
+        }
+        let limits = &self.time_limits;
+        // Only live: replayed files may be synthetic, counting from zero.
+        if limits.now_ns.is_some() && s.start_time_unix_nano < limits.min_start_ns {
+            return Err(SpanError::TooOld(s.start_time_unix_nano));
+        }
+        let duration = s.end_time_unix_nano - s.start_time_unix_nano;
+        if duration > limits.max_duration_ns {
+            return Err(SpanError::TooLong {
+                secs: duration / 1_000_000_000,
+                max_secs: limits.max_duration_ns / 1_000_000_000,
+            });
+        }
+        if let Some(now) = limits.now_ns {
+            if s.start_time_unix_nano > now.saturating_add(limits.max_ahead_ns) {
+                return Err(SpanError::InFuture {
+                    secs_ahead: (s.start_time_unix_nano - now) / 1_000_000_000,
+                });
+            }
         }
         let kind = SpanKind::from_otlp(s.kind).ok_or(SpanError::UnknownKind(s.kind))?;
         let attrs = SpanAttrs::read(&s.attributes);

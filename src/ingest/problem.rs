@@ -26,6 +26,14 @@ pub enum SpanError {
     EndBeforeStart { start: u64, end: u64 },
     #[error("unknown span kind {0}")]
     UnknownKind(i32),
+    #[error("span starts before 2000-01-01 (start {0} ns): not a plausible time")]
+    TooOld(u64),
+    #[error(
+        "span lasts {secs} s, longer than the {max_secs} s allowed (pipeline.max_span_duration)"
+    )]
+    TooLong { secs: u64, max_secs: u64 },
+    #[error("span starts {secs_ahead} s ahead of this host's clock (more than a bucket): its clock is wrong")]
+    InFuture { secs_ahead: u64 },
     #[error("span is its own parent; treated as a root")]
     OwnParent,
     #[error("span id repeats one already seen in this trace; later copy dropped")]
@@ -103,10 +111,25 @@ impl BatchReport {
     }
 
     /// One line for an OTLP partial-success message or a log.
+    /// One line for the partial-success answer: the counts, the first problem, and one
+    /// example of each other kind of problem (so a batch with several reasons says them all).
     pub fn summary(&self) -> String {
         let mut s = format!("{} of {} spans rejected", self.rejected, self.seen);
         if let Some(first) = self.details.first() {
             s.push_str(&format!("; first: {first}"));
+        }
+        let mut kinds: Vec<_> = self
+            .details
+            .first()
+            .map(|d| std::mem::discriminant(&d.error))
+            .into_iter()
+            .collect();
+        for d in self.details.iter().skip(1) {
+            let k = std::mem::discriminant(&d.error);
+            if !kinds.contains(&k) {
+                kinds.push(k);
+                s.push_str(&format!("; also: {d}"));
+            }
         }
         s
     }

@@ -897,9 +897,48 @@ fn hostile_input_is_refused_and_counted_not_harmful() {
     body.extend(gzip(&two[1].encode_to_vec()));
     assert_eq!(post(&d, pb, Some("gzip"), body).status(), 200);
     d.settle();
-    assert_eq!(d.metric("chokepoint_spans_dropped_total"), n_future);
+    // Issue 10: refused at the door with their reason, not taken and dropped later.
+    assert_eq!(d.metric("chokepoint_spans_rejected_total"), n_future);
+    assert_eq!(d.metric("chokepoint_spans_dropped_total"), 0);
     assert_eq!(d.metric("chokepoint_spans_analysed_total"), n_two);
     assert_eq!(d.get("/graph?window=1h")["spans"], n_two);
+}
+
+/// Issue 10: a span ending in the year 2554, one from 1970 and one an hour ahead of the
+/// clock are rejected at the door, each with its reason in the partial-success answer; the
+/// good spans beside them count and the findings stay sane.
+#[test]
+fn absurd_span_times_are_rejected_at_the_door_with_their_reason() {
+    let d = Daemon::start(&[]);
+    let now = now_ns();
+    let span = |id: &str, start: u64, end: u64| {
+        serde_json::json!({"traceId": format!("{id:0>32}"), "spanId": format!("{id:0>16}"),
+            "name": "GET /x", "kind": 2,
+            "startTimeUnixNano": start.to_string(), "endTimeUnixNano": end.to_string()})
+    };
+    let body = serde_json::json!({"resourceSpans": [{
+    "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "web"}}]},
+    "scopeSpans": [{"spans": [
+        span("a1", now - 1_000_000_000, u64::MAX),
+        span("a2", 1_000_000_000, 2_000_000_000),
+        span("a3", now + 3_600_000_000_000, now + 3_600_001_000_000),
+        span("a4", now - 2_000_000_000, now - 1_990_000_000),
+    ]}]}]});
+    let r = post(&d, "application/json", None, body.to_string().into_bytes());
+    assert_eq!(r.status(), 200);
+    let answer: serde_json::Value = r.json().unwrap();
+    let ps = &answer["partialSuccess"];
+    assert_eq!(ps["rejectedSpans"].as_str().unwrap_or("0"), "3", "{answer}");
+    let msg = ps["errorMessage"].as_str().unwrap();
+    for why in ["longer than", "before 2000", "ahead of this host's clock"] {
+        assert!(msg.contains(why), "{why} in {msg}");
+    }
+    d.settle();
+    assert_eq!(d.metric("chokepoint_spans_rejected_total"), 3);
+    assert_eq!(d.metric("chokepoint_spans_analysed_total"), 1);
+    let g = d.get("/graph?window=1h");
+    let web = &g["nodes"][0];
+    assert!(web["latency_ms"]["p99"].as_f64().unwrap() < 100.0, "{g}");
 }
 
 #[test]
@@ -1163,5 +1202,83 @@ fn the_views_api_serves_ids_series_operations_history_health_and_events() {
             spec["paths"][path].is_object(),
             "{path} is not in openapi.json"
         );
+    }
+}
+
+/// Issue 10: random bytes, a bit-flipped and a truncated snapshot. Each time the daemon
+/// starts (empty), and the bad file is kept aside for a human.
+#[test]
+fn a_bad_snapshot_is_moved_aside_and_the_daemon_starts_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[state]\ndir = \"{}\"\nsnapshot_interval = \"1s\"\n",
+            state.display()
+        ),
+    )
+    .unwrap();
+    let cfg_s = cfg.to_str().unwrap();
+    // A good snapshot to damage.
+    let mut d = Daemon::start(&["--config", cfg_s]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut c = opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient::connect(
+            format!("http://{}", d.grpc),
+        )
+        .await
+        .unwrap();
+        for r in shop(Scenario::Healthy, 100) {
+            c.export(r).await.unwrap();
+        }
+    });
+    d.settle();
+    assert!(d.signal("-TERM").success());
+    let good = std::fs::read(state.join("state.bin")).unwrap();
+    assert!(good.len() > 1000);
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let random: Vec<u8> = (0..good.len())
+        .map(|_| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng as u8
+        })
+        .collect();
+    let mut flipped = good.clone();
+    flipped[good.len() / 2] ^= 0x10;
+    let mut ff_at_16 = good.clone();
+    ff_at_16[16..24].copy_from_slice(&[0xFF; 8]);
+    let truncated = good[..good.len() * 2 / 3].to_vec();
+    for (what, bytes) in [
+        ("random bytes", random),
+        ("a flipped bit", flipped),
+        ("0xFF at offset 16", ff_at_16),
+        ("a truncated file", truncated),
+    ] {
+        for e in std::fs::read_dir(&state).unwrap().flatten() {
+            let _ = std::fs::remove_file(e.path());
+        }
+        std::fs::write(state.join("state.bin"), &bytes).unwrap();
+        let d = Daemon::start(&["--config", cfg_s]);
+        assert_eq!(d.text("/readyz"), "ready\n", "{what}");
+        assert_eq!(
+            d.get("/graph?window=1h")["spans"],
+            0,
+            "{what}: starts empty"
+        );
+        let aside: Vec<_> = std::fs::read_dir(&state)
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("state.bin.bad-")
+            })
+            .collect();
+        assert_eq!(aside.len(), 1, "{what}: the bad file is kept aside");
+        assert_eq!(std::fs::read(aside[0].path()).unwrap(), bytes, "{what}");
     }
 }
