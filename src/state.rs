@@ -247,10 +247,9 @@ mod tests {
 
     #[test]
     fn garbage_never_panics_and_says_why() {
-        assert!(decode(b"", 10, 10).unwrap_err().contains("header"));
-        assert!(decode(&[0xFF; 4096], 10, 10)
-            .unwrap_err()
-            .contains("header"));
+        let why = |b: &[u8]| decode(b, 10, 10).err().unwrap_or_default();
+        assert!(why(b"").contains("header"));
+        assert!(why(&[0xFF; 4096]).contains("header"));
         let mut bad = MAGIC.to_vec();
         bad.extend_from_slice(&VERSION.to_le_bytes());
         bad.extend_from_slice(&u64::MAX.to_le_bytes());
