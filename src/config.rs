@@ -22,6 +22,9 @@ grpc_listen = "127.0.0.1:4317"
 http_listen = "127.0.0.1:4318"
 # Largest request accepted, checked after decompression (bytes).
 max_request_bytes = 16777216
+# A file holding a bearer token that exporters must send (Authorization: Bearer <token>,
+# gRPC metadata or HTTP header). Empty: no token (fine on loopback; a warning otherwise).
+bearer_token_file = ""
 
 [api]
 # The dashboard (/) and HTTP API (/findings, /graph, /nodes, /series/..., /operations,
@@ -31,6 +34,12 @@ grpc_listen = "127.0.0.1:8788"
 # Link for exemplar trace ids in the dashboard, {trace_id} replaced: e.g.
 # "http://jaeger:16686/trace/{trace_id}" or Grafana Explore on Tempo. Empty: ids only.
 trace_url = ""
+# A file holding the bearer token the API and dashboard data require (separate from the
+# receivers'); /healthz and /readyz stay open. Empty: no token.
+bearer_token_file = ""
+# Host names the API answers to, comma-separated (IP addresses and localhost always work):
+# a web page cannot read the API through DNS rebinding. "*" allows any.
+hosts = ""
 
 [pipeline]
 # Export requests waiting for analysis; past this, exporters get a retryable answer
@@ -87,6 +96,7 @@ pub struct RawReceivers {
     pub grpc_listen: Option<String>,
     pub http_listen: Option<String>,
     pub max_request_bytes: Option<usize>,
+    pub bearer_token_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -95,6 +105,8 @@ pub struct RawApi {
     pub listen: Option<String>,
     pub grpc_listen: Option<String>,
     pub trace_url: Option<String>,
+    pub bearer_token_file: Option<String>,
+    pub hosts: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -150,6 +162,11 @@ pub struct Config {
     pub snapshot_interval: Duration,
     /// Template linking trace ids to a trace viewer (`{trace_id}` replaced), if any.
     pub trace_url: Option<String>,
+    /// Token files: exporters' (receivers) and the API's.
+    pub receivers_token_file: Option<PathBuf>,
+    pub api_token_file: Option<PathBuf>,
+    /// Host names the API answers to besides IP literals and localhost.
+    pub api_hosts: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -373,6 +390,27 @@ impl Config {
                 raw.state.snapshot_interval.as_deref().unwrap_or("30s"),
             )?,
             trace_url: raw.api.trace_url.clone().filter(|u| !u.is_empty()),
+            receivers_token_file: r
+                .bearer_token_file
+                .as_deref()
+                .filter(|f| !f.is_empty())
+                .map(PathBuf::from),
+            api_token_file: raw
+                .api
+                .bearer_token_file
+                .as_deref()
+                .filter(|f| !f.is_empty())
+                .map(PathBuf::from),
+            api_hosts: raw
+                .api
+                .hosts
+                .as_deref()
+                .unwrap_or("")
+                .split(',')
+                .map(str::trim)
+                .filter(|h| !h.is_empty())
+                .map(str::to_owned)
+                .collect(),
         };
         cfg.check()?;
         Ok(cfg)
@@ -467,7 +505,7 @@ mod tests {
             ..Default::default()
         };
         assert!(Config::from_toml("", &bad).is_err());
-        assert_eq!(known_keys().len(), 20);
+        assert_eq!(known_keys().len(), 23);
     }
 
     #[test]

@@ -22,6 +22,7 @@ use tokio_stream::StreamExt;
 
 use crate::api::http::ApiState;
 use crate::api::view::View;
+use crate::auth::Token;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::ingest::submit::{Stats, Submitter};
@@ -38,6 +39,8 @@ pub enum DaemonError {
     },
     #[error("state: {0}")]
     State(#[from] crate::state::StateError),
+    #[error("bearer token: {0}")]
+    Token(#[from] crate::auth::TokenError),
     #[error("{what} server failed: {message}")]
     Server { what: &'static str, message: String },
 }
@@ -76,6 +79,29 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()>,
     on_ready: impl FnOnce(Bound),
 ) -> Result<(), DaemonError> {
+    let token = |f: &Option<std::path::PathBuf>| -> Result<Option<Token>, DaemonError> {
+        Ok(match f {
+            Some(p) => Some(Token::from_file(p)?),
+            None => None,
+        })
+    };
+    let ingest_token = token(&cfg.receivers_token_file)?;
+    let api_token = token(&cfg.api_token_file)?;
+    let exposed = |a: SocketAddr| !a.ip().is_loopback();
+    if ingest_token.is_none() && (exposed(cfg.grpc_listen) || exposed(cfg.http_listen)) {
+        tracing::warn!(
+            grpc = %cfg.grpc_listen, http = %cfg.http_listen,
+            "the OTLP receivers listen beyond loopback WITHOUT a token: anyone who can reach \
+             them can send spans (set receivers.bearer_token_file)"
+        );
+    }
+    if api_token.is_none() && (exposed(cfg.api_listen) || exposed(cfg.api_grpc_listen)) {
+        tracing::warn!(
+            api = %cfg.api_listen, api_grpc = %cfg.api_grpc_listen,
+            "the API listens beyond loopback WITHOUT a token: anyone who can reach it can read \
+             your service graph (set api.bearer_token_file)"
+        );
+    }
     let stats = Arc::new(Stats::default());
     let ecfg = engine_config(&cfg);
     let mut engine = Engine::new(ecfg);
@@ -120,7 +146,8 @@ pub async fn run(
         let _ = rx.wait_for(|s| *s).await;
     };
     let grpc = tokio::spawn({
-        let svc = crate::ingest::grpc::service(sub.clone());
+        let svc = crate::ingest::grpc::service(sub.clone(), ingest_token.clone());
+        let grpc_stats = stats.clone();
         let s = stopped(stop_rx.clone());
         async move {
             // No Nagle (a 40 ms stall per request against delayed ACKs) and HTTP/2 windows
@@ -133,9 +160,9 @@ pub async fn run(
             tonic::transport::Server::builder()
                 .initial_stream_window_size(Some(4 << 20))
                 .initial_connection_window_size(Some(16 << 20))
-                .layer(tower::util::MapResponseLayer::new(
-                    crate::ingest::grpc::too_large_is_not_retryable,
-                ))
+                .layer(tower::util::MapResponseLayer::new(move |r| {
+                    crate::ingest::grpc::too_large_is_not_retryable(r, &grpc_stats)
+                }))
                 .add_service(svc)
                 .serve_with_incoming_shutdown(incoming, s)
                 .await
@@ -143,7 +170,7 @@ pub async fn run(
         }
     });
     let http = tokio::spawn({
-        let app = crate::ingest::http::router(sub.clone());
+        let app = crate::ingest::http::router(sub.clone(), ingest_token.clone());
         let s = stopped(stop_rx.clone());
         async move {
             axum::serve(
@@ -168,6 +195,8 @@ pub async fn run(
         window: cfg.window,
         refresh: cfg.refresh,
         trace_url: cfg.trace_url.clone(),
+        token: api_token.clone(),
+        hosts: cfg.api_hosts.clone(),
     };
     let api_grpc = tokio::spawn({
         let svc = crate::api::grpc::service(api_state.clone());

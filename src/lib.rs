@@ -23,6 +23,7 @@ pub mod findings;
 pub mod engine;
 pub mod replay;
 
+pub mod auth;
 pub mod config;
 pub mod daemon;
 pub mod pipeline;

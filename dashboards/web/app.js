@@ -30,8 +30,15 @@ const svg = (tag, attrs = {}) => {
 const fmtMs = (ms) => ms == null ? '–' : ms >= 1000 ? (ms / 1000).toFixed(1) + ' s' : ms >= 10 ? Math.round(ms) + ' ms' : ms.toFixed(1) + ' ms';
 const pct = (x) => (x * 100).toFixed(0) + '%';
 
+// With api.bearer_token_file set, data needs the token: asked once, kept for the session.
+function token() { return sessionStorage.getItem('chokepoint-token'); }
 async function getJSON(path) {
-  const r = await fetch(path);
+  const headers = token() ? { Authorization: 'Bearer ' + token() } : {};
+  let r = await fetch(path, { headers });
+  if (r.status === 401) {
+    const t = window.prompt('This chokepoint needs its API token (api.bearer_token_file):');
+    if (t) { sessionStorage.setItem('chokepoint-token', t.trim()); return getJSON(path); }
+  }
   if (!r.ok) throw new Error(path + ': ' + r.status);
   return r.json();
 }
@@ -473,6 +480,8 @@ function showTab(name) {
 function live() {
   const ind = $('live');
   try {
+    // EventSource can't send a token: with one, the page polls instead.
+    if (token()) throw new Error('polling');
     const es = new EventSource('/events');
     es.addEventListener('refresh', () => { ind.classList.add('on'); if (!state.window) refresh(); });
     es.onerror = () => ind.classList.remove('on');

@@ -36,6 +36,10 @@ pub struct ApiState {
     pub refresh: Duration,
     /// Link template for trace ids in the dashboard (`api.trace_url`).
     pub trace_url: Option<String>,
+    /// The API's bearer token, if one is required.
+    pub token: Option<crate::auth::Token>,
+    /// Host names answered besides IP literals and localhost (`api.hosts`).
+    pub hosts: Vec<String>,
 }
 
 impl ApiState {
@@ -47,10 +51,14 @@ impl ApiState {
 pub const OPENAPI: &str = include_str!("openapi.json");
 
 pub fn router(state: ApiState) -> Router {
-    Router::new()
+    // What needs no token: probes, and the page shell (it asks for the token itself).
+    let open = Router::new()
         .route("/", get(crate::api::dashboard::index))
         .route("/ui/{file}", get(crate::api::dashboard::asset))
         .route("/ui-config", get(ui_config))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz));
+    let data = Router::new()
         .route("/findings", get(findings))
         .route("/findings/history", get(finding_history))
         .route("/graph", get(graph))
@@ -66,13 +74,43 @@ pub fn router(state: ApiState) -> Router {
         .route("/node-graph/edges", get(node_graph_edges))
         .route("/traces/{trace_id}/critical-path", get(critical_path))
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
         .route(
             "/openapi.json",
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            state.token.clone(),
+            crate::auth::require_bearer,
+        ));
+    let hosts = state.hosts.clone();
+    open.merge(data)
+        .layer(axum::middleware::from_fn_with_state(hosts, check_host))
         .with_state(state)
+}
+
+/// 421 for a `Host` the API does not answer to: a page on another site that rebinds its
+/// name to this address can't read the API.
+async fn check_host(
+    State(hosts): State<Vec<String>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()));
+    if !crate::auth::host_allowed(host.as_deref(), &hosts) {
+        return problem(
+            StatusCode::MISDIRECTED_REQUEST,
+            format!(
+                "this API does not answer to Host {:?}: add it to api.hosts",
+                host.unwrap_or_default()
+            ),
+        );
+    }
+    next.run(req).await
 }
 
 fn problem(code: StatusCode, message: impl Into<String>) -> Response {

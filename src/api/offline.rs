@@ -58,6 +58,8 @@ pub async fn serve(
         window: Duration::from_secs(300),
         refresh: Duration::from_secs(3600),
         trace_url,
+        token: None,
+        hosts: Vec::new(),
     };
     let listener = TcpListener::bind(listen).await?;
     on_ready(listener.local_addr()?);

@@ -8,6 +8,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use prost::Message;
 use tonic::codec::CompressionEncoding;
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Code, Request, Response, Status};
 
 use super::problem::BatchReport;
@@ -19,27 +20,37 @@ pub struct GrpcReceiver {
     sub: Submitter,
 }
 
-/// The tonic service, with gzip and zstd accepted. Messages are bounded at four times the
-/// configured limit by tonic itself (decompression bombs stop there); between the limit and
-/// that, the handler answers RESOURCE_EXHAUSTED.
-pub fn service(sub: Submitter) -> TraceServiceServer<GrpcReceiver> {
+/// The tonic service, with gzip and zstd accepted and, when a token is set, only for calls
+/// carrying it. Messages are bounded at the configured limit by tonic itself, decompressed or
+/// not (decompression bombs stop there), and answered RESOURCE_EXHAUSTED.
+pub fn service(
+    sub: Submitter,
+    token: Option<crate::auth::Token>,
+) -> InterceptedService<TraceServiceServer<GrpcReceiver>, crate::auth::Bearer> {
     let max = sub.max_request_bytes;
-    TraceServiceServer::new(GrpcReceiver { sub })
+    let server = TraceServiceServer::new(GrpcReceiver { sub })
         .accept_compressed(CompressionEncoding::Gzip)
         .accept_compressed(CompressionEncoding::Zstd)
-        .max_decoding_message_size(max.saturating_mul(4))
+        // Decompression stops at the limit, as OTLP/HTTP's does: no 64 MB inflated first.
+        .max_decoding_message_size(max);
+    InterceptedService::new(server, crate::auth::Bearer(token))
 }
 
 /// tonic answers a message over its decoding limit with OUT_OF_RANGE, which OTLP exporters
 /// treat as retryable: they would resend the same oversized batch for ever. This rewrites that
 /// (trailers-only) answer to RESOURCE_EXHAUSTED without RetryInfo, as the specification asks
 /// for a request that is too large.
-pub fn too_large_is_not_retryable<B>(mut resp: http::Response<B>) -> http::Response<B> {
+/// The request is counted as invalid in `stats`.
+pub fn too_large_is_not_retryable<B>(
+    mut resp: http::Response<B>,
+    stats: &super::submit::Stats,
+) -> http::Response<B> {
     let out_of_range = resp
         .headers()
         .get("grpc-status")
         .is_some_and(|v| v.as_bytes() == b"11");
     if out_of_range {
+        stats.requests_invalid.fetch_add(1, Ordering::Relaxed);
         resp.headers_mut()
             .insert("grpc-status", http::HeaderValue::from_static("8"));
     }

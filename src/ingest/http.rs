@@ -43,13 +43,18 @@ impl Encoding {
     }
 }
 
-pub fn router(sub: Submitter) -> Router {
+pub fn router(sub: Submitter, token: Option<crate::auth::Token>) -> Router {
     // Compressed bodies can't be larger than their content; the decompressed size is
     // checked separately.
     let limit = sub.max_request_bytes;
     Router::new()
         .route("/v1/traces", post(export))
         .layer(DefaultBodyLimit::max(limit))
+        // The token is checked before the body is read or anything counted.
+        .layer(axum::middleware::from_fn_with_state(
+            token,
+            crate::auth::require_bearer,
+        ))
         .with_state(sub)
 }
 

@@ -56,8 +56,17 @@ fn opt(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_owned())
 }
 
-pub fn service(state: ApiState) -> FindingsServer<FindingsService> {
-    FindingsServer::new(FindingsService { state })
+pub fn service(
+    state: ApiState,
+) -> tonic::service::interceptor::InterceptedService<
+    FindingsServer<FindingsService>,
+    crate::auth::Bearer,
+> {
+    let bearer = crate::auth::Bearer(state.token.clone());
+    tonic::service::interceptor::InterceptedService::new(
+        FindingsServer::new(FindingsService { state }),
+        bearer,
+    )
 }
 
 type WatchOut = Pin<Box<dyn Stream<Item = Result<pb::FindingsReply, Status>> + Send>>;
