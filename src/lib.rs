@@ -33,3 +33,6 @@ pub mod api;
 pub mod render;
 
 pub mod simulate;
+
+#[doc(hidden)]
+pub mod testkit;

@@ -182,6 +182,11 @@ impl StateDir {
     }
 }
 
+/// Whether a snapshot file's bytes would restore, and if not, why (for fuzzing and tools).
+pub fn check_snapshot(bytes: &[u8], max_names: usize, max_nodes: usize) -> Result<(), String> {
+    decode(bytes, max_names, max_nodes).map(|_| ())
+}
+
 /// Checks and decodes a snapshot file's bytes; never panics, never allocates more than the
 /// file's size allows.
 fn decode(bytes: &[u8], max_names: usize, max_nodes: usize) -> Result<Snapshot, String> {

@@ -248,7 +248,35 @@ pub fn read_path_counted(
     sink: &mut dyn BatchSink,
     count: Rc<Cell<u64>>,
 ) -> Result<FileSummary, FileError> {
-    let mut r = open(path, count)?;
+    let r = open(path, count)?;
+    read_from(path, r, sink)
+}
+
+/// Reads trace data already in memory (`label` names it in problems), exactly as a file
+/// would be read: format detected from the content, gzip transparent. For fuzzing and tests.
+pub fn read_bytes(label: &Path, bytes: &[u8], sink: &mut dyn BatchSink) -> FileSummary {
+    let raw: Box<dyn BufRead + '_> = if bytes.starts_with(&[0x1f, 0x8b]) {
+        Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(bytes)))
+    } else {
+        Box::new(bytes)
+    };
+    read_from(label, raw, sink).unwrap_or_else(|e| FileSummary {
+        path: label.to_owned(),
+        format: Format::Empty,
+        batches: 0,
+        problems: vec![FileProblem {
+            location: Location::Document,
+            message: e.to_string(),
+        }],
+        problem_count: 1,
+    })
+}
+
+fn read_from(
+    path: &Path,
+    mut r: Box<dyn BufRead + '_>,
+    sink: &mut dyn BatchSink,
+) -> Result<FileSummary, FileError> {
     let format = sniff(path, &mut *r)?;
     let mut summary = FileSummary {
         path: path.to_owned(),

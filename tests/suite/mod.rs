@@ -5,6 +5,7 @@ mod dashboard;
 mod findings;
 mod golden;
 mod nodes;
+mod properties;
 mod proto;
 mod realdata;
 mod severity;
