@@ -1,101 +1,184 @@
-//! Mergeable latency histograms: HdrHistogram in microseconds, two significant digits,
-//! growing only as far as the largest value recorded, so an idle edge costs little memory.
+//! Mergeable latency histograms, sparse: values in microseconds, log-linear buckets with 128
+//! sub-buckets per power of two (under 0.8% relative error, as HdrHistogram with two
+//! significant digits), and only the buckets used are stored. A node seen with a few dozen
+//! distinct latencies costs a few hundred bytes, not the ~15 KB of a dense histogram sized
+//! for seconds: memory per node and time bucket is what bounds the daemon (issue 10).
 
-use hdrhistogram::Histogram;
+/// Values below this many microseconds get a bucket each (exact).
+const LINEAR: u64 = 128;
+
+/// The bucket of a value (µs): exact below [`LINEAR`], then 128 per power of two.
+fn index(us: u64) -> u16 {
+    if us < LINEAR {
+        return us as u16;
+    }
+    let e = 63 - us.leading_zeros() as u64; // >= 7
+    let sub = (us >> (e - 7)) & 127;
+    (LINEAR + (e - 7) * 128 + sub) as u16
+}
+
+/// The largest value (µs) in a bucket.
+fn upper(idx: u16) -> u64 {
+    let i = u64::from(idx);
+    if i < LINEAR {
+        return i;
+    }
+    let e = (i - LINEAR) / 128 + 7;
+    let sub = (i - LINEAR) % 128;
+    // (128 + sub + 1) << (e - 7), minus one, without overflowing at the top.
+    ((128 + sub + 1) as u128)
+        .checked_shl((e - 7) as u32)
+        .map_or(u64::MAX, |v| (v - 1).min(u128::from(u64::MAX)) as u64)
+}
 
 /// A latency histogram. Values are nanoseconds in, recorded as microseconds (rounded up, so a
 /// 1 ns span is not a zero-length one).
-#[derive(Clone, Debug)]
-pub struct Hist(Histogram<u64>);
-
-impl Default for Hist {
-    fn default() -> Self {
-        // 2 significant digits: ±1% on any percentile. Auto-resize keeps an unused histogram
-        // at its minimal size.
-        let mut h = Histogram::new(2).unwrap_or_else(|_| unreachable!("2 sigfig is valid"));
-        h.auto(true);
-        Hist(h)
-    }
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Hist {
+    /// `(bucket, count)`, sorted by bucket.
+    buckets: Vec<(u16, u64)>,
+    count: u64,
+    /// Exact sum and maximum of the recorded values (µs).
+    sum_us: u128,
+    max_us: u64,
 }
 
-/// Snapshots store `(value µs, count)` pairs: compact, and independent of HdrHistogram's own
-/// serialization format.
+/// Snapshots store the buckets as `(bucket, count)` pairs with the exact sum and maximum.
 impl serde::Serialize for Hist {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let pairs: Vec<(u64, u64)> = self
-            .0
-            .iter_recorded()
-            .map(|v| (v.value_iterated_to(), v.count_at_value()))
-            .collect();
-        serde::Serialize::serialize(&pairs, s)
+        serde::Serialize::serialize(&(&self.buckets, self.sum_us, self.max_us), s)
     }
 }
 
 impl<'de> serde::Deserialize<'de> for Hist {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let pairs: Vec<(u64, u64)> = serde::Deserialize::deserialize(d)?;
+        let (pairs, sum_us, max_us): (Vec<(u16, u64)>, u128, u64) =
+            serde::Deserialize::deserialize(d)?;
         let mut h = Hist::default();
-        for (v, c) in pairs {
-            h.0.record_n(v, c).map_err(serde::de::Error::custom)?;
+        // Re-sorted and summed, so a damaged snapshot can't break the invariants.
+        for (b, c) in pairs {
+            h.add_bucket(b, c);
         }
+        h.sum_us = sum_us;
+        h.max_us = max_us;
         Ok(h)
     }
 }
 
 impl Hist {
+    fn add_bucket(&mut self, b: u16, c: u64) {
+        match self.buckets.binary_search_by_key(&b, |e| e.0) {
+            Ok(i) => self.buckets[i].1 = self.buckets[i].1.saturating_add(c),
+            Err(i) => self.buckets.insert(i, (b, c)),
+        }
+        self.count = self.count.saturating_add(c);
+    }
+
     pub fn record_ns(&mut self, ns: u64) {
         let us = ns.div_ceil(1000);
-        // `record` grows the histogram as needed; only a value past u64 range could fail,
-        // and then the clamped record is the honest best.
-        if self.0.record(us).is_err() {
-            self.0.saturating_record(us);
-        }
+        self.add_bucket(index(us), 1);
+        self.sum_us += u128::from(us);
+        self.max_us = self.max_us.max(us);
     }
 
     pub fn add(&mut self, other: &Hist) {
-        // Both auto-resize, so adding cannot fail for range; saturate counts on the
-        // (theoretical) overflow rather than panic.
-        let _ = self.0.add(&other.0);
+        if other.buckets.is_empty() {
+            return;
+        }
+        let mut merged = Vec::with_capacity(self.buckets.len() + other.buckets.len());
+        let (mut a, mut b) = (
+            self.buckets.iter().peekable(),
+            other.buckets.iter().peekable(),
+        );
+        loop {
+            match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) if x.0 == y.0 => {
+                    merged.push((x.0, x.1.saturating_add(y.1)));
+                    a.next();
+                    b.next();
+                }
+                (Some(x), Some(y)) if x.0 < y.0 => {
+                    merged.push(**x);
+                    a.next();
+                }
+                (Some(_), Some(y)) => {
+                    merged.push(**y);
+                    b.next();
+                }
+                (Some(x), None) => {
+                    merged.push(**x);
+                    a.next();
+                }
+                (None, Some(y)) => {
+                    merged.push(**y);
+                    b.next();
+                }
+                (None, None) => break,
+            }
+        }
+        self.buckets = merged;
+        self.count = self.count.saturating_add(other.count);
+        self.sum_us = self.sum_us.saturating_add(other.sum_us);
+        self.max_us = self.max_us.max(other.max_us);
     }
 
     pub fn count(&self) -> u64 {
-        self.0.len()
+        self.count
     }
 
-    /// The `q` quantile (0..=1) in nanoseconds; 0 when empty.
+    /// The `q` quantile (0..=1) in nanoseconds, as the largest value of its bucket (never
+    /// above the largest value recorded); 0 when empty.
     pub fn quantile_ns(&self, q: f64) -> u64 {
-        if self.0.is_empty() {
+        if self.count == 0 {
             return 0;
         }
-        self.0.value_at_quantile(q).saturating_mul(1000)
+        let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).max(1);
+        let mut seen = 0u64;
+        for (b, c) in &self.buckets {
+            seen = seen.saturating_add(*c);
+            if seen >= rank {
+                return upper(*b).min(self.max_us).saturating_mul(1000);
+            }
+        }
+        self.max_us.saturating_mul(1000)
     }
 
-    /// Values recorded at or below `ns` (for Prometheus `le` buckets).
+    /// Values recorded at or below `ns` (for Prometheus `le` buckets), counting a bucket when
+    /// all of it is at or below.
     pub fn count_le_ns(&self, ns: u64) -> u64 {
         let us = ns / 1000;
-        self.0
-            .iter_recorded()
-            .filter(|v| v.value_iterated_to() <= us)
-            .map(|v| v.count_at_value())
+        self.buckets
+            .iter()
+            .take_while(|(b, _)| upper(*b) <= us)
+            .map(|(_, c)| c)
             .sum()
     }
 
-    /// Sum of the recorded values, in nanoseconds (bucket-rounded).
+    /// Sum of the recorded values, in nanoseconds.
     pub fn sum_ns(&self) -> f64 {
-        self.0.mean() * self.0.len() as f64 * 1000.0
+        self.sum_us as f64 * 1000.0
     }
 
     pub fn mean_ns(&self) -> f64 {
-        self.0.mean() * 1000.0
+        if self.count == 0 {
+            0.0
+        } else {
+            self.sum_ns() / self.count as f64
+        }
     }
 
     pub fn max_ns(&self) -> u64 {
-        self.0.max().saturating_mul(1000)
+        self.max_us.saturating_mul(1000)
     }
 
     /// The `q` quantile in milliseconds, rounded to microseconds.
     pub fn quantile_ms(&self, q: f64) -> f64 {
         self.quantile_ns(q) as f64 / 1e6
+    }
+
+    /// Bytes this histogram holds (for the memory budget).
+    pub fn heap_bytes(&self) -> usize {
+        self.buckets.capacity() * std::mem::size_of::<(u16, u64)>()
     }
 }
 
@@ -107,8 +190,8 @@ mod tests {
     fn absurd_durations_saturate_instead_of_overflowing() {
         let mut h = Hist::default();
         h.record_ns(u64::MAX);
-        assert!(h.quantile_ns(1.0) >= u64::MAX / 2);
-        assert!(h.max_ns() >= u64::MAX / 2);
+        assert!(h.quantile_ns(1.0) >= u64::MAX / 2000 * 1000);
+        assert!(h.max_ns() >= u64::MAX / 2000 * 1000);
     }
 
     #[test]
@@ -124,5 +207,39 @@ mod tests {
         let p50 = a.quantile_ms(0.5);
         assert!((50.0..=52.0).contains(&p50), "{p50}");
         assert!(a.quantile_ms(1.0) >= 9_900.0);
+        assert_eq!(a.max_ns(), 10_000_000_000);
+    }
+
+    #[test]
+    fn buckets_are_under_one_percent_wide_and_cover_every_value() {
+        for us in [
+            0u64,
+            1,
+            127,
+            128,
+            129,
+            255,
+            256,
+            1000,
+            123_456,
+            10_000_000,
+            u64::MAX / 3,
+        ] {
+            let b = index(us);
+            assert!(upper(b) >= us, "{us}");
+            if b > 0 {
+                assert!(upper(b - 1) < us, "{us}: the bucket below ends before it");
+            }
+            if us >= LINEAR {
+                let width = upper(b) - upper(b - 1);
+                assert!((width as f64) / (us as f64) < 0.008, "{us}: {width}");
+            }
+        }
+        let mut h = Hist::default();
+        for us in [5u64, 500, 50_000] {
+            h.record_ns(us * 1000);
+        }
+        assert_eq!(h.count_le_ns(1_000_000), 2);
+        assert!(h.heap_bytes() < 100);
     }
 }
