@@ -67,6 +67,10 @@ refresh = "5s"
 skew_tolerance = 0.01
 # Recent traces whose critical paths are kept for /traces/{id}/critical-path.
 keep_traces = 5000
+# Memory the windowed aggregates may use (estimated, MiB). Past it, the least-used nodes are
+# folded into one overflow node and old history is coarsened, with a warning, counted in
+# chokepoint_budget_folds_total.
+memory_budget_mb = 256
 
 [state]
 # Directory for snapshots (restored at start); empty to keep no state.
@@ -129,6 +133,7 @@ pub struct RawAnalysis {
     pub refresh: Option<String>,
     pub skew_tolerance: Option<f64>,
     pub keep_traces: Option<usize>,
+    pub memory_budget_mb: Option<usize>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -158,6 +163,7 @@ pub struct Config {
     pub refresh: Duration,
     pub skew_tolerance: f64,
     pub keep_traces: usize,
+    pub memory_budget_mb: usize,
     pub state_dir: Option<PathBuf>,
     pub snapshot_interval: Duration,
     /// Template linking trace ids to a trace viewer (`{trace_id}` replaced), if any.
@@ -381,6 +387,7 @@ impl Config {
             refresh: dur("analysis.refresh", &pick(&o.refresh, &a.refresh, "5s"))?,
             skew_tolerance: a.skew_tolerance.unwrap_or(0.01),
             keep_traces: a.keep_traces.unwrap_or(5000),
+            memory_budget_mb: a.memory_budget_mb.unwrap_or(256),
             state_dir: {
                 let d = pick(&o.state_dir, &raw.state.dir, "");
                 (!d.is_empty()).then(|| PathBuf::from(d))
@@ -505,7 +512,7 @@ mod tests {
             ..Default::default()
         };
         assert!(Config::from_toml("", &bad).is_err());
-        assert_eq!(known_keys().len(), 23);
+        assert_eq!(known_keys().len(), 24);
     }
 
     #[test]

@@ -195,9 +195,10 @@ pub fn compute(cur: &GraphAgg, baseline: Option<&GraphAgg>, ctx: &Context<'_>) -
             .then(a.kind.cmp(&b.kind))
             .then(a.node_name.cmp(&b.node_name))
     });
-    // One finding per risk: the best of each (kind, node).
+    // One finding per risk: the best of each (kind, node). The overflow node (names past
+    // the limits, nodes folded by the memory budget) is many things, so no one risk.
     let mut seen = std::collections::BTreeSet::new();
-    all.retain(|f| seen.insert((f.kind, f.node)));
+    all.retain(|f| f.node != NodeTable::OVERFLOW && seen.insert((f.kind, f.node)));
     let mut notes = Vec::new();
     if let Some(n) = all_single_instance(cur, ctx) {
         notes.push(format!(

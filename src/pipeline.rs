@@ -136,6 +136,10 @@ impl Pipeline {
         engine.analyzer.critical_path = CriticalPathConfig {
             skew_tolerance: cfg.skew_tolerance,
         };
+        engine
+            .analyzer
+            .windows
+            .set_budget(cfg.memory_budget_mb.saturating_mul(1 << 20));
         let limits = &mut engine.normalizer.time_limits;
         limits.max_duration_ns = cfg.max_span_duration.as_nanos() as u64;
         limits.max_ahead_ns = cfg.bucket.as_nanos() as u64;
@@ -151,7 +155,7 @@ impl Pipeline {
                 p.push(PathRecord::from_path(t, path));
             }
         }));
-        Pipeline {
+        let p = Pipeline {
             engine,
             started: std::time::Instant::now(),
             cfg,
@@ -161,7 +165,10 @@ impl Pipeline {
             history: FindingHistory::default(),
             state,
             writing: None,
-        }
+        };
+        // What a restored snapshot holds shows in /metrics before the first span arrives.
+        p.publish_counters();
+        p
     }
 
     /// Runs until shutdown: then drains what was queued, completes every trace in flight,
@@ -268,6 +275,13 @@ impl Pipeline {
             .store(self.engine.interner().overflowed, Ordering::Relaxed);
         s.nodes_overflowed
             .store(self.engine.analyzer.nodes.overflowed, Ordering::Relaxed);
+        s.aggregate_bytes.store(w.bytes as u64, Ordering::Relaxed);
+        s.budget_nodes_folded
+            .store(w.nodes_folded, Ordering::Relaxed);
+        s.budget_buckets_merged
+            .store(w.buckets_merged, Ordering::Relaxed);
+        s.budget_buckets_retired
+            .store(w.buckets_retired_early, Ordering::Relaxed);
         s.spans_dropped.store(
             a.spans_dropped_trace_full
                 + w.spans_dropped_old
@@ -320,6 +334,7 @@ impl Pipeline {
     /// Recomputes the default window and publishes the view every read serves from.
     fn refresh(&mut self) {
         let started = std::time::Instant::now();
+        self.engine.analyzer.windows.enforce_budget();
         self.build_view();
         let ms = started.elapsed().as_secs_f64() * 1e3;
         tracing::debug!(ms, "view refreshed");
@@ -334,9 +349,10 @@ impl Pipeline {
         let base_raw = w.merged_range(0, from);
         let all_time = w.all_time();
         let resolution = self.engine.resolve(&[&cur_raw, &base_raw, &all_time]);
-        let cur = resolution.apply(&cur_raw);
-        let base = (base_raw.facts.traces >= 50).then(|| resolution.apply(&base_raw));
-        let all_time = resolution.apply(&all_time);
+        // Owned: no second copy of the state when nothing is renamed.
+        let cur = resolution.apply_owned(cur_raw);
+        let base = (base_raw.facts.traces >= 50).then(|| resolution.apply_owned(base_raw));
+        let all_time = resolution.apply_owned(all_time);
         let engine = &self.engine;
         let ctx = Context {
             nodes: &engine.analyzer.nodes,
@@ -353,6 +369,7 @@ impl Pipeline {
             engine.interner(),
             &doc,
         );
+        drop(all_time);
         let w = &engine.analyzer.windows;
         let view = View::build(ViewInput {
             now_ns: now,

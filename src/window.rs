@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use crate::analyze::critical_path::Segment;
-use crate::analyze::graph::{GraphAgg, NodeTable};
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::analyze::graph::{GraphAgg, NodeId, NodeTable};
 use crate::analyze::tree::Trace;
 
 /// Bucketed aggregates, bounded: past `max_buckets`, the oldest bucket is dropped (counted).
@@ -27,7 +29,23 @@ pub struct Windows {
     horizon_ns: Option<u64>,
     /// Spans of the traces folded into a bucket.
     pub spans_added: u64,
+    /// Memory budget of the aggregates (bytes, estimated); 0 for none.
+    budget_bytes: usize,
+    /// The aggregates' estimated size at the last check.
+    pub bytes: usize,
+    /// What the budget folded: nodes into the overflow node, buckets into coarser ones,
+    /// buckets retired early.
+    pub nodes_folded: u64,
+    pub buckets_merged: u64,
+    pub buckets_retired_early: u64,
+    /// Traces since the budget was last checked.
+    since_check: u32,
+    /// Times the budget had to fold something (the log is thinned by it).
+    enforcements: u64,
 }
+
+/// Traces between two checks of the memory budget.
+const CHECK_EVERY: u32 = 2048;
 
 impl Windows {
     /// `width_ns == u64::MAX` gives one window for everything (replay's default).
@@ -42,7 +60,113 @@ impl Windows {
             spans_dropped_future: 0,
             horizon_ns: None,
             spans_added: 0,
+            budget_bytes: 0,
+            bytes: 0,
+            nodes_folded: 0,
+            buckets_merged: 0,
+            buckets_retired_early: 0,
+            since_check: 0,
+            enforcements: 0,
         }
+    }
+
+    /// Sets the memory budget (bytes; 0 for none) and enforces it at once.
+    pub fn set_budget(&mut self, bytes: usize) {
+        self.budget_bytes = bytes;
+        self.enforce_budget();
+    }
+
+    /// Estimated bytes of everything kept.
+    pub fn approx_bytes(&self) -> usize {
+        self.buckets
+            .values()
+            .map(GraphAgg::approx_bytes)
+            .sum::<usize>()
+            + self.retired.approx_bytes()
+    }
+
+    /// Keeps the aggregates within the budget, folding the least valuable state first: the
+    /// least-used nodes into the overflow node (their traffic still counts, under one name),
+    /// then the oldest buckets into coarser ones, then the oldest out of history. Each fold
+    /// is counted and logged. Returns whether anything was folded.
+    pub fn enforce_budget(&mut self) -> bool {
+        self.since_check = 0;
+        self.bytes = self.approx_bytes();
+        if self.budget_bytes == 0 || self.bytes <= self.budget_bytes {
+            return false;
+        }
+        let target = self.budget_bytes / 10 * 9;
+        let before = self.bytes;
+        // 1. Rare nodes, a quarter of those left at a time.
+        let mut traffic: FxHashMap<NodeId, u64> = FxHashMap::default();
+        for g in self.buckets.values() {
+            for (n, a) in &g.nodes {
+                *traffic.entry(*n).or_default() += a.requests + a.spans;
+            }
+        }
+        let mut order: Vec<(u64, NodeId)> = traffic
+            .into_iter()
+            .filter(|(n, _)| *n != NodeTable::OVERFLOW)
+            .map(|(n, t)| (t, n))
+            .collect();
+        order.sort_unstable();
+        let mut folded: FxHashSet<NodeId> = FxHashSet::default();
+        while self.bytes > target && folded.len() < order.len() {
+            let more = ((order.len() - folded.len()) / 4).max(1);
+            for (_, n) in order.iter().skip(folded.len()).take(more) {
+                folded.insert(*n);
+            }
+            let f = |n: NodeId| {
+                if folded.contains(&n) {
+                    NodeTable::OVERFLOW
+                } else {
+                    n
+                }
+            };
+            for g in self.buckets.values_mut() {
+                *g = g.remap(f);
+            }
+            self.retired = self.retired.remap(f);
+            self.bytes = self.approx_bytes();
+        }
+        self.nodes_folded += folded.len() as u64;
+        // 2. The oldest buckets, two into one.
+        while self.bytes > target && self.buckets.len() > 2 {
+            let mut keys = self.buckets.keys().copied();
+            let (Some(a), Some(b)) = (keys.next(), keys.next()) else {
+                break;
+            };
+            if let Some(later) = self.buckets.remove(&b) {
+                if let Some(first) = self.buckets.get_mut(&a) {
+                    first.merge(&later);
+                }
+            }
+            self.buckets_merged += 1;
+            self.bytes = self.approx_bytes();
+        }
+        // 3. The oldest out of history.
+        while self.bytes > target && self.buckets.len() > 1 {
+            if let Some((_, old)) = self.buckets.pop_first() {
+                self.retired.merge_graph(&old);
+            }
+            self.buckets_retired_early += 1;
+            self.bytes = self.approx_bytes();
+        }
+        // Under a sustained flood this runs at every check: log the 1st, 2nd, 4th, 8th... time.
+        self.enforcements += 1;
+        if !self.enforcements.is_power_of_two() {
+            return true;
+        }
+        tracing::warn!(
+            times = self.enforcements,
+            budget = self.budget_bytes,
+            before,
+            after = self.bytes,
+            nodes_folded = folded.len(),
+            "aggregates over the memory budget: least-used nodes folded into the overflow \
+             node, old history coarsened (chokepoint_budget_folds_total)"
+        );
+        true
     }
 
     pub fn max_buckets(&self) -> usize {
@@ -98,6 +222,10 @@ impl Windows {
             .entry(start)
             .or_default()
             .add_trace(t, path, nodes);
+        self.since_check += 1;
+        if self.budget_bytes > 0 && self.since_check >= CHECK_EVERY {
+            self.enforce_budget();
+        }
         // History past its bound ages out (it was analysed while it was kept).
         while self.buckets.len() > self.max_buckets {
             if let Some((_, old)) = self.buckets.pop_first() {

@@ -394,10 +394,21 @@ impl FactsAgg {
     pub const SAMPLES: usize = 512;
 
     pub fn add(&mut self, f: &TraceFacts) {
+        // Past MAX_OPS, new operations fold into one per service; past twice that (a flood
+        // of services), into one for all.
         let op = if self.ops.len() >= MAX_OPS && !self.ops.contains_key(&f.op) {
-            OpKey {
+            let per_service = OpKey {
                 name: Interner::OVERFLOW,
                 ..f.op
+            };
+            if self.ops.len() < 2 * MAX_OPS || self.ops.contains_key(&per_service) {
+                per_service
+            } else {
+                OpKey {
+                    service: super::graph::NodeTable::OVERFLOW,
+                    name: Interner::OVERFLOW,
+                    background: f.op.background,
+                }
             }
         } else {
             f.op
@@ -554,6 +565,41 @@ impl FactsAgg {
         for ((k, n), v) in &o.present {
             add_bounded(&mut self.present, (class(k), f(*n)), *v, MAX_OP_CALLS);
         }
+    }
+
+    /// Approximate heap bytes held (for the memory budget): entries of every map at their
+    /// key and value sizes, plus histograms' buckets and samples' paths.
+    pub fn approx_bytes(&self) -> usize {
+        use std::mem::size_of;
+        // A hash map entry costs its key and value plus about a word of control data.
+        fn map<K, V>(m: &FxHashMap<K, V>) -> usize {
+            m.capacity() * (size_of::<K>() + size_of::<V>() + 8)
+        }
+        map(&self.ops)
+            + self.ops.values().map(|o| o.e2e.heap_bytes()).sum::<usize>()
+            + map(&self.cp)
+            + self
+                .cp
+                .values()
+                .map(|c| c.per_trace.heap_bytes())
+                .sum::<usize>()
+            + map(&self.waits)
+            + map(&self.reach)
+            + map(&self.fail)
+            + map(&self.slowest)
+            + self.slowest.len() * 3 * size_of::<(u64, TraceId)>()
+            + map(&self.failures)
+            + self.failures.len() * 3 * size_of::<(u64, TraceId)>()
+            + self
+                .samples
+                .items()
+                .map(|s| size_of::<CpSample>() + s.cp.capacity() * size_of::<(NodeId, u64)>())
+                .sum::<usize>()
+            + map(&self.shapes)
+            + map(&self.shape_cp)
+            + map(&self.classes)
+            + map(&self.calls)
+            + map(&self.present)
     }
 
     /// The same sums with nodes renamed by `f`. Where several nodes become one, the sums of

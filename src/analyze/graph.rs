@@ -472,6 +472,41 @@ impl GraphAgg {
         self.usage_dropped += dropped;
     }
 
+    /// Approximate heap bytes held, for the memory budget: nodes, edges, their histograms,
+    /// instance sets and load buckets, the usage counts and the facts.
+    pub fn approx_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let per_node: usize = self
+            .nodes
+            .values()
+            .map(|n| {
+                size_of::<(NodeId, NodeAgg)>()
+                    + 8
+                    + n.latency.heap_bytes()
+                    + n.self_time.heap_bytes()
+                    + n.instances.known.len() * (size_of::<(Sym, Seen)>() + 16)
+                    + n.instances.slots.len() * 32
+                    + n.load.len() * 40
+            })
+            .sum();
+        let per_edge: usize = self
+            .edges
+            .values()
+            .map(|e| {
+                size_of::<(EdgeKey, EdgeAgg)>()
+                    + 8
+                    + e.client.heap_bytes()
+                    + e.server.heap_bytes()
+                    + e.queue.heap_bytes()
+                    + e.gap.heap_bytes()
+            })
+            .sum();
+        per_node
+            + per_edge
+            + self.usage.capacity() * (size_of::<(UsageKey, u64)>() + 8)
+            + self.facts.approx_bytes()
+    }
+
     /// The same aggregate with nodes renamed by `f` (several ids may become one: their sums
     /// add up; see [`FactsAgg::remap`] for the per-trace counts).
     pub fn remap(&self, f: impl Fn(NodeId) -> NodeId) -> GraphAgg {

@@ -52,6 +52,14 @@ impl Resolution {
         self.map.get(&n).copied().unwrap_or(n)
     }
 
+    /// Like [`Resolution::apply`], consuming `g`: no copy when there is nothing to rename.
+    pub fn apply_owned(&self, g: GraphAgg) -> GraphAgg {
+        if self.map.is_empty() {
+            return g;
+        }
+        g.remap(|n| self.node(n))
+    }
+
     /// `g` with its raw nodes replaced by the nodes they are part of.
     pub fn apply(&self, g: &GraphAgg) -> GraphAgg {
         if self.map.is_empty() {

@@ -213,5 +213,23 @@ pub fn stats_metrics(s: &Stats) -> String {
         "Nodes folded into one because the node table was full.",
         &s.nodes_overflowed,
     );
+    one(
+        "chokepoint_aggregate_bytes",
+        "gauge",
+        "Estimated bytes of the windowed aggregates (what analysis.memory_budget_mb bounds).",
+        &s.aggregate_bytes,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP chokepoint_budget_folds_total State folded to stay within the memory budget: \
+         least-used nodes into the overflow node, old buckets merged, old buckets retired early.\n\
+         # TYPE chokepoint_budget_folds_total counter\n\
+         chokepoint_budget_folds_total{{what=\"nodes\"}} {}\n\
+         chokepoint_budget_folds_total{{what=\"buckets_merged\"}} {}\n\
+         chokepoint_budget_folds_total{{what=\"buckets_retired\"}} {}",
+        Stats::get(&s.budget_nodes_folded),
+        Stats::get(&s.budget_buckets_merged),
+        Stats::get(&s.budget_buckets_retired),
+    );
     out
 }

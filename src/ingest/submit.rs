@@ -38,6 +38,11 @@ pub struct Stats {
     pub names_overflowed: AtomicU64,
     /// Nodes folded into the overflow node because the node table was full.
     pub nodes_overflowed: AtomicU64,
+    /// The aggregates' estimated size, and what the memory budget folded to keep them in it.
+    pub aggregate_bytes: AtomicU64,
+    pub budget_nodes_folded: AtomicU64,
+    pub budget_buckets_merged: AtomicU64,
+    pub budget_buckets_retired: AtomicU64,
 }
 
 impl Stats {
