@@ -673,9 +673,14 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
                 }
             })
         });
+        let api_scheme = if cfg.api_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let result = daemon::run(cfg, daemon::signals(), |b: Bound| {
             println!(
-                "chokepoint listening: otlp-grpc={} otlp-http={} api=http://{} api-grpc={}",
+                "chokepoint listening: otlp-grpc={} otlp-http={} api={api_scheme}://{} api-grpc={}",
                 b.grpc, b.http, b.api, b.api_grpc
             );
             let _ = io::stdout().flush();

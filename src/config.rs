@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::listener::Limits;
+use crate::tls::TlsFiles;
+
 /// Every key, with its default and what it does.
 pub const DEFAULT_TOML: &str = r#"# chokepoint configuration. Every key is optional; these are the defaults.
 # Each can be overridden by a flag of `chokepoint serve` or a CHOKEPOINT_* variable
@@ -25,6 +28,20 @@ max_request_bytes = 16777216
 # A file holding a bearer token that exporters must send (Authorization: Bearer <token>,
 # gRPC metadata or HTTP header). Empty: no token (fine on loopback; a warning otherwise).
 bearer_token_file = ""
+# A client must finish its TLS handshake and request head within header_read_timeout; a
+# connection with nothing moving for idle_timeout is closed (gRPC clients are pinged, so an
+# idle exporter stays connected). Past max_connections, new connections are closed at once.
+header_read_timeout = "10s"
+idle_timeout = "2m"
+max_connections = 1024
+
+[receivers.tls]
+# TLS for both OTLP receivers: PEM certificate chain and private key (both empty: plain
+# text). Re-read when the files change, so certificates rotate without a restart.
+cert_file = ""
+key_file = ""
+# PEM CA bundle: exporters must present a certificate it signed (mutual TLS).
+client_ca_file = ""
 
 [api]
 # The dashboard (/) and HTTP API (/findings, /graph, /nodes, /series/..., /operations,
@@ -40,6 +57,16 @@ bearer_token_file = ""
 # Host names the API answers to, comma-separated (IP addresses and localhost always work):
 # a web page cannot read the API through DNS rebinding. "*" allows any.
 hosts = ""
+# As for the receivers (the dashboard's event stream sends a keep-alive every 15s).
+header_read_timeout = "10s"
+idle_timeout = "2m"
+max_connections = 1024
+
+[api.tls]
+# TLS for the HTTP API and dashboard and the gRPC query API; as for the receivers.
+cert_file = ""
+key_file = ""
+client_ca_file = ""
 
 [pipeline]
 # Export requests waiting for analysis; past this, exporters get a retryable answer
@@ -101,6 +128,19 @@ pub struct RawReceivers {
     pub http_listen: Option<String>,
     pub max_request_bytes: Option<usize>,
     pub bearer_token_file: Option<String>,
+    pub header_read_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub max_connections: Option<usize>,
+    #[serde(default)]
+    pub tls: RawTls,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub client_ca_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -111,6 +151,11 @@ pub struct RawApi {
     pub trace_url: Option<String>,
     pub bearer_token_file: Option<String>,
     pub hosts: Option<String>,
+    pub header_read_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub max_connections: Option<usize>,
+    #[serde(default)]
+    pub tls: RawTls,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -173,6 +218,11 @@ pub struct Config {
     pub api_token_file: Option<PathBuf>,
     /// Host names the API answers to besides IP literals and localhost.
     pub api_hosts: Vec<String>,
+    /// TLS and connection limits: the receivers' and the API's.
+    pub receivers_tls: Option<TlsFiles>,
+    pub receivers_limits: Limits,
+    pub api_tls: Option<TlsFiles>,
+    pub api_limits: Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -227,12 +277,24 @@ pub struct Overrides {
 
 /// Every `section.key` the file may hold (those of [`DEFAULT_TOML`]).
 pub fn known_keys() -> Vec<String> {
+    fn walk(prefix: &str, t: &toml::Table, out: &mut Vec<String>) {
+        for (k, v) in t {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v.as_table() {
+                Some(sub) => walk(&key, sub, out),
+                None if !prefix.is_empty() => out.push(key),
+                None => {}
+            }
+        }
+    }
     let table: toml::Table = toml::from_str(DEFAULT_TOML).unwrap_or_default();
-    table
-        .iter()
-        .filter_map(|(section, v)| Some((section, v.as_table()?)))
-        .flat_map(|(section, t)| t.keys().map(move |k| format!("{section}.{k}")))
-        .collect()
+    let mut out = Vec::new();
+    walk("", &table, &mut out);
+    out
 }
 
 /// `CHOKEPOINT_<SECTION>_<KEY>` variables set in `vars`, as `section.key=value` overrides.
@@ -256,16 +318,20 @@ fn set_key(table: &mut toml::Table, key: &str, value: &str) -> Result<(), Config
         key: "--set",
         message,
     };
-    let (section, name) = key
-        .split_once('.')
-        .ok_or_else(|| invalid(format!("{key:?} is not section.key")))?;
     if !known_keys().iter().any(|k| k == key) {
         return Err(invalid(format!(
             "unknown key {key:?}; see chokepoint gen-config"
         )));
     }
+    let (section, name) = key
+        .rsplit_once('.')
+        .ok_or_else(|| invalid(format!("{key:?} is not section.key")))?;
     let defaults: toml::Table = toml::from_str(DEFAULT_TOML).unwrap_or_default();
-    let typed = match defaults.get(section).and_then(|s| s.get(name)) {
+    let default = section
+        .split('.')
+        .try_fold(&defaults, |t, s| t.get(s)?.as_table())
+        .and_then(|t| t.get(name));
+    let typed = match default {
         Some(toml::Value::Integer(_)) => toml::Value::Integer(
             value
                 .parse()
@@ -278,16 +344,45 @@ fn set_key(table: &mut toml::Table, key: &str, value: &str) -> Result<(), Config
         ),
         _ => toml::Value::String(value.to_owned()),
     };
-    let sec = table
-        .entry(section.to_owned())
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    match sec.as_table_mut() {
-        Some(t) => {
-            t.insert(name.to_owned(), typed);
-            Ok(())
-        }
-        None => Err(invalid(format!("{section} is not a section"))),
+    let mut sec = table;
+    for part in section.split('.') {
+        sec = sec
+            .entry(part.to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| invalid(format!("{section} is not a section")))?;
     }
+    sec.insert(name.to_owned(), typed);
+    Ok(())
+}
+
+fn tls_files(section: &'static str, raw: &RawTls) -> Result<Option<TlsFiles>, ConfigError> {
+    let path = |v: &Option<String>| v.as_deref().filter(|s| !s.is_empty()).map(PathBuf::from);
+    match (path(&raw.cert_file), path(&raw.key_file)) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles {
+            cert,
+            key,
+            client_ca: path(&raw.client_ca_file),
+        })),
+        (None, None) if path(&raw.client_ca_file).is_none() => Ok(None),
+        _ => Err(ConfigError::Invalid {
+            key: section,
+            message: "cert_file and key_file go together (client_ca_file needs both)".into(),
+        }),
+    }
+}
+
+fn limits(
+    section: &'static [&'static str; 3],
+    header: &Option<String>,
+    idle: &Option<String>,
+    max: Option<usize>,
+) -> Result<Limits, ConfigError> {
+    Ok(Limits {
+        header_read_timeout: dur(section[0], header.as_deref().unwrap_or("10s"))?,
+        idle_timeout: dur(section[1], idle.as_deref().unwrap_or("2m"))?,
+        max_connections: positive(section[2], max.unwrap_or(1024))?,
+    })
 }
 
 fn addr(key: &'static str, v: &str) -> Result<SocketAddr, ConfigError> {
@@ -418,6 +513,28 @@ impl Config {
                 .filter(|h| !h.is_empty())
                 .map(str::to_owned)
                 .collect(),
+            receivers_tls: tls_files("receivers.tls", &r.tls)?,
+            receivers_limits: limits(
+                &[
+                    "receivers.header_read_timeout",
+                    "receivers.idle_timeout",
+                    "receivers.max_connections",
+                ],
+                &r.header_read_timeout,
+                &r.idle_timeout,
+                r.max_connections,
+            )?,
+            api_tls: tls_files("api.tls", &raw.api.tls)?,
+            api_limits: limits(
+                &[
+                    "api.header_read_timeout",
+                    "api.idle_timeout",
+                    "api.max_connections",
+                ],
+                &raw.api.header_read_timeout,
+                &raw.api.idle_timeout,
+                raw.api.max_connections,
+            )?,
         };
         cfg.check()?;
         Ok(cfg)
@@ -458,6 +575,23 @@ impl Config {
         }
         if self.snapshot_interval < Duration::from_secs(1) {
             return bad("state.snapshot_interval", "must be at least 1s");
+        }
+        for (section, l) in [
+            ("receivers", &self.receivers_limits),
+            ("api", &self.api_limits),
+        ] {
+            if l.header_read_timeout < Duration::from_millis(100)
+                || l.idle_timeout < Duration::from_secs(1)
+            {
+                return bad(
+                    if section == "api" {
+                        "api.header_read_timeout"
+                    } else {
+                        "receivers.header_read_timeout"
+                    },
+                    "header_read_timeout must be at least 100ms and idle_timeout at least 1s",
+                );
+            }
         }
         Ok(())
     }
@@ -512,7 +646,7 @@ mod tests {
             ..Default::default()
         };
         assert!(Config::from_toml("", &bad).is_err());
-        assert_eq!(known_keys().len(), 24);
+        assert_eq!(known_keys().len(), 36);
     }
 
     #[test]
@@ -523,5 +657,36 @@ mod tests {
         assert!(e.unwrap_err().to_string().contains("unknown field"));
         let e = Config::from_toml("[api]\nlisten = \"localhost\"\n", &Overrides::default());
         assert!(e.unwrap_err().to_string().starts_with("api.listen"));
+    }
+
+    #[test]
+    fn tls_sections_nest_and_take_the_environment() {
+        let c = Config::from_toml(
+            "[receivers.tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\n",
+            &Overrides::default(),
+        )
+        .unwrap();
+        let t = c.receivers_tls.unwrap();
+        assert_eq!((t.cert.to_str(), t.client_ca), (Some("c.pem"), None));
+        assert_eq!(c.api_tls, None);
+        let env = env_overrides(
+            [(
+                "CHOKEPOINT_API_TLS_CLIENT_CA_FILE".to_owned(),
+                "ca.pem".to_owned(),
+            )]
+            .into_iter(),
+        );
+        assert_eq!(
+            env,
+            vec![("api.tls.client_ca_file".to_owned(), "ca.pem".to_owned())]
+        );
+        let o = Overrides {
+            set: env,
+            ..Default::default()
+        };
+        let e = Config::from_toml("", &o).unwrap_err().to_string();
+        assert!(e.starts_with("api.tls"), "a CA alone is refused: {e}");
+        let e = Config::from_toml("[api.tls]\ncert = \"x\"\n", &Overrides::default());
+        assert!(e.unwrap_err().to_string().contains("unknown field"));
     }
 }

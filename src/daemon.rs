@@ -14,11 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_stream::wrappers::TcpListenerStream;
-use tokio_stream::StreamExt;
 
 use crate::api::http::ApiState;
 use crate::api::view::View;
@@ -26,8 +23,10 @@ use crate::auth::Token;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::ingest::submit::{Stats, Submitter};
+use crate::listener::{grpc_incoming, serve_http};
 use crate::pipeline::{engine_config, Event, Pipeline};
 use crate::state::StateDir;
+use crate::tls::{Reloading, ALPN_GRPC, ALPN_HTTP1};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -41,6 +40,11 @@ pub enum DaemonError {
     State(#[from] crate::state::StateError),
     #[error("bearer token: {0}")]
     Token(#[from] crate::auth::TokenError),
+    #[error("TLS ({what}): {source}")]
+    Tls {
+        what: &'static str,
+        source: crate::tls::TlsError,
+    },
     #[error("{what} server failed: {message}")]
     Server { what: &'static str, message: String },
 }
@@ -58,6 +62,12 @@ async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, Daemo
     TcpListener::bind(addr)
         .await
         .map_err(|source| DaemonError::Bind { addr, what, source })
+}
+
+/// A server that cannot fail once listening, typed like those that can.
+async fn ok(f: impl std::future::Future<Output = ()>) -> Result<(), String> {
+    f.await;
+    Ok(())
 }
 
 fn every(events: mpsc::Sender<Event>, period: Duration, make: fn() -> Event) {
@@ -102,6 +112,42 @@ pub async fn run(
              your service graph (set api.bearer_token_file)"
         );
     }
+    for (what, tls, token, addrs) in [
+        (
+            "receivers",
+            &cfg.receivers_tls,
+            &ingest_token,
+            [cfg.grpc_listen, cfg.http_listen],
+        ),
+        (
+            "api",
+            &cfg.api_tls,
+            &api_token,
+            [cfg.api_listen, cfg.api_grpc_listen],
+        ),
+    ] {
+        if token.is_some() && tls.is_none() && addrs.iter().any(|a| exposed(*a)) {
+            tracing::warn!(
+                what,
+                "bearer token over plain text beyond loopback: anyone on the path can read it \
+                 (configure {what}.tls)"
+            );
+        }
+    }
+    let tls = |files: &Option<crate::tls::TlsFiles>,
+               alpn: &'static [&'static [u8]],
+               what: &'static str|
+     -> Result<Option<Reloading>, DaemonError> {
+        files
+            .clone()
+            .map(|f| Reloading::start(f, alpn, what))
+            .transpose()
+            .map_err(|source| DaemonError::Tls { what, source })
+    };
+    let grpc_tls = tls(&cfg.receivers_tls, ALPN_GRPC, "OTLP/gRPC")?;
+    let http_tls = tls(&cfg.receivers_tls, ALPN_HTTP1, "OTLP/HTTP")?;
+    let api_grpc_tls = tls(&cfg.api_tls, ALPN_GRPC, "gRPC query API")?;
+    let api_tls = tls(&cfg.api_tls, ALPN_HTTP1, "API")?;
     let stats = Arc::new(Stats::default());
     let ecfg = engine_config(&cfg);
     let mut engine = Engine::new(ecfg);
@@ -149,17 +195,21 @@ pub async fn run(
         let svc = crate::ingest::grpc::service(sub.clone(), ingest_token.clone());
         let grpc_stats = stats.clone();
         let s = stopped(stop_rx.clone());
+        let incoming = grpc_incoming(
+            grpc_l,
+            grpc_tls,
+            cfg.receivers_limits,
+            stats.receivers_conns.clone(),
+            stop_rx.clone(),
+        );
         async move {
-            // No Nagle (a 40 ms stall per request against delayed ACKs) and HTTP/2 windows
-            // large enough for a typical export request in one round trip.
-            let incoming = TcpListenerStream::new(grpc_l).map(|c| {
-                c.inspect(|c| {
-                    let _ = c.set_nodelay(true);
-                })
-            });
+            // HTTP/2 windows large enough for a typical export request in one round trip;
+            // pings keep idle exporters' connections alive and find dead ones.
             tonic::transport::Server::builder()
                 .initial_stream_window_size(Some(4 << 20))
                 .initial_connection_window_size(Some(16 << 20))
+                .http2_keepalive_interval(Some(Duration::from_secs(30)))
+                .http2_keepalive_timeout(Some(Duration::from_secs(10)))
                 .layer(tower::util::MapResponseLayer::new(move |r| {
                     crate::ingest::grpc::too_large_is_not_retryable(r, &grpc_stats)
                 }))
@@ -169,21 +219,14 @@ pub async fn run(
                 .map_err(|e| e.to_string())
         }
     });
-    let http = tokio::spawn({
-        let app = crate::ingest::http::router(sub.clone(), ingest_token.clone());
-        let s = stopped(stop_rx.clone());
-        async move {
-            axum::serve(
-                http_l.tap_io(|t| {
-                    let _ = t.set_nodelay(true);
-                }),
-                app,
-            )
-            .with_graceful_shutdown(s)
-            .await
-            .map_err(|e| e.to_string())
-        }
-    });
+    let http = tokio::spawn(ok(serve_http(
+        http_l,
+        http_tls,
+        cfg.receivers_limits,
+        stats.receivers_conns.clone(),
+        crate::ingest::http::router(sub.clone(), ingest_token.clone()),
+        stop_rx.clone(),
+    )));
     drop(sub);
     let ready = Arc::new(AtomicBool::new(false));
     let (api_stop_tx, api_stop_rx) = watch::channel(false);
@@ -201,29 +244,31 @@ pub async fn run(
     let api_grpc = tokio::spawn({
         let svc = crate::api::grpc::service(api_state.clone());
         let s = stopped(api_stop_rx.clone());
+        let incoming = grpc_incoming(
+            api_grpc_l,
+            api_grpc_tls,
+            cfg.api_limits,
+            stats.api_conns.clone(),
+            api_stop_rx.clone(),
+        );
         async move {
             tonic::transport::Server::builder()
+                .http2_keepalive_interval(Some(Duration::from_secs(30)))
+                .http2_keepalive_timeout(Some(Duration::from_secs(10)))
                 .add_service(svc)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(api_grpc_l), s)
+                .serve_with_incoming_shutdown(incoming, s)
                 .await
                 .map_err(|e| e.to_string())
         }
     });
-    let api = tokio::spawn({
-        let app = crate::api::http::router(api_state);
-        let s = stopped(api_stop_rx);
-        async move {
-            axum::serve(
-                api_l.tap_io(|t| {
-                    let _ = t.set_nodelay(true);
-                }),
-                app,
-            )
-            .with_graceful_shutdown(s)
-            .await
-            .map_err(|e| e.to_string())
-        }
-    });
+    let api = tokio::spawn(ok(serve_http(
+        api_l,
+        api_tls,
+        cfg.api_limits,
+        stats.api_conns.clone(),
+        crate::api::http::router(api_state),
+        api_stop_rx,
+    )));
     every(event_tx.clone(), Duration::from_millis(500), || Event::Tick);
     every(event_tx.clone(), cfg.refresh, || Event::Refresh);
     if cfg.state_dir.is_some() {

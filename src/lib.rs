@@ -26,8 +26,10 @@ pub mod replay;
 pub mod auth;
 pub mod config;
 pub mod daemon;
+pub mod listener;
 pub mod pipeline;
 pub mod state;
+pub mod tls;
 
 pub mod api;
 pub mod render;

@@ -231,5 +231,25 @@ pub fn stats_metrics(s: &Stats) -> String {
         Stats::get(&s.budget_buckets_merged),
         Stats::get(&s.budget_buckets_retired),
     );
+    let _ = writeln!(
+        out,
+        "# HELP chokepoint_connections_closed_total Connections the listeners closed: refused \
+         past max_connections, timed out (slow handshake or head, or idle), failed TLS \
+         handshakes.\n\
+         # TYPE chokepoint_connections_closed_total counter"
+    );
+    for (listener, c) in [("receivers", &s.receivers_conns), ("api", &s.api_conns)] {
+        for (reason, v) in [
+            ("refused", &c.refused),
+            ("timed_out", &c.timed_out),
+            ("tls_failed", &c.tls_failed),
+        ] {
+            let _ = writeln!(
+                out,
+                "chokepoint_connections_closed_total{{listener=\"{listener}\",reason=\"{reason}\"}} {}",
+                Stats::get(v)
+            );
+        }
+    }
     out
 }

@@ -50,12 +50,44 @@ pub fn router(sub: Submitter, token: Option<crate::auth::Token>) -> Router {
     Router::new()
         .route("/v1/traces", post(export))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            sub.stats.clone(),
+            within_deadline,
+        ))
         // The token is checked before the body is read or anything counted.
         .layer(axum::middleware::from_fn_with_state(
             token,
             crate::auth::require_bearer,
         ))
         .with_state(sub)
+}
+
+/// How long a request may take, its body included: a client dribbling a body a byte at a
+/// time (which the idle timeout alone would let live) is cut off.
+pub const REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+async fn within_deadline(
+    State(stats): State<std::sync::Arc<crate::ingest::submit::Stats>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match tokio::time::timeout(REQUEST_DEADLINE, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => {
+            stats
+                .receivers_conns
+                .timed_out
+                .fetch_add(1, Ordering::Relaxed);
+            (
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "request not received within {}s",
+                    REQUEST_DEADLINE.as_secs()
+                ),
+            )
+                .into_response()
+        }
+    }
 }
 
 fn status_body(enc: Encoding, st: &RpcStatus) -> Vec<u8> {

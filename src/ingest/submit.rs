@@ -14,6 +14,9 @@ use super::problem::BatchReport;
 /// `spans_received = spans_rejected + spans_analysed + spans_dropped + spans in flight`.
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// What the receivers' and the API's listeners refused or timed out.
+    pub receivers_conns: std::sync::Arc<crate::listener::ConnStats>,
+    pub api_conns: std::sync::Arc<crate::listener::ConnStats>,
     pub requests: AtomicU64,
     /// Spans in requests the pipeline took.
     pub spans_received: AtomicU64,

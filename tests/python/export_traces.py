@@ -42,10 +42,23 @@ class CountingExporter(SpanExporter):
         return self.inner.force_flush(timeout_millis)
 
 
-def make_exporter(transport, endpoint):
+def make_exporter(transport, endpoint, tls):
+    """tls: None for plain text, else (ca_file, client_cert_file or None, client_key_file or None)."""
     if transport == "grpc":
-        return GrpcExporter(endpoint=endpoint, insecure=True, compression=grpc.Compression.Gzip, timeout=10)
-    return HttpExporter(endpoint=endpoint, compression=HttpCompression.Gzip, timeout=10)
+        if tls is None:
+            return GrpcExporter(endpoint=endpoint, insecure=True, compression=grpc.Compression.Gzip,
+                                timeout=10)
+        ca, cert, key = tls
+        read = lambda f: open(f, "rb").read() if f else None
+        creds = grpc.ssl_channel_credentials(root_certificates=read(ca), private_key=read(key),
+                                             certificate_chain=read(cert))
+        return GrpcExporter(endpoint=endpoint, insecure=False, credentials=creds,
+                            compression=grpc.Compression.Gzip, timeout=10)
+    if tls is None:
+        return HttpExporter(endpoint=endpoint, compression=HttpCompression.Gzip, timeout=10)
+    ca, cert, key = tls
+    return HttpExporter(endpoint=endpoint, compression=HttpCompression.Gzip, timeout=10,
+                        certificate_file=ca, client_certificate_file=cert, client_key_file=key)
 
 
 def emit_trace(front, catalog, i):
@@ -69,10 +82,10 @@ def emit_trace(front, catalog, i):
                     pass
 
 
-def export_via(transport, endpoint, n_traces):
+def export_via(transport, endpoint, n_traces, tls):
     exporters, providers = {}, {}
     for svc in SERVICES:
-        exporters[svc] = CountingExporter(make_exporter(transport, endpoint))
+        exporters[svc] = CountingExporter(make_exporter(transport, endpoint, tls))
         providers[svc] = TracerProvider(resource=Resource.create({
             "service.name": svc, "service.instance.id": f"{svc}-{transport}-1"}))
         providers[svc].add_span_processor(BatchSpanProcessor(
@@ -101,14 +114,18 @@ def main():
     parser.add_argument("--grpc-endpoint", help="OTLP gRPC endpoint, e.g. http://127.0.0.1:4317")
     parser.add_argument("--http-endpoint", help="OTLP/HTTP URL, e.g. http://127.0.0.1:4318/v1/traces")
     parser.add_argument("--traces", type=int, default=20, help="traces per endpoint (default 20)")
+    parser.add_argument("--ca-file", help="TLS: PEM CA that signed the server's certificate")
+    parser.add_argument("--client-cert", help="mutual TLS: this client's PEM certificate")
+    parser.add_argument("--client-key", help="mutual TLS: this client's PEM key")
     args = parser.parse_args()
+    tls = (args.ca_file, args.client_cert, args.client_key) if args.ca_file else None
     targets = [(t, e) for t, e in (("grpc", args.grpc_endpoint), ("http", args.http_endpoint)) if e]
     if not targets:
         parser.error("give --grpc-endpoint and/or --http-endpoint")
 
     all_ok, total_spans = True, 0
     for transport, endpoint in targets:
-        ok, spans = export_via(transport, endpoint, args.traces)
+        ok, spans = export_via(transport, endpoint, args.traces, tls)
         all_ok, total_spans = all_ok and ok, total_spans + spans
     if not all_ok:
         sys.exit(1)

@@ -75,7 +75,7 @@ impl Daemon {
             api: field("api="),
             api_grpc: field("api-grpc="),
             child,
-            http_client: reqwest::blocking::Client::new(),
+            http_client: tls_client(Some("ca.pem"), None),
         }
     }
 
@@ -132,6 +132,23 @@ impl Daemon {
     }
 }
 
+/// A blocking HTTP client trusting only the test CA `ca` (under testdata/tls) and, for
+/// mutual TLS, presenting `client` (a name under testdata/tls with .pem and .key).
+pub fn tls_client(ca: Option<&str>, client: Option<&str>) -> reqwest::blocking::Client {
+    let tls = root().join("testdata/tls");
+    let mut b = reqwest::blocking::Client::builder().tls_built_in_root_certs(false);
+    if let Some(ca) = ca {
+        let pem = std::fs::read(tls.join(ca)).expect("test CA");
+        b = b.add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("CA PEM"));
+    }
+    if let Some(c) = client {
+        let mut pem = std::fs::read(tls.join(format!("{c}.pem"))).expect("client cert");
+        pem.extend(std::fs::read(tls.join(format!("{c}.key"))).expect("client key"));
+        b = b.identity(reqwest::Identity::from_pem(&pem).expect("client identity"));
+    }
+    b.build().expect("HTTP client")
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -139,14 +156,14 @@ impl Drop for Daemon {
     }
 }
 
-fn now_ns() -> u64 {
+pub fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// Shop traffic with current timestamps (the live windows are by wall clock).
-fn shop(scenario: Scenario, traces: usize) -> Vec<ExportTraceServiceRequest> {
+pub fn shop(scenario: Scenario, traces: usize) -> Vec<ExportTraceServiceRequest> {
     let cfg = SimConfig {
         scenario,
         traces,
@@ -182,7 +199,7 @@ impl opentelemetry_sdk::trace::IdGenerator for PresetIds {
 
 /// Sends OTLP requests through the real Rust SDK and exporter: one tracer provider per
 /// resource (service instance), every span re-created with its ids, times and attributes.
-fn export_with_sdk(
+pub fn export_with_sdk(
     reqs: &[ExportTraceServiceRequest],
     exporter: impl Fn() -> opentelemetry_otlp::SpanExporter,
 ) {
@@ -264,7 +281,7 @@ fn export_with_sdk(
     }
 }
 
-fn top<'a>(doc: &'a serde_json::Value, kind: &str) -> Option<&'a serde_json::Value> {
+pub fn top<'a>(doc: &'a serde_json::Value, kind: &str) -> Option<&'a serde_json::Value> {
     doc["findings"]
         .as_array()?
         .iter()
@@ -336,7 +353,7 @@ fn rust_exporter_over_http_protobuf_finds_the_single_broker() {
 }
 
 /// The Python SDK and rotel, installed by .ci/run into a venv named by CHOKEPOINT_TEST_PYTHON.
-fn python() -> Option<String> {
+pub fn python() -> Option<String> {
     match std::env::var("CHOKEPOINT_TEST_PYTHON") {
         Ok(p) if !p.is_empty() => Some(p),
         _ => {
@@ -350,10 +367,14 @@ fn python() -> Option<String> {
     }
 }
 
-fn run_python_export(py: &str, args: &[String]) {
+pub fn run_python_export(py: &str, args: &[String]) {
     let out = Command::new(py)
         .arg(root().join("tests/python/export_traces.py"))
         .args(args)
+        // requests lets these override the session's CA bundle, so the HTTP exporter's
+        // certificate_file would silently lose to the system bundle where they are set.
+        .env_remove("REQUESTS_CA_BUNDLE")
+        .env_remove("CURL_CA_BUNDLE")
         .output()
         .expect("run the Python exporter");
     assert!(
@@ -364,7 +385,7 @@ fn run_python_export(py: &str, args: &[String]) {
     );
 }
 
-fn python_graph_ok(d: &Daemon) -> bool {
+pub fn python_graph_ok(d: &Daemon) -> bool {
     let g = d.get("/graph");
     let edges = g["edges"].as_array().cloned().unwrap_or_default();
     edges

@@ -9,6 +9,7 @@ mod properties;
 mod proto;
 mod realdata;
 mod severity;
+mod tls;
 
 use std::path::PathBuf;
 
