@@ -328,6 +328,11 @@ fn report_load(load: &LoadSummary) -> bool {
     for f in &load.failed {
         eprintln!("error: {f}");
     }
+    if load.spans_seen == 0 && !load.files.is_empty() {
+        // Readable files without a span: a wrong file or an empty capture, not "0 traces".
+        eprintln!("error: no spans in the input");
+        return true;
+    }
     if load.spans_rejected > 0 {
         eprintln!(
             "note: {} of {} spans rejected; the rest were analysed",

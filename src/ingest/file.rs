@@ -85,6 +85,8 @@ pub enum FileError {
     UnknownFormat { path: PathBuf, head: Vec<u8> },
     #[error("{path}: {message}")]
     Unreadable { path: PathBuf, message: String },
+    #[error("{path}: the file is empty (no trace data in it)")]
+    Empty { path: PathBuf },
 }
 
 /// A problem in part of a file; the rest was read.
@@ -286,7 +288,11 @@ fn read_from(
         problem_count: 0,
     };
     match format {
-        Format::Empty => {}
+        Format::Empty => {
+            return Err(FileError::Empty {
+                path: path.to_owned(),
+            })
+        }
         Format::JsonDocument | Format::OtlpJsonLines => read_json(&mut *r, sink, &mut summary)?,
         Format::Zipkin => {
             let text = read_all(path, &mut *r, &mut summary);
@@ -328,15 +334,55 @@ fn read_from(
 
 /// Reads the rest of the stream; a read error (a truncated gzip stream, say) is recorded and
 /// what was read before it is returned.
+/// A document over [`MAX_DOCUMENT`] is refused whole (its parse would need several times
+/// that in memory).
 fn read_all(path: &Path, r: &mut dyn BufRead, summary: &mut FileSummary) -> Vec<u8> {
     let mut buf = Vec::new();
-    if let Err(e) = r.read_to_end(&mut buf) {
-        summary.problem(
+    match read_to_end_bounded(r, &mut buf) {
+        Ok(true) => {}
+        Ok(false) => {
+            summary.problem(Location::Document, too_big("the document"));
+            return Vec::new();
+        }
+        Err(e) => summary.problem(
             Location::Document,
             format!("{}: read stopped: {e}", path.display()),
-        );
+        ),
     }
     buf
+}
+
+/// The most one JSON document or line, or one protobuf message, may hold.
+#[cfg(not(test))]
+pub const MAX_DOCUMENT: usize = 256 << 20;
+/// Small in unit tests, so the limit's handling is tested without a 256 MiB file.
+#[cfg(test)]
+pub const MAX_DOCUMENT: usize = 4 << 10;
+
+fn too_big(what: &str) -> String {
+    let limit = if MAX_DOCUMENT >= 1 << 20 {
+        format!("{} MiB", MAX_DOCUMENT >> 20)
+    } else {
+        format!("{} KiB", MAX_DOCUMENT >> 10)
+    };
+    format!(
+        "{what} is over {limit}, the most read at once; skipped (split it: one OTLP \
+         request or Jaeger trace per line is read line by line)"
+    )
+}
+
+/// Appends the rest of `r` to `buf` unless that would pass [`MAX_DOCUMENT`]: then returns
+/// `Ok(false)` having read (and dropped) the rest.
+fn read_to_end_bounded(r: &mut dyn BufRead, buf: &mut Vec<u8>) -> io::Result<bool> {
+    let room = MAX_DOCUMENT.saturating_sub(buf.len()) as u64;
+    r.take(room + 1).read_to_end(buf)?;
+    if buf.len() <= MAX_DOCUMENT {
+        return Ok(true);
+    }
+    buf.clear();
+    buf.shrink_to_fit();
+    io::copy(r, &mut io::sink())?;
+    Ok(false)
 }
 
 fn read_framed(r: &mut dyn BufRead, sink: &mut dyn BatchSink, summary: &mut FileSummary) {
@@ -403,30 +449,46 @@ fn read_json(
 ) -> Result<(), FileError> {
     let mut first = String::new();
     let mut line_no = 1u64;
-    if let Err(e) = read_line(r, &mut first) {
-        summary.problem(Location::Line(1), format!("read stopped: {e}"));
-        return Ok(());
-    }
-    if serde_json::from_str::<serde::de::IgnoredAny>(&first).is_ok() {
+    let first_fits = match read_line(r, &mut first) {
+        Ok(Line::Read(_)) => true,
+        Ok(Line::TooLong) => false,
+        Err(e) => {
+            summary.problem(Location::Line(1), format!("read stopped: {e}"));
+            return Ok(());
+        }
+    };
+    if !first_fits || serde_json::from_str::<serde::de::IgnoredAny>(&first).is_ok() {
         summary.format = Format::OtlpJsonLines;
         let mut line = first;
+        let mut fits = first_fits;
         loop {
-            json_line(&line, line_no, sink, summary);
+            if fits {
+                json_line(&line, line_no, sink, summary);
+            } else {
+                summary.problem(Location::Line(line_no), too_big("the line"));
+            }
             line.clear();
             match read_line(r, &mut line) {
-                Ok(0) => return Ok(()),
-                Ok(_) => line_no += 1,
+                Ok(Line::Read(0)) => return Ok(()),
+                Ok(Line::Read(_)) => fits = true,
+                Ok(Line::TooLong) => fits = false,
                 Err(e) => {
                     summary.problem(Location::Line(line_no + 1), format!("read stopped: {e}"));
                     return Ok(());
                 }
             }
+            line_no += 1;
         }
     }
     // One document spread over lines.
     let mut text = first.into_bytes();
-    if let Err(e) = r.read_to_end(&mut text) {
-        summary.problem(Location::Document, format!("read stopped: {e}"));
+    match read_to_end_bounded(r, &mut text) {
+        Ok(true) => {}
+        Ok(false) => {
+            summary.problem(Location::Document, too_big("the document"));
+            return Ok(());
+        }
+        Err(e) => summary.problem(Location::Document, format!("read stopped: {e}")),
     }
     match serde_json::from_slice::<AnyJson>(&text) {
         Ok(doc) => {
@@ -470,10 +532,85 @@ fn json_line(line: &str, line_no: u64, sink: &mut dyn BatchSink, summary: &mut F
     }
 }
 
-/// `read_line` that reports invalid UTF-8 as an error for that line only.
-fn read_line(r: &mut dyn BufRead, out: &mut String) -> io::Result<usize> {
+/// A line read, or one too long to keep (read past, not kept).
+enum Line {
+    Read(usize),
+    TooLong,
+}
+
+/// `read_line` that keeps at most [`MAX_DOCUMENT`] bytes of a line (the rest of a longer
+/// one is read past, not held) and turns invalid UTF-8 into replacement characters (the
+/// JSON parse then reports that line alone).
+fn read_line(r: &mut dyn BufRead, out: &mut String) -> io::Result<Line> {
     let mut bytes = Vec::new();
-    let n = r.read_until(b'\n', &mut bytes)?;
+    let n = r
+        .take(MAX_DOCUMENT as u64 + 1)
+        .read_until(b'\n', &mut bytes)?;
+    if n > MAX_DOCUMENT && !bytes.ends_with(b"\n") {
+        drop(bytes);
+        let mut rest = Vec::new();
+        loop {
+            rest.clear();
+            let k = r.take(1 << 20).read_until(b'\n', &mut rest)?;
+            if k == 0 || rest.ends_with(b"\n") {
+                return Ok(Line::TooLong);
+            }
+        }
+    }
     out.push_str(&String::from_utf8_lossy(&bytes));
-    Ok(n)
+    Ok(Line::Read(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(bytes: &[u8]) -> (FileSummary, usize) {
+        let mut batches = 0;
+        let mut sink = |_: Location, _: Vec<ResourceSpans>, _: BatchReport| batches += 1;
+        let s = read_bytes(Path::new("t"), bytes, &mut sink);
+        (s, batches)
+    }
+
+    const LINE: &str = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708","name":"x","kind":2,"startTimeUnixNano":"1700000000000000000","endTimeUnixNano":"1700000000100000000"}]}]}]}"#;
+
+    #[test]
+    fn a_line_over_the_limit_is_skipped_and_said_and_the_lines_around_it_are_read() {
+        let long = format!("{}{}", LINE, " ".repeat(MAX_DOCUMENT));
+        for text in [
+            format!("{LINE}\n{long}\n{LINE}\n"),
+            format!("{long}\n{LINE}\n{LINE}"),
+        ] {
+            let (s, batches) = read(text.as_bytes());
+            assert_eq!(batches, 2, "{:?}", s.problems);
+            assert_eq!(s.problems.len(), 1);
+            assert!(
+                s.problems[0].message.contains("is over"),
+                "{:?}",
+                s.problems
+            );
+        }
+    }
+
+    #[test]
+    fn a_document_over_the_limit_is_refused_not_read_whole() {
+        let doc = format!(
+            "{{\n\"resourceSpans\": [],\n\"x\": \"{}\"}}",
+            "a".repeat(MAX_DOCUMENT)
+        );
+        let (s, batches) = read(doc.as_bytes());
+        assert_eq!(batches, 0);
+        assert!(s.problems[0].message.contains("over"), "{:?}", s.problems);
+        let zipkin = format!("[{}]", "{},".repeat(MAX_DOCUMENT));
+        let (s, _) = read(zipkin.as_bytes());
+        assert!(s.problems[0].message.contains("over"), "{:?}", s.problems);
+    }
+
+    #[test]
+    fn an_empty_file_is_an_error_that_says_so() {
+        for bytes in [&b""[..], b"  \n\n"] {
+            let (s, _) = read(bytes);
+            assert!(s.problems[0].message.contains("empty"), "{:?}", s.problems);
+        }
+    }
 }

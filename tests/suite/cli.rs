@@ -317,3 +317,20 @@ fn serve_says_clearly_when_a_port_is_taken() {
         "{err}"
     );
 }
+
+/// Issue 10: an empty input said "0 traces" and exited 0. An empty file, and readable files
+/// without a single span, are errors that say what was wrong.
+#[test]
+fn replay_of_an_empty_input_fails_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.json");
+    std::fs::write(&empty, "").unwrap();
+    let spanless = dir.path().join("spanless.jsonl");
+    std::fs::write(&spanless, "{\"resourceSpans\":[{\"scopeSpans\":[]}]}\n").unwrap();
+    for (file, says) in [(&empty, "is empty"), (&spanless, "no spans in the input")] {
+        let out = chokepoint(&["replay", file.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(err.contains(says), "{err}");
+    }
+}
