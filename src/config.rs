@@ -57,6 +57,9 @@ bearer_token_file = ""
 # Host names the API answers to, comma-separated (IP addresses and localhost always work):
 # a web page cannot read the API through DNS rebinding. "*" allows any.
 hosts = ""
+# Web origins allowed to read the API from a browser (CORS), comma-separated, e.g.
+# "https://grafana.example.com". Empty: none (a page elsewhere cannot read it).
+cors_origins = ""
 # As for the receivers (the dashboard's event stream sends a keep-alive every 15s).
 header_read_timeout = "10s"
 idle_timeout = "2m"
@@ -151,6 +154,7 @@ pub struct RawApi {
     pub trace_url: Option<String>,
     pub bearer_token_file: Option<String>,
     pub hosts: Option<String>,
+    pub cors_origins: Option<String>,
     pub header_read_timeout: Option<String>,
     pub idle_timeout: Option<String>,
     pub max_connections: Option<usize>,
@@ -218,6 +222,8 @@ pub struct Config {
     pub api_token_file: Option<PathBuf>,
     /// Host names the API answers to besides IP literals and localhost.
     pub api_hosts: Vec<String>,
+    /// Origins allowed to read the API cross-origin (CORS); none by default.
+    pub api_cors_origins: Vec<String>,
     /// TLS and connection limits: the receivers' and the API's.
     pub receivers_tls: Option<TlsFiles>,
     pub receivers_limits: Limits,
@@ -354,6 +360,17 @@ fn set_key(table: &mut toml::Table, key: &str, value: &str) -> Result<(), Config
     }
     sec.insert(name.to_owned(), typed);
     Ok(())
+}
+
+/// A comma-separated list, blanks dropped.
+fn list(v: &Option<String>) -> Vec<String> {
+    v.as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn tls_files(section: &'static str, raw: &RawTls) -> Result<Option<TlsFiles>, ConfigError> {
@@ -503,15 +520,10 @@ impl Config {
                 .as_deref()
                 .filter(|f| !f.is_empty())
                 .map(PathBuf::from),
-            api_hosts: raw
-                .api
-                .hosts
-                .as_deref()
-                .unwrap_or("")
-                .split(',')
-                .map(str::trim)
-                .filter(|h| !h.is_empty())
-                .map(str::to_owned)
+            api_hosts: list(&raw.api.hosts),
+            api_cors_origins: list(&raw.api.cors_origins)
+                .into_iter()
+                .map(|o| o.trim_end_matches('/').to_owned())
                 .collect(),
             receivers_tls: tls_files("receivers.tls", &r.tls)?,
             receivers_limits: limits(
@@ -646,7 +658,7 @@ mod tests {
             ..Default::default()
         };
         assert!(Config::from_toml("", &bad).is_err());
-        assert_eq!(known_keys().len(), 36);
+        assert_eq!(known_keys().len(), 37);
     }
 
     #[test]

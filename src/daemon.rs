@@ -240,6 +240,7 @@ pub async fn run(
         trace_url: cfg.trace_url.clone(),
         token: api_token.clone(),
         hosts: cfg.api_hosts.clone(),
+        cors_origins: cfg.api_cors_origins.clone(),
     };
     let api_grpc = tokio::spawn({
         let svc = crate::api::grpc::service(api_state.clone());

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -40,6 +40,8 @@ pub struct ApiState {
     pub token: Option<crate::auth::Token>,
     /// Host names answered besides IP literals and localhost (`api.hosts`).
     pub hosts: Vec<String>,
+    /// Origins allowed to read the API from a browser (`api.cors_origins`).
+    pub cors_origins: Vec<String>,
 }
 
 impl ApiState {
@@ -83,9 +85,57 @@ pub fn router(state: ApiState) -> Router {
             crate::auth::require_bearer,
         ));
     let hosts = state.hosts.clone();
+    let origins = Arc::new(state.cors_origins.clone());
     open.merge(data)
         .layer(axum::middleware::from_fn_with_state(hosts, check_host))
+        .layer(axum::middleware::from_fn_with_state(origins, cors))
         .with_state(state)
+}
+
+/// CORS, off unless `api.cors_origins` names the origin: then reads (GET, with the
+/// Authorization header) are allowed from it, and its preflight is answered. The API is
+/// read-only, so nothing else is ever allowed.
+async fn cors(
+    State(origins): State<Arc<Vec<String>>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .filter(|o| origins.iter().any(|a| a == o || a == "*"))
+        .and_then(|o| HeaderValue::from_str(o).ok());
+    let Some(origin) = origin else {
+        return next.run(req).await;
+    };
+    let preflight = req.method() == axum::http::Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut resp = if preflight {
+        let mut r = StatusCode::NO_CONTENT.into_response();
+        let h = r.headers_mut();
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, HEAD"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("authorization"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
+        r
+    } else {
+        next.run(req).await
+    };
+    let h = resp.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    h.append(header::VARY, HeaderValue::from_static("origin"));
+    resp
 }
 
 /// 421 for a `Host` the API does not answer to: a page on another site that rebinds its

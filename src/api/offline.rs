@@ -60,6 +60,7 @@ pub async fn serve(
         trace_url,
         token: None,
         hosts: Vec::new(),
+        cors_origins: Vec::new(),
     };
     let listener = TcpListener::bind(listen).await?;
     on_ready(listener.local_addr()?);

@@ -1537,3 +1537,41 @@ fn a_flood_of_names_over_time_stays_inside_the_memory_budget() {
     assert!(bytes > 0 && bytes <= budget, "restored: {bytes} > {budget}");
     assert_eq!(d.get("/graph?window=1h")["spans"], 20_000);
 }
+
+/// Issue 10: CORS is off unless configured: a page on another origin gets no
+/// Access-Control-Allow-Origin; a configured origin gets it, and its preflight an answer
+/// that allows reads only.
+#[test]
+fn cors_is_off_unless_the_origin_is_configured() {
+    let d = Daemon::start(&["--set", "api.cors_origins=https://grafana.example"]);
+    let c = reqwest::blocking::Client::new();
+    let get = |origin: &str| {
+        c.get(format!("{}/findings", d.api))
+            .header("origin", origin)
+            .send()
+            .unwrap()
+    };
+    let r = get("https://grafana.example");
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://grafana.example"
+    );
+    let r = get("https://evil.example");
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    let pre = c
+        .request(reqwest::Method::OPTIONS, format!("{}/findings", d.api))
+        .header("origin", "https://grafana.example")
+        .header("access-control-request-method", "GET")
+        .send()
+        .unwrap();
+    assert_eq!(pre.status(), 204);
+    assert_eq!(pre.headers()["access-control-allow-methods"], "GET, HEAD");
+    let plain = Daemon::start(&[]);
+    let r = c
+        .get(format!("{}/findings", plain.api))
+        .header("origin", "https://grafana.example")
+        .send()
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+}
