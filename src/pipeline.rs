@@ -276,6 +276,8 @@ impl Pipeline {
         s.nodes_overflowed
             .store(self.engine.analyzer.nodes.overflowed, Ordering::Relaxed);
         s.aggregate_bytes.store(w.bytes as u64, Ordering::Relaxed);
+        s.aggregate_entries_dropped
+            .store(w.entries_dropped(), Ordering::Relaxed);
         s.budget_nodes_folded
             .store(w.nodes_folded, Ordering::Relaxed);
         s.budget_buckets_merged

@@ -76,6 +76,16 @@ impl Windows {
         self.enforce_budget();
     }
 
+    /// Entries the bounded maps had no room for (per-request-kind call and presence counts,
+    /// resource usage), over everything kept.
+    pub fn entries_dropped(&self) -> u64 {
+        self.buckets
+            .values()
+            .chain(std::iter::once(&self.retired))
+            .map(|g| g.facts.dropped + g.usage_dropped)
+            .sum()
+    }
+
     /// Estimated bytes of everything kept.
     pub fn approx_bytes(&self) -> usize {
         self.buckets

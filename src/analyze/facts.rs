@@ -351,6 +351,9 @@ pub struct FactsAgg {
     pub calls: FxHashMap<(ClassKey, NodeId, NodeId), u64>,
     /// Requests of each kind in which a service took part.
     pub present: FxHashMap<(ClassKey, NodeId), u64>,
+    /// Entries that did not fit the bounds above (this process's count, not snapshotted).
+    #[serde(skip)]
+    pub dropped: u64,
 }
 
 /// Requests of one entry operation and shape.
@@ -386,6 +389,7 @@ impl Default for FactsAgg {
             classes: FxHashMap::default(),
             calls: FxHashMap::default(),
             present: FxHashMap::default(),
+            dropped: 0,
         }
     }
 }
@@ -465,13 +469,13 @@ impl FactsAgg {
             self.add_shape_cp((op, shape, node), (u128::from(own), u128::from(queue)));
         }
         let class = ClassKey { op, route: f.route };
-        add_bounded(&mut self.classes, class, 1, MAX_OP_CALLS);
+        self.dropped += add_bounded(&mut self.classes, class, 1, MAX_OP_CALLS);
         if self.classes.contains_key(&class) {
             for &(a, b) in &f.calls {
-                add_bounded(&mut self.calls, (class, a, b), 1, MAX_OP_CALLS);
+                self.dropped += add_bounded(&mut self.calls, (class, a, b), 1, MAX_OP_CALLS);
             }
             for &n in &f.present {
-                add_bounded(&mut self.present, (class, n), 1, MAX_OP_CALLS);
+                self.dropped += add_bounded(&mut self.present, (class, n), 1, MAX_OP_CALLS);
             }
         }
         let key = f.trace_id.low_u64();
@@ -524,6 +528,7 @@ impl FactsAgg {
             self.failures.entry(*k).or_default().merge(v);
         }
         self.samples.merge(&o.samples);
+        self.dropped += o.dropped;
         self.merge_shapes(o, &|n| n, &|op| *op);
     }
 
@@ -557,13 +562,14 @@ impl FactsAgg {
             route: c.route,
         };
         for (k, v) in &o.classes {
-            add_bounded(&mut self.classes, class(k), *v, MAX_OP_CALLS);
+            self.dropped += add_bounded(&mut self.classes, class(k), *v, MAX_OP_CALLS);
         }
         for ((k, a, b), v) in &o.calls {
-            add_bounded(&mut self.calls, (class(k), f(*a), f(*b)), *v, MAX_OP_CALLS);
+            self.dropped +=
+                add_bounded(&mut self.calls, (class(k), f(*a), f(*b)), *v, MAX_OP_CALLS);
         }
         for ((k, n), v) in &o.present {
-            add_bounded(&mut self.present, (class(k), f(*n)), *v, MAX_OP_CALLS);
+            self.dropped += add_bounded(&mut self.present, (class(k), f(*n)), *v, MAX_OP_CALLS);
         }
     }
 
@@ -662,6 +668,7 @@ impl FactsAgg {
         for (k, v) in &self.failures {
             out.failures.entry(f(*k)).or_default().merge(v);
         }
+        out.dropped += self.dropped;
         out.merge_shapes(self, f, &op);
         let classes = out.classes.clone();
         let cap = |c: &ClassKey| classes.get(c).copied().unwrap_or(u64::MAX);
@@ -676,10 +683,20 @@ impl FactsAgg {
 }
 
 /// Adds to a bounded map: past `max` keys, new keys are not kept.
-fn add_bounded<K: std::hash::Hash + Eq>(m: &mut FxHashMap<K, u64>, k: K, v: u64, max: usize) {
+/// Adds `v` at `k` unless that would take the map past `max` entries; returns 1 if it did
+/// not fit (for the drop count), else 0.
+fn add_bounded<K: std::hash::Hash + Eq>(
+    m: &mut FxHashMap<K, u64>,
+    k: K,
+    v: u64,
+    max: usize,
+) -> u64 {
     if let Some(e) = m.get_mut(&k) {
         *e += v;
     } else if m.len() < max {
         m.insert(k, v);
+    } else {
+        return 1;
     }
+    0
 }

@@ -219,6 +219,13 @@ pub fn stats_metrics(s: &Stats) -> String {
         "Estimated bytes of the windowed aggregates (what analysis.memory_budget_mb bounds).",
         &s.aggregate_bytes,
     );
+    one(
+        "chokepoint_aggregate_entries_dropped",
+        "gauge",
+        "Entries the aggregates' bounded maps had no room for (resource usage, calls and \
+         presence per request kind), over the history kept.",
+        &s.aggregate_entries_dropped,
+    );
     let _ = writeln!(
         out,
         "# HELP chokepoint_budget_folds_total State folded to stay within the memory budget: \

@@ -43,6 +43,8 @@ pub struct Stats {
     pub nodes_overflowed: AtomicU64,
     /// The aggregates' estimated size, and what the memory budget folded to keep them in it.
     pub aggregate_bytes: AtomicU64,
+    /// Entries the aggregates' bounded maps had no room for.
+    pub aggregate_entries_dropped: AtomicU64,
     pub budget_nodes_folded: AtomicU64,
     pub budget_buckets_merged: AtomicU64,
     pub budget_buckets_retired: AtomicU64,
