@@ -107,13 +107,7 @@ impl StateDir {
             path: self.path(),
             message: e.to_string(),
         })?;
-        let mut out = Vec::with_capacity(HEADER + payload.len());
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&VERSION.to_le_bytes());
-        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-        out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        out.extend_from_slice(&payload);
-        Ok(out)
+        Ok(frame(&payload))
     }
 
     /// Writes encoded bytes to a temporary file, syncs it and renames it into place.
@@ -180,6 +174,18 @@ impl StateDir {
             }
         }
     }
+}
+
+/// A payload with the snapshot header in front (magic, version, length, CRC-32). Public so the
+/// fuzzer can reach the decoder behind the checksum, which random bytes almost never pass.
+pub fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER + payload.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    out
 }
 
 /// Whether a snapshot file's bytes would restore, and if not, why (for fuzzing and tools).
