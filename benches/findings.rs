@@ -62,7 +62,7 @@ fn bench(c: &mut Criterion) {
             let mut agg = FactsAgg::default();
             for t in &built {
                 let path = critical_path(t, &cfg);
-                if let Some(f) = extract(t, &path, &mut nodes) {
+                if let Some(f) = extract(t, &path, &mut nodes, &engine.normalizer.interner) {
                     agg.add(&f);
                 }
             }
@@ -75,7 +75,12 @@ fn bench(c: &mut Criterion) {
             let mut agg = GraphAgg::default();
             for s in &spans {
                 let t = Trace::build(s.clone());
-                agg.add_trace(&t, &critical_path(&t, &cfg), &mut nodes);
+                agg.add_trace(
+                    &t,
+                    &critical_path(&t, &cfg),
+                    &mut nodes,
+                    &engine.normalizer.interner,
+                );
             }
             black_box(agg.traces)
         })

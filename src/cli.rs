@@ -62,6 +62,10 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Print each trace's critical path: the chain of spans its latency waited on.
     CriticalPath(CriticalPathArgs),
+    /// The global view: findings from the aggregates several chokepoints exported to a
+    /// Prometheus-compatible store (scraped or remote-written), summed across instances and
+    /// scored as one. Names the instances that contributed; silent ones make it partial.
+    Query(QueryArgs),
     /// Generate the reference online shop's traces (OTLP/JSON lines) for one scenario.
     Simulate(SimulateArgs),
 }
@@ -74,6 +78,30 @@ pub enum ReportFormat {
     Json,
     /// A report to paste into an incident review.
     Markdown,
+}
+
+#[derive(Parser, Debug)]
+pub struct QueryArgs {
+    /// The store's HTTP API (Prometheus, Mimir's /prometheus, Thanos Query, VictoriaMetrics).
+    #[arg(long, default_value = "http://127.0.0.1:9090")]
+    pub prometheus_url: String,
+    /// The window the findings are about, ending at --at.
+    #[arg(long, default_value = "5m")]
+    pub window: String,
+    /// End of the window: Unix seconds; default now.
+    #[arg(long)]
+    pub at: Option<f64>,
+    /// Baseline: this much time before the window (the daemon's default is its last hour).
+    #[arg(long, default_value = "1h", conflicts_with = "baseline_offset")]
+    pub baseline: String,
+    /// Baseline: the same window this long ago instead ("same hour last week": 7d).
+    #[arg(long)]
+    pub baseline_offset: Option<String>,
+    /// An instance whose last sample is older than this before the window's end is silent.
+    #[arg(long, default_value = "1m")]
+    pub silent_after: String,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
 }
 
 #[derive(Parser, Debug)]
@@ -303,6 +331,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Graph(a) => graph(a),
         Command::Replay(a) => replay(a),
+        Command::Query(a) => query(a),
         Command::CriticalPath(a) => critical_path(a),
         Command::Simulate(a) => simulate(a),
         Command::Serve(a) => serve(a),
@@ -536,6 +565,71 @@ fn replay(a: ReplayArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn query(a: QueryArgs) -> Result<ExitCode> {
+    let d =
+        |what: &str, v: &str| parse_duration_days(v).map_err(|e| anyhow::anyhow!("--{what}: {e}"));
+    let window = d("window", &a.window)?.as_secs_f64();
+    let to =
+        a.at.unwrap_or_else(|| chokepoint::pipeline::now_ns() as f64 / 1e9);
+    let from = to - window;
+    let baseline = match &a.baseline_offset {
+        Some(off) => {
+            let off = d("baseline-offset", off)?.as_secs_f64();
+            (from - off, to - off)
+        }
+        None => (from - d("baseline", &a.baseline)?.as_secs_f64(), from),
+    };
+    let silent_after = d("silent-after", &a.silent_after)?;
+    let store = chokepoint::global::Store::new(&a.prometheus_url)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // One range query covers what is contiguous; an offset baseline is asked apart.
+    let series = rt.block_on(async {
+        if baseline.1 >= from {
+            return store.range(baseline.0, to).await;
+        }
+        let mut s = store.range(baseline.0, baseline.1).await?;
+        s.extend(store.range(from, to).await?);
+        Ok(s)
+    })?;
+    if series.is_empty() {
+        bail!(
+            "{}: no chokepoint series between {} and {} (is export.aggregates on, and the store \
+             scraping or receiving them?)",
+            a.prometheus_url,
+            chokepoint::api::dto::rfc3339((baseline.0.min(from) * 1e9) as u64),
+            chokepoint::api::dto::rfc3339((to * 1e9) as u64)
+        );
+    }
+    let contributors = chokepoint::global::contributors(&series, to, silent_after);
+    let doc = chokepoint::global::findings(&series, (from, to), Some(baseline), &contributors);
+    let out = match a.format {
+        ReportFormat::Json => serde_json::to_string(&doc)? + "\n",
+        ReportFormat::Table => render::findings_table(&doc),
+        ReportFormat::Markdown => render::findings_markdown(&doc),
+    };
+    io::stdout().write_all(out.as_bytes())?;
+    Ok(if contributors.iter().any(|c| c.silent) {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// A duration as the config takes it, plus days (`7d`) for baselines.
+fn parse_duration_days(v: &str) -> Result<Duration, String> {
+    match v.trim().strip_suffix('d') {
+        Some(n) => n
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .and_then(|d| Duration::try_from_secs_f64(d * 86_400.0).ok())
+            .ok_or_else(|| format!("{v:?} is not a duration")),
+        None => config::parse_duration(v),
+    }
 }
 
 fn critical_path(a: CriticalPathArgs) -> Result<ExitCode> {

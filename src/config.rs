@@ -106,6 +106,21 @@ memory_budget_mb = 256
 # Directory for snapshots (restored at start); empty to keep no state.
 dir = ""
 snapshot_interval = "30s"
+
+[export]
+# The aggregates the findings are computed from, as chokepoint_* counters on /metrics, so a
+# Prometheus-compatible store can sum several instances into one view (README "Scaling out").
+aggregates = true
+# Aggregate series exported at most; past it the rest are left out, counted in
+# chokepoint_export_series_dropped.
+max_series = 100000
+# Prometheus remote-write endpoint, plain HTTP (e.g. http://127.0.0.1:9090/api/v1/write); empty
+# for none.
+remote_write_url = ""
+remote_write_interval = "15s"
+# The `chokepoint_instance` label remote-written series carry (scraped series get Prometheus'
+# own `instance`); empty for this host's name and the OTLP/gRPC port.
+instance = ""
 "#;
 
 /// The file as written. Unknown keys are errors: a typo must not silently do nothing.
@@ -122,6 +137,18 @@ pub struct RawConfig {
     pub analysis: RawAnalysis,
     #[serde(default)]
     pub state: RawState,
+    #[serde(default)]
+    pub export: RawExport,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawExport {
+    pub aggregates: Option<bool>,
+    pub max_series: Option<usize>,
+    pub remote_write_url: Option<String>,
+    pub remote_write_interval: Option<String>,
+    pub instance: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -229,6 +256,17 @@ pub struct Config {
     pub receivers_limits: Limits,
     pub api_tls: Option<TlsFiles>,
     pub api_limits: Limits,
+    pub export: ExportConfig,
+}
+
+/// Where the aggregates go besides this instance's own findings (see [`crate::exchange`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportConfig {
+    pub aggregates: bool,
+    pub max_series: usize,
+    pub remote_write_url: Option<String>,
+    pub remote_write_interval: Duration,
+    pub instance: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -547,6 +585,28 @@ impl Config {
                 &raw.api.idle_timeout,
                 raw.api.max_connections,
             )?,
+            export: {
+                let e = &raw.export;
+                let url = e.remote_write_url.clone().filter(|u| !u.is_empty());
+                if let Some(u) = &url {
+                    if !u.starts_with("http://") {
+                        return Err(ConfigError::Invalid {
+                            key: "export.remote_write_url",
+                            message: format!("{u:?} is not an http:// URL (https is not supported yet: send to a local Prometheus agent or Collector)"),
+                        });
+                    }
+                }
+                ExportConfig {
+                    aggregates: e.aggregates.unwrap_or(true),
+                    max_series: positive("export.max_series", e.max_series.unwrap_or(100_000))?,
+                    remote_write_url: url,
+                    remote_write_interval: dur(
+                        "export.remote_write_interval",
+                        e.remote_write_interval.as_deref().unwrap_or("15s"),
+                    )?,
+                    instance: e.instance.clone().unwrap_or_default(),
+                }
+            },
         };
         cfg.check()?;
         Ok(cfg)
@@ -658,7 +718,7 @@ mod tests {
             ..Default::default()
         };
         assert!(Config::from_toml("", &bad).is_err());
-        assert_eq!(known_keys().len(), 37);
+        assert_eq!(known_keys().len(), 42);
     }
 
     #[test]

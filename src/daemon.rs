@@ -275,6 +275,24 @@ pub async fn run(
     if cfg.state_dir.is_some() {
         every(event_tx.clone(), cfg.snapshot_interval, || Event::Snapshot);
     }
+    if let Some(url) = cfg.export.remote_write_url.clone() {
+        let instance = if cfg.export.instance.is_empty() {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "chokepoint".into());
+            format!("{host}:{}", bound.grpc.port())
+        } else {
+            cfg.export.instance.clone()
+        };
+        tracing::info!(%url, %instance, "remote-writing the aggregates");
+        tokio::spawn(crate::remote_write::run(
+            url,
+            instance,
+            cfg.export.remote_write_interval,
+            view_rx.clone(),
+            stats.clone(),
+        ));
+    }
     ready.store(true, Ordering::Relaxed);
     on_ready(bound);
 

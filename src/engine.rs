@@ -62,7 +62,8 @@ pub struct Analyzer {
 }
 
 impl Analyzer {
-    pub fn complete(&mut self, spans: Vec<Span>) {
+    /// Folds a completed trace in; `names` are the symbols its spans were interned in.
+    pub fn complete(&mut self, spans: Vec<Span>, names: &Interner) {
         if spans.is_empty() {
             return;
         }
@@ -79,7 +80,8 @@ impl Analyzer {
         }
         // Computed once: the facts and the observer both use it.
         let path = critical_path(&trace, &self.critical_path);
-        self.windows.add_trace(&trace, &path, &mut self.nodes);
+        self.windows
+            .add_trace(&trace, &path, &mut self.nodes, names);
         if let Some(f) = &mut self.on_trace {
             f(&trace, &path);
         }
@@ -125,8 +127,9 @@ impl Engine {
     pub fn ingest(&mut self, resource_spans: &[ResourceSpans], report: &mut BatchReport) {
         self.assemble(resource_spans, report, None);
         let analyzer = &mut self.analyzer;
+        let names = &self.normalizer.interner;
         self.assembler
-            .expire(self.watermark, &mut |t| analyzer.complete(t));
+            .expire(self.watermark, &mut |t| analyzer.complete(t, names));
         self.report.merge(report.clone());
     }
 
@@ -156,7 +159,9 @@ impl Engine {
                 None => self.advance_watermark(s.end_ns),
             };
             let analyzer = &mut self.analyzer;
-            self.assembler.push(s, now, &mut |t| analyzer.complete(t));
+            let names = &self.normalizer.interner;
+            self.assembler
+                .push(s, now, &mut |t| analyzer.complete(t, names));
         }
         self.scratch = spans;
     }
@@ -181,13 +186,16 @@ impl Engine {
     /// Completes the traces idle at `now_ns` (live: called on a timer).
     pub fn tick(&mut self, now_ns: u64) {
         let analyzer = &mut self.analyzer;
-        self.assembler.expire(now_ns, &mut |t| analyzer.complete(t));
+        let names = &self.normalizer.interner;
+        self.assembler
+            .expire(now_ns, &mut |t| analyzer.complete(t, names));
     }
 
     /// Completes every trace still in flight (end of input).
     pub fn finish(&mut self) {
         let analyzer = &mut self.analyzer;
-        self.assembler.flush(&mut |t| analyzer.complete(t));
+        let names = &self.normalizer.interner;
+        self.assembler.flush(&mut |t| analyzer.complete(t, names));
     }
 
     /// Hands over the windows so far and starts empty ones, keeping names and node ids: a

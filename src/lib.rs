@@ -18,6 +18,11 @@ pub mod hist;
 
 pub mod window;
 
+pub mod exchange;
+pub mod remote_write;
+
+pub mod global;
+
 pub mod findings;
 
 pub mod engine;

@@ -63,6 +63,8 @@ pub struct Sym(pub u32);
 pub struct Interner {
     map: FxHashMap<Box<str>, Sym>,
     names: Vec<Box<str>>,
+    /// [`stable_hash`] of each name, by symbol.
+    hashes: Vec<u64>,
     max_symbols: usize,
     /// How many lookups were folded into [`Interner::OVERFLOW`] because the table was full.
     pub overflowed: u64,
@@ -85,10 +87,12 @@ impl Interner {
         let mut me = Interner {
             map: FxHashMap::default(),
             names: Vec::new(),
+            hashes: Vec::new(),
             max_symbols: max_symbols.max(2),
             overflowed: 0,
         };
         me.names.push(Self::OVERFLOW_NAME.into());
+        me.hashes.push(stable_hash(Self::OVERFLOW_NAME.as_bytes()));
         me.map.insert(Self::OVERFLOW_NAME.into(), Self::OVERFLOW);
         me
     }
@@ -114,6 +118,7 @@ impl Interner {
         }
         let sym = Sym(self.names.len() as u32);
         self.names.push(s.into());
+        self.hashes.push(stable_hash(s.as_bytes()));
         self.map.insert(s.into(), sym);
         sym
     }
@@ -147,6 +152,16 @@ impl Interner {
             .unwrap_or(Self::OVERFLOW_NAME)
     }
 
+    /// A hash of the symbol's name that is the same in every process and every run (symbols
+    /// are numbered in arrival order, so they differ between instances): what a hash that
+    /// leaves the process (a request's shape or route, summed across instances) is built of.
+    pub fn stable_hash(&self, sym: Sym) -> u64 {
+        self.hashes
+            .get(sym.0 as usize)
+            .copied()
+            .unwrap_or_else(|| stable_hash(Self::OVERFLOW_NAME.as_bytes()))
+    }
+
     pub fn len(&self) -> usize {
         self.names.len()
     }
@@ -154,6 +169,19 @@ impl Interner {
     pub fn is_empty(&self) -> bool {
         self.names.len() <= 1
     }
+}
+
+/// FNV-1a, 64 bits: fixed by its definition, so the same bytes hash the same in every build,
+/// process and machine.
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Combines stable hashes, order-sensitively.
+pub fn stable_combine(h: u64, x: u64) -> u64 {
+    (h ^ x).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(29) ^ x.rotate_left(7)
 }
 
 /// OTLP's span kinds; `Unspecified` is common in converted data (Jaeger without `span.kind`,

@@ -350,6 +350,25 @@ impl Pipeline {
         let cur_raw = w.merged_range(from, u64::MAX);
         let base_raw = w.merged_range(0, from);
         let all_time = w.all_time();
+        // Raw, before resolution: the reader resolves what it sums (see `exchange`).
+        let aggregates = if self.cfg.export.aggregates {
+            let mut s = crate::exchange::encode(
+                &all_time,
+                &self.engine.analyzer.nodes,
+                self.engine.interner(),
+            );
+            let max = self.cfg.export.max_series;
+            self.stats
+                .export_series_dropped
+                .store(s.len().saturating_sub(max) as u64, Ordering::Relaxed);
+            s.truncate(max);
+            self.stats
+                .export_series
+                .store(s.len() as u64, Ordering::Relaxed);
+            s
+        } else {
+            Vec::new()
+        };
         let resolution = self.engine.resolve(&[&cur_raw, &base_raw, &all_time]);
         // Owned: no second copy of the state when nothing is renamed.
         let cur = resolution.apply_owned(cur_raw);
@@ -365,12 +384,13 @@ impl Pipeline {
         let doc = FindingsDoc::new(&cur, base.as_ref(), &report, &ctx, empty);
         self.history
             .record(now, &doc.findings, self.cfg.history.as_nanos() as u64);
-        let metrics = crate::api::metrics::graph_metrics(
+        let mut metrics = crate::api::metrics::graph_metrics(
             &all_time,
             &engine.analyzer.nodes,
             engine.interner(),
             &doc,
         );
+        crate::exchange::write_text(&aggregates, &mut metrics);
         drop(all_time);
         let w = &engine.analyzer.windows;
         let view = View::build(ViewInput {
@@ -385,6 +405,7 @@ impl Pipeline {
             resolution: &resolution,
             history: &self.history,
             metrics,
+            aggregates: Arc::new(aggregates),
         });
         self.view_tx.send_replace(Arc::new(view));
     }

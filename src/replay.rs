@@ -214,6 +214,7 @@ impl Analysis {
             resolution: &self.resolution,
             history: &history,
             metrics,
+            aggregates: Default::default(),
         })
     }
 }

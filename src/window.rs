@@ -16,8 +16,8 @@ pub struct Windows {
     width_ns: u64,
     max_buckets: usize,
     buckets: BTreeMap<u64, GraphAgg>,
-    /// The graph (nodes and edges, not facts) of buckets aged out of history, so all-time
-    /// counters (Prometheus) never go down.
+    /// Buckets aged out of history, merged, so all-time counters (Prometheus) never go
+    /// down.
     retired: GraphAgg,
     /// Traces whose bucket had already been dropped as too old when they completed.
     pub traces_dropped_old: u64,
@@ -157,7 +157,7 @@ impl Windows {
         // 3. The oldest out of history.
         while self.bytes > target && self.buckets.len() > 1 {
             if let Some((_, old)) = self.buckets.pop_first() {
-                self.retired.merge_graph(&old);
+                self.retired.merge(&old);
             }
             self.buckets_retired_early += 1;
             self.bytes = self.approx_bytes();
@@ -203,12 +203,18 @@ impl Windows {
                 break;
             }
             if let Some((_, old)) = self.buckets.pop_first() {
-                self.retired.merge_graph(&old);
+                self.retired.merge(&old);
             }
         }
     }
 
-    pub fn add_trace(&mut self, t: &Trace, path: &[Segment], nodes: &mut NodeTable) {
+    pub fn add_trace(
+        &mut self,
+        t: &Trace,
+        path: &[Segment],
+        nodes: &mut NodeTable,
+        names: &crate::model::Interner,
+    ) {
         let Some(root) = t.main_root() else { return };
         if self.horizon_ns.is_some_and(|h| t.span(root).start_ns >= h) {
             self.spans_dropped_future += t.len() as u64;
@@ -231,7 +237,7 @@ impl Windows {
         self.buckets
             .entry(start)
             .or_default()
-            .add_trace(t, path, nodes);
+            .add_trace(t, path, nodes, names);
         self.since_check += 1;
         if self.budget_bytes > 0 && self.since_check >= CHECK_EVERY {
             self.enforce_budget();
@@ -239,7 +245,7 @@ impl Windows {
         // History past its bound ages out (it was analysed while it was kept).
         while self.buckets.len() > self.max_buckets {
             if let Some((_, old)) = self.buckets.pop_first() {
-                self.retired.merge_graph(&old);
+                self.retired.merge(&old);
             }
         }
     }
@@ -269,16 +275,18 @@ impl Windows {
         self.retired = retired;
         while self.buckets.len() > self.max_buckets {
             if let Some((_, old)) = self.buckets.pop_first() {
-                self.retired.merge_graph(&old);
+                self.retired.merge(&old);
             }
         }
     }
 
-    /// Everything since start: retired history plus the buckets kept (graph only).
+    /// Everything since start: retired history plus the buckets kept. Counters exported
+    /// from it (Prometheus, [`crate::exchange`]) only grow, so history retires into
+    /// `retired` whole, facts included (their maps are bounded like a bucket's).
     pub fn all_time(&self) -> GraphAgg {
         let mut g = self.retired.clone();
         for b in self.buckets.values() {
-            g.merge_graph(b);
+            g.merge(b);
         }
         g
     }

@@ -10,7 +10,7 @@ use super::graph::{resolve_peer, waited_peer, NodeId, NodeTable};
 use super::stats::{BottomK, TopK};
 use super::tree::{Ix, Trace};
 use crate::hist::Hist;
-use crate::model::{Interner, NodeKey, SpanKind, Sym, TraceId};
+use crate::model::{stable_combine, Interner, NodeKey, SpanKind, Sym, TraceId};
 
 /// An entry operation: the root span's service and name (`api-gateway`, `POST /checkout`).
 #[derive(
@@ -103,7 +103,12 @@ pub fn is_request(t: &Trace, root: Ix) -> bool {
 
 /// Reduces a trace, given its critical path (computed once by the caller, who may need it
 /// too). `None` for an empty trace.
-pub fn extract(t: &Trace, path: &[Segment], nodes: &mut NodeTable) -> Option<TraceFacts> {
+pub fn extract(
+    t: &Trace,
+    path: &[Segment],
+    nodes: &mut NodeTable,
+    names: &Interner,
+) -> Option<TraceFacts> {
     let root = t.main_root()?;
     let rs = t.span(root);
     let op = OpKey {
@@ -176,16 +181,15 @@ pub fn extract(t: &Trace, path: &[Segment], nodes: &mut NodeTable) -> Option<Tra
     reached.dedup();
     failed.sort_unstable();
     failed.dedup();
-    let mut ops: Vec<(crate::model::Sym, crate::model::Sym)> =
-        t.spans.iter().map(|s| (s.service, s.name)).collect();
+    // Hashed by name, so instances that number names differently agree on a request's
+    // shape and route and their counts sum.
+    let op_hash = |s: &crate::model::Span| {
+        stable_combine(names.stable_hash(s.service), names.stable_hash(s.name))
+    };
+    let mut ops: Vec<u64> = t.spans.iter().map(op_hash).collect();
     ops.sort_unstable();
     ops.dedup();
-    let shape = {
-        use std::hash::{Hash, Hasher};
-        let mut h = rustc_hash::FxHasher::default();
-        ops.hash(&mut h);
-        h.finish().max(1)
-    };
+    let shape = ops.iter().fold(0, |h, &x| stable_combine(h, x)).max(1);
     let mut calls = Vec::new();
     for i in 0..t.len() as Ix {
         let s = t.span(i);
@@ -213,12 +217,7 @@ pub fn extract(t: &Trace, path: &[Segment], nodes: &mut NodeTable) -> Option<Tra
         .map(|i| t.span(i))
         .filter(|s| s.service != rs.service)
         .min_by_key(|s| s.start_ns)
-        .map_or(0, |s| {
-            use std::hash::{Hash, Hasher};
-            let mut h = rustc_hash::FxHasher::default();
-            (s.service, s.name).hash(&mut h);
-            h.finish().max(1)
-        });
+        .map_or(0, |s| op_hash(s).max(1));
     let mut present: Vec<NodeId> = t
         .spans
         .iter()

@@ -543,7 +543,13 @@ impl GraphAgg {
     }
 
     /// Folds one trace (and its critical path) into the graph.
-    pub fn add_trace(&mut self, t: &Trace, path: &[Segment], nodes: &mut NodeTable) {
+    pub fn add_trace(
+        &mut self,
+        t: &Trace,
+        path: &[Segment],
+        nodes: &mut NodeTable,
+        names: &crate::model::Interner,
+    ) {
         self.traces += 1;
         self.spans += t.len() as u64;
         for s in &t.spans {
@@ -636,7 +642,7 @@ impl GraphAgg {
                 .instances
                 .observe(instance, t_ns);
         }
-        if let Some(f) = extract(t, path, nodes) {
+        if let Some(f) = extract(t, path, nodes, names) {
             self.facts.add(&f);
         }
     }

@@ -19,8 +19,16 @@ pub struct Moments {
 
 impl Moments {
     pub fn add(&mut self, x: f64, y: f64) {
+        self.add_n(x, y, 1);
+    }
+
+    /// Adds `n` points at `(x, y)` (a mean over a step of time, rebuilt from a store).
+    pub fn add_n(&mut self, x: f64, y: f64, n: u64) {
+        if n == 0 {
+            return;
+        }
         let one = Moments {
-            n: 1,
+            n,
             mean_x: x,
             mean_y: y,
             m2_x: 0.0,

@@ -226,6 +226,36 @@ pub fn stats_metrics(s: &Stats) -> String {
          presence per request kind), over the history kept.",
         &s.aggregate_entries_dropped,
     );
+    one(
+        "chokepoint_export_series",
+        "gauge",
+        "Aggregate series (chokepoint_node_*, _edge_*, _op_*, ...) exported at the last refresh.",
+        &s.export_series,
+    );
+    one(
+        "chokepoint_export_series_dropped",
+        "gauge",
+        "Aggregate series left out at the last refresh, past export.max_series.",
+        &s.export_series_dropped,
+    );
+    one(
+        "chokepoint_remote_write_samples_total",
+        "counter",
+        "Samples remote-written and accepted.",
+        &s.remote_write_samples,
+    );
+    one(
+        "chokepoint_remote_write_failures_total",
+        "counter",
+        "Remote-write requests that failed after their retries.",
+        &s.remote_write_failures,
+    );
+    one(
+        "chokepoint_remote_write_dropped_total",
+        "counter",
+        "Samples not delivered: their request failed for good, or the queue was full.",
+        &s.remote_write_dropped,
+    );
     let _ = writeln!(
         out,
         "# HELP chokepoint_budget_folds_total State folded to stay within the memory budget: \

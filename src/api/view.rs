@@ -33,6 +33,10 @@ pub struct View {
     /// The graph part of `/metrics` (Prometheus text).
     #[serde(skip)]
     pub metrics: String,
+    /// The aggregates since start as series (empty unless `export.aggregates`), for
+    /// remote-write; `/metrics` has them in `metrics` already.
+    #[serde(skip)]
+    pub aggregates: std::sync::Arc<Vec<crate::exchange::Sample>>,
 }
 
 impl View {
@@ -54,6 +58,7 @@ impl View {
             operations: Vec::new(),
             history: Vec::new(),
             metrics: String::new(),
+            aggregates: Default::default(),
         }
     }
 
@@ -216,6 +221,7 @@ pub struct ViewInput<'a> {
     pub resolution: &'a Resolution,
     pub history: &'a FindingHistory,
     pub metrics: String,
+    pub aggregates: std::sync::Arc<Vec<crate::exchange::Sample>>,
 }
 
 fn r3(x: f64) -> f64 {
@@ -293,6 +299,7 @@ impl View {
             operations,
             history: i.history.dto(),
             metrics: i.metrics,
+            aggregates: i.aggregates,
         }
     }
 }

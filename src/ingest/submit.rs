@@ -45,6 +45,14 @@ pub struct Stats {
     pub aggregate_bytes: AtomicU64,
     /// Entries the aggregates' bounded maps had no room for.
     pub aggregate_entries_dropped: AtomicU64,
+    /// Aggregate series exported at the last refresh, and those left out past the bound.
+    pub export_series: AtomicU64,
+    pub export_series_dropped: AtomicU64,
+    /// Remote-write: samples sent, requests that failed for good, samples dropped (a full
+    /// queue or a failed request).
+    pub remote_write_samples: AtomicU64,
+    pub remote_write_failures: AtomicU64,
+    pub remote_write_dropped: AtomicU64,
     pub budget_nodes_folded: AtomicU64,
     pub budget_buckets_merged: AtomicU64,
     pub budget_buckets_retired: AtomicU64,
