@@ -59,6 +59,18 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
+/// The gauge saying when an instance published its aggregates.
+pub const HEARD: &str = "chokepoint_agg_heard_seconds";
+
+/// The [`HEARD`] sample for a publication at `now_s` (Unix seconds).
+pub fn heard(now_s: f64) -> Sample {
+    Sample {
+        name: HEARD,
+        labels: Vec::new(),
+        value: now_s,
+    }
+}
+
 /// Every metric name [`encode`] writes, with its type and help, for the exposition format.
 pub const METRICS: &[(&str, &str, &str)] = &[
     ("chokepoint_agg_traces_total", "counter", "Traces analysed."),
@@ -71,6 +83,11 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "chokepoint_agg_fragmented_traces_total",
         "counter",
         "Traces that arrived in pieces.",
+    ),
+    (
+        HEARD,
+        "gauge",
+        "When this instance published these aggregates (Unix time): a global reader's 'last heard from', which a store's lookback would otherwise blur.",
     ),
     (
         "chokepoint_agg_span_time_first_seconds",
@@ -848,6 +865,7 @@ pub fn decode(
                     last = Some(last.map_or(v, |l: f64| l.max(v)));
                 }
             }
+            HEARD => {}
             _ => {
                 if d.series(s, from, to).is_none() {
                     d.skipped += 1;

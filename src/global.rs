@@ -19,7 +19,7 @@ use hyper_util::rt::TokioExecutor;
 use crate::analyze::graph::{GraphAgg, NodeTable};
 use crate::analyze::identity;
 use crate::api::dto::FindingsDoc;
-use crate::exchange::{decode, Series};
+use crate::exchange::{decode, Series, HEARD};
 use crate::findings::{compute, Context};
 use crate::model::Interner;
 
@@ -100,6 +100,8 @@ impl Store {
     /// Every aggregate series over `[from, to]` (Unix seconds), one point per step.
     pub async fn range(&self, from: f64, to: f64) -> Result<Vec<Series>, GlobalError> {
         let step = ((to - from) / MAX_POINTS).max(10.0).ceil();
+        // The grid ends on `to`: a point a step short of it would miss the latest samples.
+        let from = to - ((to - from) / step).ceil() * step;
         let url = format!(
             "{}/api/v1/query_range?query={}&start={from:.3}&end={to:.3}&step={step}",
             self.base,
@@ -156,7 +158,11 @@ impl Store {
 /// The instances behind `series`, with when each was last heard from; silent when that is
 /// more than `silent_after` before `to`.
 pub fn contributors(series: &[Series], to: f64, silent_after: Duration) -> Vec<Contributor> {
-    let mut last: BTreeMap<String, f64> = BTreeMap::new();
+    // Per instance: the latest publication time it wrote (exact), else its latest point
+    // (a range query's step: a store's lookback keeps a dead writer's series answering
+    // for minutes, so this is only the fallback for stores that hold no `HEARD` gauge).
+    let mut heard: BTreeMap<String, f64> = BTreeMap::new();
+    let mut stepped: BTreeMap<String, f64> = BTreeMap::new();
     for s in series {
         let Some(i) = s
             .labels
@@ -165,11 +171,21 @@ pub fn contributors(series: &[Series], to: f64, silent_after: Duration) -> Vec<C
         else {
             continue;
         };
-        let t = s.points.iter().map(|p| p.0).fold(f64::MIN, f64::max);
-        let e = last.entry(i.clone()).or_insert(f64::MIN);
+        let (map, t) = if s.name == HEARD {
+            let v = s.points.iter().map(|p| p.1).fold(f64::MIN, f64::max);
+            (&mut heard, v)
+        } else {
+            let t = s.points.iter().map(|p| p.0).fold(f64::MIN, f64::max);
+            (&mut stepped, t)
+        };
+        let e = map.entry(i.clone()).or_insert(f64::MIN);
         *e = e.max(t);
     }
-    last.into_iter()
+    for (i, t) in heard {
+        stepped.insert(i, t);
+    }
+    stepped
+        .into_iter()
         .map(|(instance, last_s)| Contributor {
             silent: last_s < to - silent_after.as_secs_f64(),
             instance,

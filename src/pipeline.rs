@@ -357,6 +357,7 @@ impl Pipeline {
                 &self.engine.analyzer.nodes,
                 self.engine.interner(),
             );
+            s.insert(0, crate::exchange::heard(now as f64 / 1e9));
             let max = self.cfg.export.max_series;
             self.stats
                 .export_series_dropped

@@ -8,6 +8,7 @@ mod nodes;
 mod properties;
 mod proto;
 mod realdata;
+mod scaleout;
 mod severity;
 mod tls;
 
