@@ -121,6 +121,14 @@ remote_write_interval = "15s"
 # The `chokepoint_instance` label remote-written series carry (scraped series get Prometheus'
 # own `instance`); empty for this host's name and the OTLP/gRPC port.
 instance = ""
+
+[source]
+# A Prometheus-compatible HTTP API (e.g. http://127.0.0.1:9090) holding what several instances
+# exported: this daemon then serves the global view, their aggregates summed, instead of its
+# own (README "Scaling out"). Empty: analyse what the receivers get.
+prometheus_url = ""
+# An instance not heard from for this long before the window's end makes the findings partial.
+silent_after = "1m"
 "#;
 
 /// The file as written. Unknown keys are errors: a typo must not silently do nothing.
@@ -139,6 +147,15 @@ pub struct RawConfig {
     pub state: RawState,
     #[serde(default)]
     pub export: RawExport,
+    #[serde(default)]
+    pub source: RawSource,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    pub prometheus_url: Option<String>,
+    pub silent_after: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -257,6 +274,16 @@ pub struct Config {
     pub api_tls: Option<TlsFiles>,
     pub api_limits: Limits,
     pub export: ExportConfig,
+    /// Where the findings come from: this daemon's receivers, or a store (the global view).
+    pub source: SourceConfig,
+}
+
+/// A store holding several instances' aggregates; `None` when the daemon analyses its own
+/// receivers' spans.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SourceConfig {
+    pub prometheus_url: Option<String>,
+    pub silent_after: Duration,
 }
 
 /// Where the aggregates go besides this instance's own findings (see [`crate::exchange`]).
@@ -607,6 +634,25 @@ impl Config {
                     instance: e.instance.clone().unwrap_or_default(),
                 }
             },
+            source: {
+                let src = &raw.source;
+                let url = src.prometheus_url.clone().filter(|u| !u.is_empty());
+                if let Some(u) = &url {
+                    if !u.starts_with("http://") {
+                        return Err(ConfigError::Invalid {
+                            key: "source.prometheus_url",
+                            message: format!("{u:?} is not an http:// URL"),
+                        });
+                    }
+                }
+                SourceConfig {
+                    prometheus_url: url,
+                    silent_after: dur(
+                        "source.silent_after",
+                        src.silent_after.as_deref().unwrap_or("1m"),
+                    )?,
+                }
+            },
         };
         cfg.check()?;
         Ok(cfg)
@@ -718,7 +764,7 @@ mod tests {
             ..Default::default()
         };
         assert!(Config::from_toml("", &bad).is_err());
-        assert_eq!(known_keys().len(), 42);
+        assert_eq!(known_keys().len(), 44);
     }
 
     #[test]

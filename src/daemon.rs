@@ -170,6 +170,40 @@ pub async fn run(
     let (batch_tx, batch_rx) = mpsc::channel(cfg.queue_batches);
     let (event_tx, event_rx) = mpsc::channel(256);
     let (view_tx, view_rx) = watch::channel(Arc::new(View::empty()));
+    // The global view: the API reads what the store's series sum to; this daemon's own
+    // pipeline still runs (and keeps its books) but publishes where nobody reads.
+    let store = cfg
+        .source
+        .prometheus_url
+        .as_deref()
+        .map(crate::global::Store::new)
+        .transpose()
+        .map_err(|e| DaemonError::Server {
+            what: "source",
+            message: e.to_string(),
+        })?;
+    let view_tx = match store {
+        Some(store) => {
+            tracing::info!(
+                url = ?cfg.source.prometheus_url,
+                "serving the global view: findings from the instances' aggregates in the store; \
+                 spans sent to this daemon's receivers are not in it"
+            );
+            tokio::spawn(crate::global::publish(
+                store,
+                crate::global::ViewSettings {
+                    window: cfg.window,
+                    history: cfg.history,
+                    bucket: cfg.bucket,
+                    refresh: cfg.refresh,
+                    silent_after: cfg.source.silent_after,
+                },
+                view_tx,
+            ));
+            watch::channel(Arc::new(View::empty())).0
+        }
+        None => view_tx,
+    };
     let pipeline = Pipeline::new(engine, cfg.clone(), stats.clone(), view_tx, state);
     let pipeline_task = tokio::spawn(pipeline.run(event_rx, batch_rx));
     let _ = event_tx.send(Event::Refresh).await;
@@ -275,7 +309,11 @@ pub async fn run(
     if cfg.state_dir.is_some() {
         every(event_tx.clone(), cfg.snapshot_interval, || Event::Snapshot);
     }
-    if let Some(url) = cfg.export.remote_write_url.clone() {
+    let remote_write = cfg.export.remote_write_url.clone();
+    if remote_write.is_some() && cfg.source.prometheus_url.is_some() {
+        tracing::warn!("export.remote_write_url is ignored with source.prometheus_url: the global view re-exported would count every instance twice");
+    }
+    if let Some(url) = remote_write.filter(|_| cfg.source.prometheus_url.is_none()) {
         let instance = if cfg.export.instance.is_empty() {
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .map(|h| h.trim().to_owned())

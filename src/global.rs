@@ -9,7 +9,10 @@
 //! end is silent, and the findings say they are partial and name it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::watch;
 
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
@@ -19,8 +22,9 @@ use hyper_util::rt::TokioExecutor;
 use crate::analyze::graph::{GraphAgg, NodeTable};
 use crate::analyze::identity;
 use crate::api::dto::FindingsDoc;
+use crate::api::view::{FindingHistory, View, ViewInput};
 use crate::exchange::{decode, Series, HEARD};
-use crate::findings::{compute, Context};
+use crate::findings::{compute, Context, Report};
 use crate::model::Interner;
 
 /// The series the scorers read (not the daemon's own counters).
@@ -194,33 +198,9 @@ pub fn contributors(series: &[Series], to: f64, silent_after: Duration) -> Vec<C
         .collect()
 }
 
-/// A window's findings from the store's series: the window `(from, to]` and, if given, a
-/// baseline range, decoded, resolved together and scored. Silent instances are named in the
-/// notes, which then say the findings are partial.
-pub fn findings(
-    series: &[Series],
-    window: (f64, f64),
-    baseline: Option<(f64, f64)>,
-    contributors: &[Contributor],
-) -> FindingsDoc {
-    let mut nodes = NodeTable::new(100_000);
-    let mut names = Interner::default();
-    let cur_raw = decode(series, window.0, window.1, &mut nodes, &mut names).agg;
-    let base_raw: Option<GraphAgg> =
-        baseline.map(|b| decode(series, b.0, b.1, &mut nodes, &mut names).agg);
-    let mut all: Vec<&GraphAgg> = vec![&cur_raw];
-    all.extend(base_raw.as_ref());
-    let resolution = identity::resolve(&all, &mut nodes, &mut names);
-    let cur = resolution.apply(&cur_raw);
-    // As the daemon: a baseline of a few dozen requests compares noise.
-    let base = base_raw
-        .filter(|b| b.facts.traces >= 50)
-        .map(|b| resolution.apply(&b));
-    let ctx = Context {
-        nodes: &nodes,
-        names: &names,
-    };
-    let mut report = compute(&cur, base.as_ref(), &ctx);
+/// Says in the report's notes which instances contributed and, if any is silent, that the
+/// findings are partial and which ones.
+fn annotate(report: &mut Report, contributors: &[Contributor]) {
     let silent: Vec<String> = contributors
         .iter()
         .filter(|c| c.silent)
@@ -252,7 +232,177 @@ pub fn findings(
         contributors.len(),
         heard.join(", ")
     ));
+}
+
+/// A window's findings from the store's series: the window `(from, to]` and, if given, a
+/// baseline range, decoded, resolved together and scored. Silent instances are named in the
+/// notes, which then say the findings are partial.
+pub fn findings(
+    series: &[Series],
+    window: (f64, f64),
+    baseline: Option<(f64, f64)>,
+    contributors: &[Contributor],
+) -> FindingsDoc {
+    let mut nodes = NodeTable::new(MAX_NODES);
+    let mut names = Interner::default();
+    let cur_raw = decode(series, window.0, window.1, &mut nodes, &mut names).agg;
+    let base_raw: Option<GraphAgg> =
+        baseline.map(|b| decode(series, b.0, b.1, &mut nodes, &mut names).agg);
+    let mut all: Vec<&GraphAgg> = vec![&cur_raw];
+    all.extend(base_raw.as_ref());
+    let resolution = identity::resolve(&all, &mut nodes, &mut names);
+    let cur = resolution.apply(&cur_raw);
+    // As the daemon: a baseline of a few dozen requests compares noise.
+    let base = base_raw
+        .filter(|b| b.facts.traces >= MIN_BASELINE_TRACES)
+        .map(|b| resolution.apply(&b));
+    let ctx = Context {
+        nodes: &nodes,
+        names: &names,
+    };
+    let mut report = compute(&cur, base.as_ref(), &ctx);
+    annotate(&mut report, contributors);
     let to_ns = (window.1 * 1e9) as u64;
     let from_ns = (window.0 * 1e9) as u64;
     FindingsDoc::new(&cur, base.as_ref(), &report, &ctx, (from_ns, to_ns))
+}
+
+/// Nodes a global view names at most.
+const MAX_NODES: usize = 100_000;
+/// A baseline smaller than this compares noise (as the daemon).
+const MIN_BASELINE_TRACES: u64 = 50;
+
+/// The windows of a global view, as the daemon's own (`analysis.*`) and `[source]` say.
+#[derive(Debug, Clone, Copy)]
+pub struct ViewSettings {
+    pub window: Duration,
+    pub history: Duration,
+    pub bucket: Duration,
+    pub refresh: Duration,
+    pub silent_after: Duration,
+}
+
+/// The view a daemon publishes, from the store's series over the history ending at `now_s`:
+/// the window's findings against the history before it, the graph, and the per-bucket
+/// series the dashboard draws, each decoded from the same series.
+pub fn build_view(
+    series: &[Series],
+    now_s: f64,
+    s: &ViewSettings,
+    history: &mut FindingHistory,
+) -> View {
+    let contributors = contributors(series, now_s, s.silent_after);
+    let mut nodes = NodeTable::new(MAX_NODES);
+    let mut names = Interner::default();
+    let history_s = s.history.as_secs_f64();
+    let from = now_s - s.window.min(s.history).as_secs_f64();
+    let start = now_s - history_s;
+    let cur_raw = decode(series, from, now_s, &mut nodes, &mut names).agg;
+    let base_raw = decode(series, start, from, &mut nodes, &mut names).agg;
+    let bucket_s = s.bucket.as_secs_f64().max(1.0);
+    let mut buckets: Vec<(u64, GraphAgg)> = Vec::new();
+    let mut b = (start / bucket_s).floor() * bucket_s;
+    while b < now_s {
+        let g = decode(series, b, b + bucket_s, &mut nodes, &mut names).agg;
+        if g.traces > 0 {
+            buckets.push(((b * 1e9) as u64, g));
+        }
+        b += bucket_s;
+    }
+    // The buckets are parts of these two: resolving these names every node they hold.
+    let resolution = identity::resolve(&[&cur_raw, &base_raw], &mut nodes, &mut names);
+    let cur = resolution.apply(&cur_raw);
+    let base = (base_raw.facts.traces >= MIN_BASELINE_TRACES).then(|| resolution.apply(&base_raw));
+    let ctx = Context {
+        nodes: &nodes,
+        names: &names,
+    };
+    let mut report = compute(&cur, base.as_ref(), &ctx);
+    annotate(&mut report, &contributors);
+    let now_ns = (now_s * 1e9) as u64;
+    let doc = FindingsDoc::new(
+        &cur,
+        base.as_ref(),
+        &report,
+        &ctx,
+        ((from * 1e9) as u64, now_ns),
+    );
+    history.record(now_ns, &doc.findings, s.history.as_nanos() as u64);
+    View::build(ViewInput {
+        now_ns,
+        cur: &cur,
+        base: base.as_ref(),
+        findings: doc,
+        nodes: &nodes,
+        names: &names,
+        buckets: buckets.iter().map(|(t, g)| (*t, g)).collect(),
+        bucket_ns: s.bucket.as_nanos() as u64,
+        resolution: &resolution,
+        history,
+        metrics: contributor_metrics(&contributors),
+        aggregates: Default::default(),
+    })
+}
+
+/// The global view's own series: who contributed and when each was last heard from. (It
+/// exports no aggregates: a store scraping it would count every instance twice.)
+fn contributor_metrics(contributors: &[Contributor]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from(
+        "# HELP chokepoint_source_instance_last_heard_seconds When each instance summed into \
+         this global view last published its aggregates (Unix time).\n\
+         # TYPE chokepoint_source_instance_last_heard_seconds gauge\n",
+    );
+    for c in contributors {
+        let _ = writeln!(
+            out,
+            "chokepoint_source_instance_last_heard_seconds{{instance=\"{}\",silent=\"{}\"}} {}",
+            c.instance.replace('\\', "\\\\").replace('"', "\\\""),
+            c.silent,
+            c.last_s
+        );
+    }
+    out
+}
+
+/// Publishes the global view every `refresh` (at least 5 s: each is a range query over the
+/// history) until every reader of `view_tx` is gone. A store that does not answer keeps the
+/// last view and is logged (thinned).
+pub async fn publish(store: Store, s: ViewSettings, view_tx: watch::Sender<Arc<View>>) {
+    let mut history = FindingHistory::default();
+    let mut tick = tokio::time::interval(s.refresh.max(Duration::from_secs(5)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut failures = 0u64;
+    loop {
+        tick.tick().await;
+        if view_tx.is_closed() {
+            return;
+        }
+        let now = crate::pipeline::now_ns() as f64 / 1e9;
+        let series = match store.range(now - s.history.as_secs_f64(), now).await {
+            Ok(series) => series,
+            Err(e) => {
+                failures += 1;
+                if failures.is_power_of_two() {
+                    tracing::warn!(error = %e, failures, "the store did not answer; the global view keeps its last state");
+                }
+                continue;
+            }
+        };
+        let built = tokio::task::spawn_blocking(move || {
+            let view = build_view(&series, now, &s, &mut history);
+            (view, history)
+        })
+        .await;
+        match built {
+            Ok((view, h)) => {
+                history = h;
+                view_tx.send_replace(Arc::new(view));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "building the global view failed");
+                return;
+            }
+        }
+    }
 }

@@ -204,9 +204,11 @@ pub async fn run(
         let bodies = requests(&samples, &instance, ts);
         let per = samples.len().div_ceil(bodies.len().max(1)) as u64;
         for body in bodies {
+            let bytes = body.len() as u64;
             match send(&client, &url, body).await {
                 Ok(()) => {
                     stats.remote_write_samples.fetch_add(per, Ordering::Relaxed);
+                    stats.remote_write_bytes.fetch_add(bytes, Ordering::Relaxed);
                 }
                 Err(e) => {
                     stats.remote_write_failures.fetch_add(1, Ordering::Relaxed);

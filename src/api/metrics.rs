@@ -245,6 +245,12 @@ pub fn stats_metrics(s: &Stats) -> String {
         &s.remote_write_samples,
     );
     one(
+        "chokepoint_remote_write_bytes_total",
+        "counter",
+        "Bytes (snappy-compressed) remote-written and accepted: the export's cost to the store.",
+        &s.remote_write_bytes,
+    );
+    one(
         "chokepoint_remote_write_failures_total",
         "counter",
         "Remote-write requests that failed after their retries.",

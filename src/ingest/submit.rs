@@ -51,6 +51,8 @@ pub struct Stats {
     /// Remote-write: samples sent, requests that failed for good, samples dropped (a full
     /// queue or a failed request).
     pub remote_write_samples: AtomicU64,
+    /// Snappy-compressed bytes remote-written and accepted.
+    pub remote_write_bytes: AtomicU64,
     pub remote_write_failures: AtomicU64,
     pub remote_write_dropped: AtomicU64,
     pub budget_nodes_folded: AtomicU64,

@@ -244,6 +244,32 @@ fn two_instances_through_prometheus_give_the_findings_of_one_and_say_when_partia
         "{}",
         notes(&got)
     );
+    // A daemon serving the global view: the same API (findings, graph, dashboard) over it.
+    let global = Daemon::start(&[
+        "--set",
+        &format!("source.prometheus_url={}", p.url),
+        "--set",
+        "source.silent_after=5s",
+    ]);
+    global.wait_for("the global daemon to sum both instances", |d| {
+        d.get("/findings")["spans"].as_u64() == Some(total)
+    });
+    assert_same(&want, &global.get("/findings"));
+    let node_names = |d: &Daemon| {
+        let mut v: Vec<String> = d.get("/graph")["nodes"]
+            .as_array()
+            .expect("graph nodes")
+            .iter()
+            .map(|n| n["name"].to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(node_names(&global), node_names(&whole));
+    assert!(
+        global.text("/").contains("<html"),
+        "the dashboard is served"
+    );
 
     // One instance lost: the findings say they are partial and name it; nothing panics.
     b.signal("-KILL");
@@ -257,6 +283,9 @@ fn two_instances_through_prometheus_give_the_findings_of_one_and_say_when_partia
         "{}",
         notes(&got)
     );
+    global.wait_for("the global daemon to call b silent", |d| {
+        notes(&d.get("/findings")).contains("PARTIAL: 1 of 2 instances silent (b)")
+    });
     // It returns (empty, as after a crash without a state directory): whole again, and
     // its restart reads as a counter reset, not as traffic.
     let _b = instance(&p, "b");
@@ -267,6 +296,9 @@ fn two_instances_through_prometheus_give_the_findings_of_one_and_say_when_partia
     assert!(!notes(&got).contains("PARTIAL"), "{}", notes(&got));
     assert_eq!(got["spans"].as_u64(), Some(total));
     assert_same(&want, &got);
+    global.wait_for("the global daemon to be whole again", |d| {
+        !notes(&d.get("/findings")).contains("PARTIAL")
+    });
     drop(a);
 }
 
