@@ -401,3 +401,40 @@ fn a_nezha_case_with_its_baseline_through_prometheus_matches_replay() {
     }
     assert_same(&want, &got);
 }
+
+#[test]
+fn the_aggregates_are_on_metrics_for_a_scrape_and_bounded_by_max_series() {
+    let d = Daemon::start(&[]);
+    send(&d, &shop(Scenario::SingleDb, 300));
+    d.settle();
+    d.wait_for("the aggregates on /metrics", |d| {
+        d.metric("chokepoint_export_series") > 500
+    });
+    let text = d.text("/metrics");
+    assert!(
+        text.contains("# TYPE chokepoint_node_requests_total counter"),
+        "aggregate series are scrapeable"
+    );
+    assert!(text.contains("chokepoint_edge_calls_total{"));
+    assert_eq!(d.metric("chokepoint_export_series_dropped"), 0);
+
+    // Bounded: past export.max_series the rest is left out, and counted.
+    let small = Daemon::start(&["--set", "export.max_series=100"]);
+    send(&small, &shop(Scenario::SingleDb, 300));
+    small.settle();
+    small.wait_for("the bound to cut the export", |d| {
+        d.metric("chokepoint_export_series_dropped") > 0
+    });
+    assert_eq!(small.metric("chokepoint_export_series"), 100);
+    let exported = small
+        .text("/metrics")
+        .lines()
+        .filter(|l| {
+            !l.starts_with('#')
+                && chokepoint::exchange::METRICS
+                    .iter()
+                    .any(|m| l.split(['{', ' ']).next() == Some(m.0))
+        })
+        .count();
+    assert_eq!(exported, 100);
+}
