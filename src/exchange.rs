@@ -9,11 +9,12 @@
 //!   backend usage) are counters: a window is the increase over it, and instances add.
 //! - Histograms are counters per bin (8 per power of two, [`Hist::bins`]) named by their
 //!   upper bound, not cumulative `le` buckets: instances that used different bins still sum
-//!   right. Read back, a quantile is within half a bin (±3%); the sum is exact and the
+//!   right. Read back, a quantile is within half a bin (about ±5%); the sum is exact and the
 //!   maximum is the largest any instance reported.
 //! - What is a function of time (load per 10 s for saturation, sightings of each instance,
-//!   the queue delay's trend) is not a label: it is rebuilt from the series' own points, one
-//!   step of the store's range per slot.
+//!   the queue delay's trend) is not a label: it is rebuilt from the series' own samples,
+//!   each sample's increase in the 10 s slot of the time it was written (so by write time,
+//!   not span time: live traffic has the two close; a replay burst is one slot).
 //! - Instances serving a node carry when each was first and last seen (span time) as gauges.
 //!
 //! What does not travel: exemplar trace ids and the what-if's trace sample are per instance

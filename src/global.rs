@@ -1,8 +1,9 @@
 //! The global view: findings from the aggregates several instances exported to a
 //! Prometheus-compatible store (by scrape or remote-write), summed, run through the same
-//! scorers as one instance's. Each instance's series are read over the window (a range
-//! query), [`crate::exchange::decode`] adds them up, and the identity resolver and the
-//! scorers see one graph, as if one chokepoint had been fed everything.
+//! scorers as one instance's. Each instance's samples are read over the window and its
+//! baseline (raw, by a range selector), [`crate::exchange::decode`] adds them up, and the
+//! identity resolver and the scorers see one graph, as if one chokepoint had been fed
+//! everything.
 //!
 //! Which instances contributed, and when each was last heard from, comes from the same
 //! series: an instance whose last sample is older than `silent_after` before the window's
@@ -29,8 +30,10 @@ use crate::model::Interner;
 
 /// The series the scorers read (not the daemon's own counters).
 pub const SELECTOR: &str = r#"{__name__=~"chokepoint_(agg|node|edge|usage|user|background|op|cp|reach|failed|shape|class)_.+"}"#;
-/// Points per series a range query may return (Prometheus refuses more than 11,000).
-const MAX_POINTS: f64 = 5_000.0;
+/// How far before a range its samples are read too, so each counter has a reading at the
+/// range's start to count from (Prometheus' own lookback, 5 minutes): a series with no
+/// sample in it is new, and counted from zero.
+const LOOKBACK_S: f64 = 300.0;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GlobalError {
@@ -101,15 +104,15 @@ impl Store {
         })
     }
 
-    /// Every aggregate series over `[from, to]` (Unix seconds), one point per step.
+    /// Every aggregate series' raw samples over `[from - LOOKBACK_S, to]` (Unix seconds),
+    /// as written (a range selector, not a range query's steps: a step grid can miss the
+    /// last value before a counter reset, and would blur when each instance was heard from).
     pub async fn range(&self, from: f64, to: f64) -> Result<Vec<Series>, GlobalError> {
-        let step = ((to - from) / MAX_POINTS).max(10.0).ceil();
-        // The grid ends on `to`: a point a step short of it would miss the latest samples.
-        let from = to - ((to - from) / step).ceil() * step;
+        let secs = (to - from + LOOKBACK_S).max(1.0).ceil() as u64;
         let url = format!(
-            "{}/api/v1/query_range?query={}&start={from:.3}&end={to:.3}&step={step}",
+            "{}/api/v1/query?query={}&time={to:.3}",
             self.base,
-            encode_query(SELECTOR)
+            encode_query(&format!("{SELECTOR}[{secs}s]"))
         );
         let err = |message: String| GlobalError::Store {
             url: self.base.clone(),
@@ -162,9 +165,8 @@ impl Store {
 /// The instances behind `series`, with when each was last heard from; silent when that is
 /// more than `silent_after` before `to`.
 pub fn contributors(series: &[Series], to: f64, silent_after: Duration) -> Vec<Contributor> {
-    // Per instance: the latest publication time it wrote (exact), else its latest point
-    // (a range query's step: a store's lookback keeps a dead writer's series answering
-    // for minutes, so this is only the fallback for stores that hold no `HEARD` gauge).
+    // Per instance: the latest publication time it wrote, else (series scraped from an
+    // older build) the time of its latest sample.
     let mut heard: BTreeMap<String, f64> = BTreeMap::new();
     let mut stepped: BTreeMap<String, f64> = BTreeMap::new();
     for s in series {
@@ -232,6 +234,11 @@ fn annotate(report: &mut Report, contributors: &[Contributor]) {
         contributors.len(),
         heard.join(", ")
     ));
+    report.notes.push(
+        "global view: no exemplar traces (each trace lives in one instance); the what-if is \
+         estimated from summed critical-path time, and latency against load is per store step"
+            .into(),
+    );
 }
 
 /// A window's findings from the store's series: the window `(from, to]` and, if given, a

@@ -336,7 +336,7 @@ fn a_nezha_case_with_its_baseline_through_prometheus_matches_replay() {
     let now = || chokepoint::pipeline::now_ns() as f64 / 1e9;
     let started = now();
     // The baseline period, then the incident: the store's time axis is when the instances
-    // wrote, so the two are told apart by a quiet gap longer than a query step (10 s).
+    // wrote, so the two are told apart by a quiet gap (with writes in it) between them.
     let feed = |file: &Path| {
         let parts = route(&requests_of(file), 2);
         send(&a, &parts[0]);
