@@ -64,7 +64,8 @@ pub enum Command {
     CriticalPath(CriticalPathArgs),
     /// The global view: findings from the aggregates several chokepoints exported to a
     /// Prometheus-compatible store (scraped or remote-written), summed across instances and
-    /// scored as one. Names the instances that contributed; silent ones make it partial.
+    /// scored as one. Names the instances that contributed; silent ones make it partial (exit
+    /// status 3). `serve` with `source.prometheus_url` serves the same view live.
     Query(QueryArgs),
     /// Generate the reference online shop's traces (OTLP/JSON lines) for one scenario.
     Simulate(SimulateArgs),
