@@ -413,6 +413,11 @@ fn set_key(table: &mut toml::Table, key: &str, value: &str) -> Result<(), Config
                 .parse()
                 .map_err(|_| invalid(format!("{key} wants a number, not {value:?}")))?,
         ),
+        Some(toml::Value::Boolean(_)) => toml::Value::Boolean(match value {
+            "true" => true,
+            "false" => false,
+            _ => return Err(invalid(format!("{key} wants true or false, not {value:?}"))),
+        }),
         _ => toml::Value::String(value.to_owned()),
     };
     let mut sec = table;
@@ -740,11 +745,16 @@ mod tests {
             set: vec![
                 ("receivers.max_request_bytes".into(), "1000".into()),
                 ("analysis.skew_tolerance".into(), "0.02".into()),
+                ("export.aggregates".into(), "false".into()),
             ],
             ..Default::default()
         };
         let c = Config::from_toml("", &o).unwrap();
         assert_eq!((c.max_request_bytes, c.skew_tolerance), (1000, 0.02));
+        assert!(
+            !c.export.aggregates,
+            "a boolean from --set or the environment"
+        );
         let env = env_overrides(
             [
                 (
