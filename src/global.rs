@@ -34,6 +34,8 @@ pub const SELECTOR: &str = r#"{__name__=~"chokepoint_(agg|node|edge|usage|user|b
 /// range's start to count from (Prometheus' own lookback, 5 minutes): a series with no
 /// sample in it is new, and counted from zero.
 const LOOKBACK_S: f64 = 300.0;
+/// The largest answer read from the store (JSON; about 40 bytes a sample).
+const MAX_ANSWER_BYTES: usize = 256 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GlobalError {
@@ -126,11 +128,17 @@ impl Store {
             .map_err(|_| err("timed out".into()))?
             .map_err(|e| err(e.to_string()))?;
         let status = resp.status();
-        let body = resp
-            .into_body()
+        let body = resp.into_body();
+        // A store holding far more than one view needs must not take this process with it.
+        let body = http_body_util::Limited::new(body, MAX_ANSWER_BYTES)
             .collect()
             .await
-            .map_err(|e| err(e.to_string()))?
+            .map_err(|e| {
+                err(format!(
+                    "{e} (answers are read up to {} MiB: narrow the window or export fewer series)",
+                    MAX_ANSWER_BYTES >> 20
+                ))
+            })?
             .to_bytes();
         let r: Response = serde_json::from_slice(&body).map_err(|e| {
             err(format!(
