@@ -263,23 +263,59 @@ pub fn findings(
     let cur_raw = decode(series, window.0, window.1, &mut nodes, &mut names).agg;
     let base_raw: Option<GraphAgg> =
         baseline.map(|b| decode(series, b.0, b.1, &mut nodes, &mut names).agg);
-    let mut all: Vec<&GraphAgg> = vec![&cur_raw];
-    all.extend(base_raw.as_ref());
-    let resolution = identity::resolve(&all, &mut nodes, &mut names);
-    let cur = resolution.apply(&cur_raw);
-    // As the daemon: a baseline of a few dozen requests compares noise.
-    let base = base_raw
-        .filter(|b| b.facts.traces >= MIN_BASELINE_TRACES)
-        .map(|b| resolution.apply(&b));
+    let scored = score(
+        &cur_raw,
+        base_raw.as_ref(),
+        &mut nodes,
+        &mut names,
+        contributors,
+    );
     let ctx = Context {
         nodes: &nodes,
         names: &names,
     };
-    let mut report = compute(&cur, base.as_ref(), &ctx);
-    annotate(&mut report, contributors);
     let to_ns = (window.1 * 1e9) as u64;
     let from_ns = (window.0 * 1e9) as u64;
-    FindingsDoc::new(&cur, base.as_ref(), &report, &ctx, (from_ns, to_ns))
+    FindingsDoc::new(
+        &scored.cur,
+        scored.base.as_ref(),
+        &scored.report,
+        &ctx,
+        (from_ns, to_ns),
+    )
+}
+
+/// A window (and its baseline) resolved together and scored, as the daemon does.
+struct Scored {
+    resolution: identity::Resolution,
+    cur: GraphAgg,
+    base: Option<GraphAgg>,
+    report: Report,
+}
+
+fn score(
+    cur_raw: &GraphAgg,
+    base_raw: Option<&GraphAgg>,
+    nodes: &mut NodeTable,
+    names: &mut Interner,
+    contributors: &[Contributor],
+) -> Scored {
+    let mut all: Vec<&GraphAgg> = vec![cur_raw];
+    all.extend(base_raw);
+    let resolution = identity::resolve(&all, nodes, names);
+    let cur = resolution.apply(cur_raw);
+    // As the daemon: a baseline of a few dozen requests compares noise.
+    let base = base_raw
+        .filter(|b| b.facts.traces >= MIN_BASELINE_TRACES)
+        .map(|b| resolution.apply(b));
+    let mut report = compute(&cur, base.as_ref(), &Context { nodes, names });
+    annotate(&mut report, contributors);
+    Scored {
+        resolution,
+        cur,
+        base,
+        report,
+    }
 }
 
 /// Nodes a global view names at most.
@@ -325,15 +361,22 @@ pub fn build_view(
         b += bucket_s;
     }
     // The buckets are parts of these two: resolving these names every node they hold.
-    let resolution = identity::resolve(&[&cur_raw, &base_raw], &mut nodes, &mut names);
-    let cur = resolution.apply(&cur_raw);
-    let base = (base_raw.facts.traces >= MIN_BASELINE_TRACES).then(|| resolution.apply(&base_raw));
+    let Scored {
+        resolution,
+        cur,
+        base,
+        report,
+    } = score(
+        &cur_raw,
+        Some(&base_raw),
+        &mut nodes,
+        &mut names,
+        &contributors,
+    );
     let ctx = Context {
         nodes: &nodes,
         names: &names,
     };
-    let mut report = compute(&cur, base.as_ref(), &ctx);
-    annotate(&mut report, &contributors);
     let now_ns = (now_s * 1e9) as u64;
     let doc = FindingsDoc::new(
         &cur,
