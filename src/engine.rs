@@ -9,6 +9,7 @@ use crate::analyze::graph::{GraphAgg, NodeTable};
 use crate::analyze::identity::{self, Resolution};
 use crate::analyze::tree::Trace;
 use crate::assemble::{Assembler, AssemblerConfig, AssemblerStats};
+use crate::ingest::batch::Batch;
 use crate::ingest::{BatchReport, Normalizer};
 use crate::model::{Interner, Span};
 use crate::window::Windows;
@@ -125,7 +126,17 @@ impl Engine {
     /// batch's rejections (it may already hold some from decoding) and is added to the
     /// engine's running total.
     pub fn ingest(&mut self, resource_spans: &[ResourceSpans], report: &mut BatchReport) {
-        self.assemble(resource_spans, report, None);
+        self.assemble(|n, out, r| n.normalize(resource_spans, out, r), report, None);
+        self.complete_idle(report);
+    }
+
+    /// [`Engine::ingest`] for either kind of batch.
+    pub fn ingest_batch(&mut self, batch: &Batch, report: &mut BatchReport) {
+        self.assemble(|n, out, r| n.normalize_batch(batch, out, r), report, None);
+        self.complete_idle(report);
+    }
+
+    fn complete_idle(&mut self, report: &BatchReport) {
         let analyzer = &mut self.analyzer;
         let names = &self.normalizer.interner;
         self.assembler
@@ -134,25 +145,23 @@ impl Engine {
     }
 
     /// Normalizes and assembles one batch on the caller's clock (`now_ns`: monotonic, live).
-    pub fn ingest_at(
-        &mut self,
-        resource_spans: &[ResourceSpans],
-        report: &mut BatchReport,
-        now_ns: u64,
-    ) {
-        self.assemble(resource_spans, report, Some(now_ns));
+    pub fn ingest_at(&mut self, batch: &Batch, report: &mut BatchReport, now_ns: u64) {
+        self.assemble(
+            |n, out, r| n.normalize_batch(batch, out, r),
+            report,
+            Some(now_ns),
+        );
     }
 
     /// Normalize, then push each span on `clock` (or, without one, on the span-time watermark).
     fn assemble(
         &mut self,
-        resource_spans: &[ResourceSpans],
+        normalize: impl FnOnce(&mut Normalizer, &mut Vec<Span>, &mut BatchReport),
         report: &mut BatchReport,
         clock: Option<u64>,
     ) {
         let mut spans = std::mem::take(&mut self.scratch);
-        self.normalizer
-            .normalize(resource_spans, &mut spans, report);
+        normalize(&mut self.normalizer, &mut spans, report);
         for s in spans.drain(..) {
             let now = match clock {
                 Some(now) => now,

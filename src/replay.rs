@@ -10,6 +10,7 @@ use crate::analyze::identity::Resolution;
 use crate::api::dto::FindingsDoc;
 use crate::engine::Engine;
 use crate::findings::{compute, Context};
+use crate::ingest::batch::Batch;
 use crate::ingest::{read_path_counted, BatchReport, FileError, FileSummary, Location};
 
 /// Told how loading goes, for progress display. Both methods default to nothing.
@@ -78,8 +79,8 @@ fn load(engine: &mut Engine, paths: &[PathBuf], obs: &mut dyn LoadObserver) -> L
         let count: Rc<Cell<u64>> = Rc::default();
         let mut batch_problems: Vec<(Location, String)> = Vec::new();
         let mut totals = BatchReport::default();
-        let mut sink = |loc: Location, spans: Vec<_>, mut report: BatchReport| {
-            engine.ingest(&spans, &mut report);
+        let mut sink = |loc: Location, batch: Batch, mut report: BatchReport| {
+            engine.ingest_batch(&batch, &mut report);
             for p in &report.details {
                 batch_problems.push((loc, p.to_string()));
             }

@@ -1,24 +1,24 @@
 //! The invariants the fuzz targets (`fuzz/`, `cargo +nightly fuzz`) and the stable property
 //! tests check, in one place, so both check the same thing.
 
-use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 
 use crate::analyze::critical_path::{critical_path, CriticalPathConfig};
 use crate::analyze::tree::Trace;
 use crate::engine::{Engine, EngineConfig};
 use crate::findings::{compute, Context};
-use crate::ingest::BatchReport;
+use crate::ingest::batch::{Batch, WireBatch};
+use crate::ingest::{BatchReport, Normalizer};
 use crate::model::{Span, SpanId, SpanKind, Sym, TraceId};
 
 /// Feeds batches through the whole offline pipeline (normalize, assemble, analyze, resolve,
 /// score) and checks the books: every span seen is accepted or rejected, and every accepted
 /// span is analysed or counted as dropped.
-pub fn check_engine(batches: &[Vec<ResourceSpans>]) -> Result<(), String> {
+pub fn check_engine(batches: &[Batch]) -> Result<(), String> {
     let mut e = Engine::new(EngineConfig::default());
     let mut seen = 0;
     for b in batches {
         let mut r = BatchReport::default();
-        e.ingest(b, &mut r);
+        e.ingest_batch(b, &mut r);
         if r.accepted + r.rejected != r.seen {
             return Err(format!(
                 "accepted {} + rejected {} != seen {}",
@@ -49,6 +49,31 @@ pub fn check_engine(batches: &[Vec<ResourceSpans>]) -> Result<(), String> {
         if !(0.0..=1.0).contains(&f.score) || f.score.is_nan() {
             return Err(format!("score {} of {}", f.score, f.id()));
         }
+    }
+    Ok(())
+}
+
+/// Any bytes as an OTLP protobuf request: the wire reader never panics, and whenever prost
+/// decodes the bytes too, the wire reader's spans, rejections and names are exactly those of
+/// prost's messages normalized.
+pub fn check_wire_matches_prost(data: &[u8]) -> Result<(), String> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    let wire = WireBatch::new(data.to_vec().into());
+    let decoded = <ExportTraceServiceRequest as prost::Message>::decode(data);
+    let (Ok(wire), Ok(req)) = (wire, decoded) else {
+        return Ok(());
+    };
+    let (mut a, mut b) = (Normalizer::default(), Normalizer::default());
+    let (mut out_a, mut rep_a) = (Vec::new(), BatchReport::default());
+    let (mut out_b, mut rep_b) = (Vec::new(), BatchReport::default());
+    a.normalize(&req.resource_spans, &mut out_a, &mut rep_a);
+    b.normalize_wire(&wire, &mut out_b, &mut rep_b);
+    let (sa, sb) = (format!("{out_a:?} {rep_a:?}"), format!("{out_b:?} {rep_b:?}"));
+    if sa != sb {
+        return Err(format!("prost: {sa}\nwire: {sb}"));
+    }
+    if !a.interner.names().eq(b.interner.names()) {
+        return Err("the name tables differ".into());
     }
     Ok(())
 }

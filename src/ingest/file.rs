@@ -19,11 +19,9 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use flate2::bufread::MultiGzDecoder;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
-use prost::Message;
 use serde::Deserialize;
 
+use super::batch::{Batch, WireBatch};
 use super::problem::BatchReport;
 use super::{jaeger, otlp_json, zipkin};
 
@@ -122,11 +120,11 @@ impl FileSummary {
 /// Receives each batch a file yields: where it came from, the OTLP spans, and the spans that
 /// were already rejected while decoding (bad ids in JSON, say).
 pub trait BatchSink {
-    fn batch(&mut self, location: Location, spans: Vec<ResourceSpans>, report: BatchReport);
+    fn batch(&mut self, location: Location, spans: Batch, report: BatchReport);
 }
 
-impl<F: FnMut(Location, Vec<ResourceSpans>, BatchReport)> BatchSink for F {
-    fn batch(&mut self, location: Location, spans: Vec<ResourceSpans>, report: BatchReport) {
+impl<F: FnMut(Location, Batch, BatchReport)> BatchSink for F {
+    fn batch(&mut self, location: Location, spans: Batch, report: BatchReport) {
         self(location, spans, report)
     }
 }
@@ -159,7 +157,7 @@ impl AnyJson {
         spans.extend(jaeger::to_proto(&jaeger::JaegerDocument {
             data: self.data,
         }));
-        sink.batch(location, spans, report);
+        sink.batch(location, spans.into(), report);
         Ok(())
     }
 }
@@ -301,7 +299,7 @@ fn read_from(
                     summary.batches += 1;
                     sink.batch(
                         Location::Document,
-                        zipkin::to_proto(spans),
+                        zipkin::to_proto(spans).into(),
                         BatchReport::default(),
                     );
                 }
@@ -312,14 +310,10 @@ fn read_from(
         }
         Format::OtlpProto => {
             let bytes = read_all(path, &mut *r, &mut summary);
-            match ExportTraceServiceRequest::decode(bytes.as_slice()) {
-                Ok(req) => {
+            match WireBatch::new(bytes.into()) {
+                Ok(wire) => {
                     summary.batches += 1;
-                    sink.batch(
-                        Location::Document,
-                        req.resource_spans,
-                        BatchReport::default(),
-                    );
+                    sink.batch(Location::Document, Batch::Wire(wire), BatchReport::default());
                 }
                 Err(e) => summary.problem(
                     Location::Document,
@@ -411,14 +405,10 @@ fn read_framed(r: &mut dyn BufRead, sink: &mut dyn BatchSink, summary: &mut File
             summary.problem(Location::Message(n), format!("truncated message: {e}"));
             return;
         }
-        match ExportTraceServiceRequest::decode(msg.as_slice()) {
-            Ok(req) => {
+        match WireBatch::new(msg.into()) {
+            Ok(wire) => {
                 summary.batches += 1;
-                sink.batch(
-                    Location::Message(n),
-                    req.resource_spans,
-                    BatchReport::default(),
-                );
+                sink.batch(Location::Message(n), Batch::Wire(wire), BatchReport::default());
             }
             Err(e) => summary.problem(Location::Message(n), format!("invalid protobuf: {e}")),
         }
@@ -567,7 +557,7 @@ mod tests {
 
     fn read(bytes: &[u8]) -> (FileSummary, usize) {
         let mut batches = 0;
-        let mut sink = |_: Location, _: Vec<ResourceSpans>, _: BatchReport| batches += 1;
+        let mut sink = |_: Location, _: Batch, _: BatchReport| batches += 1;
         let s = read_bytes(Path::new("t"), bytes, &mut sink);
         (s, batches)
     }

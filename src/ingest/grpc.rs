@@ -1,38 +1,135 @@
 //! OTLP/gRPC receiver: `opentelemetry.proto.collector.trace.v1.TraceService/Export`.
 
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
-use tonic::codec::CompressionEncoding;
+use tonic::codec::{
+    Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings, EncodeBuf,
+    Encoder,
+};
+use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Code, Request, Response, Status};
 
+use super::batch::{Batch, WireBatch};
 use super::problem::BatchReport;
-use super::submit::{span_count, SubmitError, Submitter};
+use super::submit::{SubmitError, Submitter};
 use super::wire::{export_response, retryable_status, EMPTY_WARNING, UNAVAILABLE};
 use std::sync::atomic::Ordering;
 
-pub struct GrpcReceiver {
-    sub: Submitter,
+/// The OTLP trace service, answered from the request's bytes: the generated server would
+/// decode every span with prost before the normalizer reads a tenth of it.
+#[derive(Clone)]
+pub struct TraceServer {
+    sub: Arc<Submitter>,
 }
 
-/// The tonic service, with gzip and zstd accepted and, when a token is set, only for calls
+impl NamedService for TraceServer {
+    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+}
+
+const EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'static>>;
+
+impl<B> tower::Service<http::Request<B>> for TraceServer
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Infallible>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if req.uri().path() != EXPORT {
+            return Box::pin(async {
+                Ok(Status::unimplemented("only TraceService/Export is served here").into_http())
+            });
+        }
+        let sub = self.sub.clone();
+        Box::pin(async move {
+            let mut accept = EnabledCompressionEncodings::default();
+            accept.enable(CompressionEncoding::Gzip);
+            accept.enable(CompressionEncoding::Zstd);
+            // Decompression stops at the limit, as OTLP/HTTP's does: no 64 MB inflated first.
+            let max = sub.max_request_bytes;
+            let mut grpc = Grpc::new(RawCodec)
+                .apply_compression_config(accept, EnabledCompressionEncodings::default())
+                .apply_max_message_size_config(Some(max), None);
+            Ok(grpc.unary(Export(sub), req).await)
+        })
+    }
+}
+
+/// Requests as bytes, answers encoded with prost.
+#[derive(Clone, Copy, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = ExportTraceServiceResponse;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = ExportTraceServiceResponse;
+    type Error = Status;
+
+    fn encode(&mut self, item: Self::Item, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        item.encode(dst)
+            .map_err(|e| Status::internal(format!("encoding the answer: {e}")))
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+struct Export(Arc<Submitter>);
+
+impl UnaryService<Bytes> for Export {
+    type Response = ExportTraceServiceResponse;
+    type Future = BoxFuture<Response<ExportTraceServiceResponse>, Status>;
+
+    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
+        let sub = self.0.clone();
+        Box::pin(async move { export(&sub, request.into_inner()).await })
+    }
+}
+
+/// The service, with gzip and zstd accepted and, when a token is set, only for calls
 /// carrying it. Messages are bounded at the configured limit by tonic itself, decompressed or
 /// not (decompression bombs stop there), and answered RESOURCE_EXHAUSTED.
 pub fn service(
     sub: Submitter,
     token: Option<crate::auth::Token>,
-) -> InterceptedService<TraceServiceServer<GrpcReceiver>, crate::auth::Bearer> {
-    let max = sub.max_request_bytes;
-    let server = TraceServiceServer::new(GrpcReceiver { sub })
-        .accept_compressed(CompressionEncoding::Gzip)
-        .accept_compressed(CompressionEncoding::Zstd)
-        // Decompression stops at the limit, as OTLP/HTTP's does: no 64 MB inflated first.
-        .max_decoding_message_size(max);
+) -> InterceptedService<TraceServer, crate::auth::Bearer> {
+    let server = TraceServer { sub: Arc::new(sub) };
     InterceptedService::new(server, crate::auth::Bearer(token))
 }
 
@@ -63,39 +160,33 @@ pub fn retryable(message: &str) -> Status {
     Status::with_details(Code::Unavailable, message, details.encode_to_vec().into())
 }
 
-#[tonic::async_trait]
-impl TraceService for GrpcReceiver {
-    async fn export(
-        &self,
-        request: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let req = request.into_inner();
-        let size = req.encoded_len();
-        let stats = &self.sub.stats;
-        if size > self.sub.max_request_bytes {
+async fn export(
+    sub: &Submitter,
+    bytes: Bytes,
+) -> Result<Response<ExportTraceServiceResponse>, Status> {
+    let size = bytes.len();
+    let stats = &sub.stats;
+    let batch = match WireBatch::new(bytes) {
+        Ok(w) => w,
+        Err(e) => {
             stats.requests_invalid.fetch_add(1, Ordering::Relaxed);
-            return Err(Status::resource_exhausted(format!(
-                "request is {size} bytes, over the limit of {} (receivers.max_request_bytes)",
-                self.sub.max_request_bytes
+            return Err(Status::invalid_argument(format!(
+                "not a valid OTLP ExportTraceServiceRequest: {e}"
             )));
         }
-        let empty = (span_count(&req.resource_spans) == 0 && size > 0).then(|| {
-            stats.requests_empty.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(bytes = size, "OTLP/gRPC request decoded to zero spans");
-            EMPTY_WARNING
-        });
-        match self
-            .sub
-            .submit(req.resource_spans, BatchReport::default())
-            .await
-        {
-            Ok(report) => {
-                if report.rejected > 0 {
-                    tracing::debug!(rejected = report.rejected, "{}", report.summary());
-                }
-                Ok(Response::new(export_response(&report, empty)))
+    };
+    let empty = (batch.spans() == 0 && size > 0).then(|| {
+        stats.requests_empty.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(bytes = size, "OTLP/gRPC request decoded to zero spans");
+        EMPTY_WARNING
+    });
+    match sub.submit(Batch::Wire(batch), BatchReport::default()).await {
+        Ok(report) => {
+            if report.rejected > 0 {
+                tracing::debug!(rejected = report.rejected, "{}", report.summary());
             }
-            Err(e @ (SubmitError::Busy | SubmitError::Closed)) => Err(retryable(&e.to_string())),
+            Ok(Response::new(export_response(&report, empty)))
         }
+        Err(e @ (SubmitError::Busy | SubmitError::Closed)) => Err(retryable(&e.to_string())),
     }
 }

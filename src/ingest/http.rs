@@ -16,13 +16,14 @@ use axum::routing::post;
 use axum::Router;
 use flate2::read::MultiGzDecoder;
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
+    ExportTraceServiceResponse,
 };
 use prost::Message;
 
 use super::otlp_json::{self, JsonDocument};
+use super::batch::{Batch, WireBatch};
 use super::problem::BatchReport;
-use super::submit::{span_count, SubmitError, Submitter};
+use super::submit::{SubmitError, Submitter};
 use super::wire::{
     export_response, retryable_status, RpcStatus, EMPTY_WARNING, INVALID_ARGUMENT,
     RESOURCE_EXHAUSTED, UNAVAILABLE,
@@ -162,8 +163,8 @@ async fn export(State(sub): State<Submitter>, headers: HeaderMap, body: Bytes) -
         .trim()
         .to_ascii_lowercase();
     let max = sub.max_request_bytes;
-    let raw: Vec<u8> = match coding.as_str() {
-        "" | "identity" => body.to_vec(),
+    let raw: Bytes = match coding.as_str() {
+        "" | "identity" => body,
         "gzip" | "zstd" => {
             // Inflated at most one byte past the limit: a decompression bomb stops there.
             let mut out = Vec::new();
@@ -184,7 +185,7 @@ async fn export(State(sub): State<Submitter>, headers: HeaderMap, body: Bytes) -
                     format!("invalid {coding} body: {e}"),
                 );
             }
-            out
+            Bytes::from(out)
         }
         other => {
             return error(
@@ -208,9 +209,10 @@ async fn export(State(sub): State<Submitter>, headers: HeaderMap, body: Bytes) -
         );
     }
     let mut report = BatchReport::default();
+    let raw_len = raw.len();
     let spans = match enc {
-        Encoding::Protobuf => match ExportTraceServiceRequest::decode(raw.as_slice()) {
-            Ok(r) => r.resource_spans,
+        Encoding::Protobuf => match WireBatch::new(raw.into()) {
+            Ok(w) => Batch::Wire(w),
             Err(e) => {
                 return error(
                     &sub,
@@ -222,7 +224,7 @@ async fn export(State(sub): State<Submitter>, headers: HeaderMap, body: Bytes) -
             }
         },
         Encoding::Json => match serde_json::from_slice::<JsonDocument>(&raw) {
-            Ok(doc) => otlp_json::to_proto(&doc, &mut report),
+            Ok(doc) => Batch::Decoded(otlp_json::to_proto(&doc, &mut report)),
             Err(e) => {
                 return error(
                     &sub,
@@ -234,9 +236,9 @@ async fn export(State(sub): State<Submitter>, headers: HeaderMap, body: Bytes) -
             }
         },
     };
-    let empty = (!raw.is_empty() && span_count(&spans) == 0 && report.seen == 0).then(|| {
+    let empty = (raw_len > 0 && spans.span_count() == 0 && report.seen == 0).then(|| {
         sub.stats.requests_empty.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(bytes = raw.len(), "OTLP/HTTP request decoded to zero spans");
+        tracing::warn!(bytes = raw_len, "OTLP/HTTP request decoded to zero spans");
         EMPTY_WARNING
     });
     match sub.submit(spans, report).await {

@@ -4,6 +4,7 @@
 //! Every source (files here; gRPC and HTTP receivers later) ends in the same
 //! [`Normalizer::normalize`]: one conversion, one set of rules for names and peers.
 
+pub mod batch;
 pub mod encode;
 pub mod file;
 pub mod grpc;
@@ -11,6 +12,7 @@ pub mod http;
 mod ids;
 pub mod jaeger;
 pub mod normalize;
+pub mod otlp_wire;
 pub mod otlp_json;
 pub mod problem;
 pub mod submit;

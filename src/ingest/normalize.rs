@@ -9,6 +9,7 @@ use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::{status::StatusCode, ResourceSpans, Span as OtlpSpan};
 use rustc_hash::FxHashMap;
 
+use super::otlp_wire::{self, SpanView, Value, WireError};
 use super::problem::{BatchReport, SpanError, SpanProblem};
 use crate::model::{Interner, Link, NodeKey, NodeType, Peer, Span, SpanId, SpanKind, Sym, TraceId};
 
@@ -89,17 +90,28 @@ struct SpanAttrs<'a> {
     error_tag: bool,
 }
 
-fn str_value(v: &Option<AnyValue>) -> Option<&str> {
-    match v.as_ref()?.value.as_ref()? {
-        any_value::Value::StringValue(s) if !s.is_empty() => Some(s.as_str()),
+/// An attribute value from either decoder.
+fn any_value(v: &Option<AnyValue>) -> Value<'_> {
+    match v.as_ref().and_then(|v| v.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => Value::Str(s.as_bytes()),
+        Some(any_value::Value::IntValue(i)) => Value::Int(*i),
+        Some(any_value::Value::BoolValue(b)) => Value::Bool(*b),
+        _ => Value::Other,
+    }
+}
+
+/// A non-empty string value; one that is not UTF-8 is treated as absent.
+fn str_value(v: Value<'_>) -> Option<&str> {
+    match v {
+        Value::Str(b) if !b.is_empty() => std::str::from_utf8(b).ok(),
         _ => None,
     }
 }
 
-fn int_value(v: &Option<AnyValue>) -> Option<i64> {
-    match v.as_ref()?.value.as_ref()? {
-        any_value::Value::IntValue(i) => Some(*i),
-        any_value::Value::StringValue(s) => s.parse().ok(),
+fn int_value(v: Value<'_>) -> Option<i64> {
+    match v {
+        Value::Int(i) => Some(i),
+        Value::Str(b) => std::str::from_utf8(b).ok()?.parse().ok(),
         _ => None,
     }
 }
@@ -108,60 +120,162 @@ impl<'a> SpanAttrs<'a> {
     fn read(attrs: &'a [KeyValue]) -> Self {
         let mut a = SpanAttrs::default();
         for kv in attrs {
-            let v = &kv.value;
-            match kv.key.as_str() {
-                "db.system" | "db.system.name" => a.db_system = str_value(v),
-                "db.namespace" => a.db_namespace = str_value(v),
-                "db.name" => a.db_namespace = a.db_namespace.or(str_value(v)),
-                "messaging.system" => a.messaging_system = str_value(v),
-                "peer.service" => a.peer_service = str_value(v),
-                "server.address" => a.server_address = str_value(v),
-                "net.peer.name" => a.server_address = a.server_address.or(str_value(v)),
-                "server.port" => a.server_port = int_value(v),
-                "net.peer.port" => a.server_port = a.server_port.or(int_value(v)),
-                "network.peer.address" | "net.sock.peer.addr" | "net.peer.ip" => {
-                    a.peer_address = a.peer_address.or(str_value(v))
-                }
-                "network.peer.port" | "net.sock.peer.port" => a.peer_port = int_value(v),
-                "url.full" | "http.url" => a.url = str_value(v),
-                "http.host" => a.http_host = str_value(v),
-                "http.response.status_code" => a.http_status = int_value(v),
-                "component" => a.proxy |= str_value(v) == Some("proxy"),
-                "upstream_cluster" | "upstream_cluster.name" => a.proxy = true,
-                "http.status_code" => a.http_status = a.http_status.or(int_value(v)),
-                "db.query.text" => a.db_statement = str_value(v),
-                "db.statement" => a.db_statement = a.db_statement.or(str_value(v)),
-                "db.operation.name" => a.db_operation = str_value(v),
-                "db.operation" => a.db_operation = a.db_operation.or(str_value(v)),
-                "db.collection.name" => a.db_collection = str_value(v),
-                "db.sql.table" | "db.mongodb.collection" | "db.cassandra.table" => {
-                    a.db_collection = a.db_collection.or(str_value(v))
-                }
-                "messaging.destination.template" => a.messaging_destination = str_value(v),
-                "messaging.destination.name" | "messaging.destination" => {
-                    a.messaging_destination = a.messaging_destination.or(str_value(v))
-                }
-                "messaging.operation.type" => a.messaging_operation = str_value(v),
-                "messaging.operation" | "messaging.operation.name" => {
-                    a.messaging_operation = a.messaging_operation.or(str_value(v))
-                }
-                "service.instance.id" | "k8s.pod.name" | "node_id" => {
-                    a.instance = a.instance.or(str_value(v))
-                }
-                "error" => {
-                    // Zipkin and OpenTracing mark errors with an `error` tag; any value but a
-                    // false boolean (or "false") means error, even an empty string.
-                    a.error_tag = match v.as_ref().and_then(|v| v.value.as_ref()) {
-                        Some(any_value::Value::BoolValue(b)) => *b,
-                        Some(any_value::Value::StringValue(s)) => s != "false",
-                        _ => true,
-                    }
-                }
-                _ => {}
-            }
+            a.set(kv.key.as_bytes(), any_value(&kv.value));
         }
         a
     }
+
+    /// Takes in one attribute, if it is one chokepoint reads.
+    fn set(&mut self, key: &[u8], v: Value<'a>) {
+        let a = self;
+        match key {
+            b"db.system" | b"db.system.name" => a.db_system = str_value(v),
+            b"db.namespace" => a.db_namespace = str_value(v),
+            b"db.name" => a.db_namespace = a.db_namespace.or(str_value(v)),
+            b"messaging.system" => a.messaging_system = str_value(v),
+            b"peer.service" => a.peer_service = str_value(v),
+            b"server.address" => a.server_address = str_value(v),
+            b"net.peer.name" => a.server_address = a.server_address.or(str_value(v)),
+            b"server.port" => a.server_port = int_value(v),
+            b"net.peer.port" => a.server_port = a.server_port.or(int_value(v)),
+            b"network.peer.address" | b"net.sock.peer.addr" | b"net.peer.ip" => {
+                a.peer_address = a.peer_address.or(str_value(v))
+            }
+            b"network.peer.port" | b"net.sock.peer.port" => a.peer_port = int_value(v),
+            b"url.full" | b"http.url" => a.url = str_value(v),
+            b"http.host" => a.http_host = str_value(v),
+            b"http.response.status_code" => a.http_status = int_value(v),
+            b"component" => a.proxy |= str_value(v) == Some("proxy"),
+            b"upstream_cluster" | b"upstream_cluster.name" => a.proxy = true,
+            b"http.status_code" => a.http_status = a.http_status.or(int_value(v)),
+            b"db.query.text" => a.db_statement = str_value(v),
+            b"db.statement" => a.db_statement = a.db_statement.or(str_value(v)),
+            b"db.operation.name" => a.db_operation = str_value(v),
+            b"db.operation" => a.db_operation = a.db_operation.or(str_value(v)),
+            b"db.collection.name" => a.db_collection = str_value(v),
+            b"db.sql.table" | b"db.mongodb.collection" | b"db.cassandra.table" => {
+                a.db_collection = a.db_collection.or(str_value(v))
+            }
+            b"messaging.destination.template" => a.messaging_destination = str_value(v),
+            b"messaging.destination.name" | b"messaging.destination" => {
+                a.messaging_destination = a.messaging_destination.or(str_value(v))
+            }
+            b"messaging.operation.type" => a.messaging_operation = str_value(v),
+            b"messaging.operation" | b"messaging.operation.name" => {
+                a.messaging_operation = a.messaging_operation.or(str_value(v))
+            }
+            b"service.instance.id" | b"k8s.pod.name" | b"node_id" => {
+                a.instance = a.instance.or(str_value(v))
+            }
+            b"error" => {
+                // Zipkin and OpenTracing mark errors with an `error` tag; any value but a
+                // false boolean (or "false") means error, even an empty string.
+                a.error_tag = match v {
+                    Value::Bool(b) => b,
+                    Value::Str(s) => s != b"false",
+                    _ => true,
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The resource attributes chokepoint reads.
+#[derive(Default)]
+struct ResourceAttrs<'a> {
+    service: Option<&'a str>,
+    instance_id: Option<&'a str>,
+    pod: Option<&'a str>,
+    host: Option<&'a str>,
+    pid: Option<i64>,
+}
+
+impl<'a> ResourceAttrs<'a> {
+    fn set(&mut self, key: &[u8], v: Value<'a>) {
+        match key {
+            b"service.name" => self.service = str_value(v),
+            b"service.instance.id" => self.instance_id = str_value(v),
+            b"k8s.pod.name" => self.pod = str_value(v),
+            b"host.name" => self.host = str_value(v),
+            b"process.pid" => self.pid = int_value(v),
+            _ => {}
+        }
+    }
+}
+
+/// One span's fields as the normalizer reads them, whichever decoder found them.
+struct SpanInput<'a> {
+    trace_id: &'a [u8],
+    span_id: &'a [u8],
+    parent_span_id: &'a [u8],
+    name: &'a str,
+    kind: i32,
+    start: u64,
+    end: u64,
+    status_error: bool,
+    attrs: SpanAttrs<'a>,
+    links: Vec<Link>,
+}
+
+impl<'a> SpanInput<'a> {
+    fn from_otlp(s: &'a OtlpSpan) -> Self {
+        SpanInput {
+            trace_id: &s.trace_id,
+            span_id: &s.span_id,
+            parent_span_id: &s.parent_span_id,
+            name: &s.name,
+            kind: s.kind,
+            start: s.start_time_unix_nano,
+            end: s.end_time_unix_nano,
+            status_error: s
+                .status
+                .as_ref()
+                .is_some_and(|st| st.code == StatusCode::Error as i32),
+            attrs: SpanAttrs::read(&s.attributes),
+            links: links(s.links.iter().map(|l| (&l.trace_id[..], &l.span_id[..]))),
+        }
+    }
+
+    fn from_wire(v: &SpanView<'a>) -> Result<Self, SpanError> {
+        let malformed = |e: WireError| SpanError::Malformed(e.to_string());
+        let name = std::str::from_utf8(v.name)
+            .map_err(|_| SpanError::Malformed("span name is not UTF-8".into()))?;
+        let mut attrs = SpanAttrs::default();
+        for kv in v.attributes() {
+            let kv = kv.map_err(malformed)?;
+            attrs.set(kv.key, kv.value);
+        }
+        let mut ids = Vec::new();
+        for l in v.links().take(MAX_LINKS) {
+            ids.push(l.map_err(malformed)?);
+        }
+        Ok(SpanInput {
+            trace_id: v.trace_id,
+            span_id: v.span_id,
+            parent_span_id: v.parent_span_id,
+            name,
+            kind: v.kind,
+            start: v.start_time_unix_nano,
+            end: v.end_time_unix_nano,
+            status_error: v.status_code == StatusCode::Error as i32,
+            attrs,
+            links: links(ids.into_iter()),
+        })
+    }
+}
+
+/// Links are evidence for messaging hops; a handful is plenty, and a span carrying half a
+/// million of them must not cost memory or time downstream. Links with bad ids are left out.
+fn links<'a>(ids: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Vec<Link> {
+    ids.take(MAX_LINKS)
+        .filter_map(|(t, s)| {
+            Some(Link {
+                trace_id: trace_id_opt(t)?,
+                span_id: span_id(s).ok()?,
+            })
+        })
+        .collect()
 }
 
 /// The host part of a URL, without userinfo and port.
@@ -185,23 +299,9 @@ impl Normalizer {
         }
     }
 
-    fn resource_facts(&mut self, rs: &ResourceSpans) -> ResourceFacts {
-        let mut service = None;
-        let (mut instance_id, mut pod, mut host, mut pid) = (None, None, None, None);
-        if let Some(res) = &rs.resource {
-            for kv in &res.attributes {
-                match kv.key.as_str() {
-                    "service.name" => service = str_value(&kv.value),
-                    "service.instance.id" => instance_id = str_value(&kv.value),
-                    "k8s.pod.name" => pod = str_value(&kv.value),
-                    "host.name" => host = str_value(&kv.value),
-                    "process.pid" => pid = int_value(&kv.value),
-                    _ => {}
-                }
-            }
-        }
-        let service = self.interner.intern(service.unwrap_or(UNKNOWN_SERVICE));
-        let instance = match (instance_id.or(pod), host, pid) {
+    fn resource_facts(&mut self, r: &ResourceAttrs<'_>) -> ResourceFacts {
+        let service = self.interner.intern(r.service.unwrap_or(UNKNOWN_SERVICE));
+        let instance = match (r.instance_id.or(r.pod), r.host, r.pid) {
             (Some(id), _, _) => Some(self.interner.intern(id)),
             (None, Some(h), Some(p)) => Some(self.interner.intern(&format!("{h}/{p}"))),
             (None, Some(h), None) => Some(self.interner.intern(h)),
@@ -347,10 +447,10 @@ impl Normalizer {
     fn span(
         &mut self,
         res: &ResourceFacts,
-        s: &OtlpSpan,
+        s: SpanInput<'_>,
     ) -> Result<(Span, Option<SpanError>), SpanError> {
-        let trace_id = trace_id(&s.trace_id)?;
-        let id = span_id(&s.span_id).map_err(|e| match e {
+        let trace_id = trace_id(s.trace_id)?;
+        let id = span_id(s.span_id).map_err(|e| match e {
             IdError::Len(n) => SpanError::SpanIdLength(n),
             IdError::Zero => SpanError::ZeroSpanId,
         })?;
@@ -358,7 +458,7 @@ impl Normalizer {
         let parent = if s.parent_span_id.is_empty() {
             None
         } else {
-            match span_id(&s.parent_span_id) {
+            match span_id(s.parent_span_id) {
                 Ok(p) if p == id => {
                     repaired = Some(SpanError::OwnParent);
                     None
@@ -369,21 +469,21 @@ impl Normalizer {
             }
         };
         // Zero is a legal start (synthetic traces count from it); both zero means no times.
-        if s.start_time_unix_nano == 0 && s.end_time_unix_nano == 0 {
+        if s.start == 0 && s.end == 0 {
             return Err(SpanError::MissingStart);
         }
-        if s.end_time_unix_nano < s.start_time_unix_nano {
+        if s.end < s.start {
             return Err(SpanError::EndBeforeStart {
-                start: s.start_time_unix_nano,
-                end: s.end_time_unix_nano,
+                start: s.start,
+                end: s.end,
             });
         }
         let limits = &self.time_limits;
         // Only live: replayed files may be synthetic, counting from zero.
-        if limits.now_ns.is_some() && s.start_time_unix_nano < limits.min_start_ns {
-            return Err(SpanError::TooOld(s.start_time_unix_nano));
+        if limits.now_ns.is_some() && s.start < limits.min_start_ns {
+            return Err(SpanError::TooOld(s.start));
         }
-        let duration = s.end_time_unix_nano - s.start_time_unix_nano;
+        let duration = s.end - s.start;
         if duration > limits.max_duration_ns {
             return Err(SpanError::TooLong {
                 secs: duration / 1_000_000_000,
@@ -391,53 +491,69 @@ impl Normalizer {
             });
         }
         if let Some(now) = limits.now_ns {
-            if s.start_time_unix_nano > now.saturating_add(limits.max_ahead_ns) {
+            if s.start > now.saturating_add(limits.max_ahead_ns) {
                 return Err(SpanError::InFuture {
-                    secs_ahead: (s.start_time_unix_nano - now) / 1_000_000_000,
+                    secs_ahead: (s.start - now) / 1_000_000_000,
                 });
             }
         }
         let kind = SpanKind::from_otlp(s.kind).ok_or(SpanError::UnknownKind(s.kind))?;
-        let attrs = SpanAttrs::read(&s.attributes);
-        let status_error = s
-            .status
-            .as_ref()
-            .is_some_and(|st| st.code == StatusCode::Error as i32);
+        let attrs = &s.attrs;
         let instance = match (res.instance, attrs.instance) {
             (Some(i), _) => Some(i),
             (None, Some(i)) => Some(self.interner.intern(i)),
             (None, None) => None,
         };
-        let peer = self.peer(kind, &s.name, &attrs, res.service);
-        // Links are evidence for messaging hops; a handful is plenty, and a span carrying
-        // half a million of them must not cost memory or time downstream.
-        let links = s
-            .links
-            .iter()
-            .take(MAX_LINKS)
-            .filter_map(|l| {
-                Some(Link {
-                    trace_id: trace_id_opt(&l.trace_id)?,
-                    span_id: span_id(&l.span_id).ok()?,
-                })
-            })
-            .collect();
+        let peer = self.peer(kind, s.name, attrs, res.service);
         let span = Span {
             trace_id,
             span_id: id,
             parent,
             service: res.service,
             instance,
-            name: self.interner.intern(&s.name),
+            name: self.interner.intern(s.name),
             kind,
-            start_ns: s.start_time_unix_nano,
-            end_ns: s.end_time_unix_nano,
-            error: (status_error || attrs.error_tag) && !client_refused(kind, attrs.http_status),
+            start_ns: s.start,
+            end_ns: s.end,
+            error: (s.status_error || attrs.error_tag) && !client_refused(kind, attrs.http_status),
             peer,
-            links,
+            links: s.links,
             proxy: attrs.proxy,
         };
         Ok((span, repaired))
+    }
+
+    /// Adds one span's outcome to `out` and `report`; `ids` locates a rejected span.
+    fn record(
+        result: Result<(Span, Option<SpanError>), SpanError>,
+        index: u64,
+        ids: impl FnOnce() -> (Option<TraceId>, Option<SpanId>),
+        out: &mut Vec<Span>,
+        report: &mut BatchReport,
+    ) {
+        match result {
+            Ok((span, repaired)) => {
+                if let Some(error) = repaired {
+                    report.repaired(SpanProblem {
+                        index,
+                        trace_id: Some(span.trace_id),
+                        span_id: Some(span.span_id),
+                        error,
+                    });
+                }
+                out.push(span);
+                report.accepted += 1;
+            }
+            Err(error) => {
+                let (trace_id, span_id) = ids();
+                report.reject(SpanProblem {
+                    index,
+                    trace_id,
+                    span_id,
+                    error,
+                })
+            }
+        }
     }
 
     /// Normalizes a batch; bad spans are reported in `report` and skipped, good ones pushed to
@@ -449,31 +565,75 @@ impl Normalizer {
         report: &mut BatchReport,
     ) {
         for rs in resource_spans {
-            let facts = self.resource_facts(rs);
+            let mut r = ResourceAttrs::default();
+            for kv in rs.resource.iter().flat_map(|r| &r.attributes) {
+                r.set(kv.key.as_bytes(), any_value(&kv.value));
+            }
+            let facts = self.resource_facts(&r);
             for ss in &rs.scope_spans {
                 for s in &ss.spans {
                     let index = report.seen;
                     report.seen += 1;
-                    match self.span(&facts, s) {
-                        Ok((span, repaired)) => {
-                            if let Some(error) = repaired {
-                                report.repaired(SpanProblem {
-                                    index,
-                                    trace_id: Some(span.trace_id),
-                                    span_id: Some(span.span_id),
-                                    error,
-                                });
-                            }
-                            out.push(span);
-                            report.accepted += 1;
+                    let result = self.span(&facts, SpanInput::from_otlp(s));
+                    let ids = || (trace_id(&s.trace_id).ok(), span_id(&s.span_id).ok());
+                    Self::record(result, index, ids, out, report);
+                }
+            }
+        }
+    }
+
+    /// Either kind of batch.
+    pub fn normalize_batch(
+        &mut self,
+        batch: &super::batch::Batch,
+        out: &mut Vec<Span>,
+        report: &mut BatchReport,
+    ) {
+        match batch {
+            super::batch::Batch::Decoded(rs) => self.normalize(rs, out, report),
+            super::batch::Batch::Wire(w) => self.normalize_wire(w, out, report),
+        }
+    }
+
+    /// [`Normalizer::normalize`] straight from the protobuf bytes of an
+    /// `ExportTraceServiceRequest` (or `TracesData`), without decoding what is not read. Their
+    /// framing was checked when the [`WireBatch`](super::batch::WireBatch) was made; a fault
+    /// inside one span or resource rejects the spans it affects.
+    pub fn normalize_wire(
+        &mut self,
+        batch: &super::batch::WireBatch,
+        out: &mut Vec<Span>,
+        report: &mut BatchReport,
+    ) {
+        let msg = batch.bytes();
+        // Checked when the batch was made: the framing iterators below cannot fail.
+        for rs in otlp_wire::resource_spans(msg).flatten() {
+            let mut r = ResourceAttrs::default();
+            let mut bad_resource = None;
+            for kv in otlp_wire::resource_attributes(rs) {
+                match kv {
+                    Ok(kv) => r.set(kv.key, kv.value),
+                    Err(e) => bad_resource = Some(e),
+                }
+            }
+            let facts = self.resource_facts(&r);
+            for ss in otlp_wire::scope_spans(rs).flatten() {
+                for raw in otlp_wire::spans(ss).flatten() {
+                    let index = report.seen;
+                    report.seen += 1;
+                    let view = SpanView::parse(raw);
+                    let result = match (&view, bad_resource) {
+                        (_, Some(e)) => Err(SpanError::Malformed(format!("its resource: {e}"))),
+                        (Err(e), None) => Err(SpanError::Malformed(e.to_string())),
+                        (Ok(v), None) => {
+                            SpanInput::from_wire(v).and_then(|input| self.span(&facts, input))
                         }
-                        Err(error) => report.reject(SpanProblem {
-                            index,
-                            trace_id: trace_id(&s.trace_id).ok(),
-                            span_id: span_id(&s.span_id).ok(),
-                            error,
-                        }),
-                    }
+                    };
+                    let ids = || match &view {
+                        Ok(v) => (trace_id(v.trace_id).ok(), span_id(v.span_id).ok()),
+                        Err(_) => (None, None),
+                    };
+                    Self::record(result, index, ids, out, report);
                 }
             }
         }
@@ -597,6 +757,89 @@ fn span_id(b: &[u8]) -> Result<SpanId, IdError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Both decoders, on every test file (JSON, Jaeger, Zipkin and protobuf, re-encoded as
+    /// protobuf) and the simulated shop: the same spans, rejections and repairs, in order.
+    #[test]
+    fn the_wire_reader_normalizes_exactly_as_prost_does() {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use prost::Message;
+        let mut batches = Vec::new();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .expect("testdata")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| !p.to_string_lossy().ends_with(".json") || !p.to_string_lossy().contains(".findings") && !p.to_string_lossy().contains(".graph"))
+            .collect();
+        files.sort();
+        for f in &files {
+            let mut sink = |_: super::super::Location, b: super::super::batch::Batch, _| {
+                batches.push(b.into_resource_spans().expect("testdata decodes"))
+            };
+            let _ = super::super::read_path(f, &mut sink);
+        }
+        let cfg = crate::simulate::SimConfig {
+            scenario: crate::simulate::Scenario::SlowPayment,
+            traces: 200,
+            ..Default::default()
+        };
+        batches.extend(crate::simulate::generate(&cfg).map(|r| r.resource_spans));
+        assert!(batches.len() > 100, "{} batches", batches.len());
+        let (mut a, mut b) = (Normalizer::default(), Normalizer::default());
+        let mut spans = 0;
+        for rs in batches {
+            let (mut out_a, mut rep_a) = (Vec::new(), BatchReport::default());
+            a.normalize(&rs, &mut out_a, &mut rep_a);
+            let bytes = ExportTraceServiceRequest { resource_spans: rs }.encode_to_vec();
+            let (mut out_b, mut rep_b) = (Vec::new(), BatchReport::default());
+            let wire = super::super::batch::WireBatch::new(bytes.into()).expect("valid");
+            b.normalize_wire(&wire, &mut out_b, &mut rep_b);
+            assert_eq!(format!("{out_a:?}"), format!("{out_b:?}"));
+            assert_eq!(format!("{rep_a:?}"), format!("{rep_b:?}"));
+            spans += out_a.len();
+        }
+        assert!(spans > 10_000, "{spans} spans");
+        assert_eq!(a.interner.names().collect::<Vec<_>>(), b.interner.names().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_malformed_span_is_rejected_alone_and_a_cut_request_whole() {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use prost::Message;
+        let cfg = crate::simulate::SimConfig {
+            traces: 2,
+            ..Default::default()
+        };
+        let req = crate::simulate::generate(&cfg).next().expect("a trace");
+        let mut bytes = req.encode_to_vec();
+        let n = super::super::otlp_wire::count_spans(&bytes).expect("valid");
+        let wire = |b: &[u8]| super::super::batch::WireBatch::new(b.to_vec().into());
+        assert!(wire(&bytes[..bytes.len() - 3]).is_err());
+        let mut norm = Normalizer::default();
+        // Turn the first span's first attribute's key (field 1, a string) into a varint field
+        // of the same number, which prost refuses for the whole request.
+        let name = req
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+            .find_map(|s| s.attributes.first())
+            .expect("an attribute")
+            .key
+            .as_bytes();
+        let at = bytes
+            .windows(name.len() + 2)
+            .position(|w| w[0] == 0x0a && w[1] as usize == name.len() && &w[2..] == name)
+            .expect("first key");
+        bytes[at] = 0x08;
+        assert!(ExportTraceServiceRequest::decode(bytes.as_slice()).is_err());
+        let (mut out, mut report) = (Vec::new(), BatchReport::default());
+        norm.normalize_wire(&wire(&bytes).expect("framing intact"), &mut out, &mut report);
+        assert_eq!((report.seen, report.rejected), (n, 1), "{}", report.summary());
+        assert_eq!(out.len() as u64, n - 1);
+        assert!(report.summary().contains("malformed"), "{}", report.summary());
+    }
 
     #[test]
     fn url_hosts() {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use tokio::sync::{mpsc, oneshot};
 
+use super::batch::Batch;
 use super::problem::BatchReport;
 
 /// Counters shared by receivers, pipeline and `/metrics`. The books balance:
@@ -69,7 +70,7 @@ impl Stats {
 /// A batch on its way to the pipeline, with where to send the verdict.
 #[derive(Debug)]
 pub struct Submission {
-    pub spans: Vec<ResourceSpans>,
+    pub spans: Batch,
     /// Problems found while decoding (JSON spans with bad ids, say).
     pub report: BatchReport,
     pub reply: oneshot::Sender<BatchReport>,
@@ -114,11 +115,11 @@ impl Submitter {
     /// full queue is answered at once, so exporters back off instead of piling up.
     pub async fn submit(
         &self,
-        spans: Vec<ResourceSpans>,
+        spans: Batch,
         report: BatchReport,
     ) -> Result<BatchReport, SubmitError> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let n = span_count(&spans) + report.seen;
+        let n = spans.span_count() + report.seen;
         let (reply, verdict) = oneshot::channel();
         // Counted before the pipeline can see the spans, so the books never show more spans
         // accounted for than received; taken back if the queue refuses them.
