@@ -220,7 +220,11 @@ pub async fn run(
         api_grpc: local(&api_grpc_l, cfg.api_grpc_listen),
     };
 
-    let sub = Submitter::new(batch_tx, stats.clone(), cfg.max_request_bytes);
+    let limits = crate::ingest::local::LocalLimits {
+        time: crate::pipeline::time_limits(&cfg),
+        max_names: ecfg.max_names,
+    };
+    let sub = Submitter::new(batch_tx, stats.clone(), cfg.max_request_bytes, limits);
     let (stop_rx_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;

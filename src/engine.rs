@@ -126,7 +126,11 @@ impl Engine {
     /// batch's rejections (it may already hold some from decoding) and is added to the
     /// engine's running total.
     pub fn ingest(&mut self, resource_spans: &[ResourceSpans], report: &mut BatchReport) {
-        self.assemble(|n, out, r| n.normalize(resource_spans, out, r), report, None);
+        self.assemble(
+            |n, out, r| n.normalize(resource_spans, out, r),
+            report,
+            None,
+        );
         self.complete_idle(report);
     }
 
@@ -144,13 +148,15 @@ impl Engine {
         self.report.merge(report.clone());
     }
 
-    /// Normalizes and assembles one batch on the caller's clock (`now_ns`: monotonic, live).
-    pub fn ingest_at(&mut self, batch: &Batch, report: &mut BatchReport, now_ns: u64) {
-        self.assemble(
-            |n, out, r| n.normalize_batch(batch, out, r),
-            report,
-            Some(now_ns),
-        );
+    /// Assembles spans normalized elsewhere (with this engine's symbols) on the caller's
+    /// clock (`now_ns`: monotonic, live).
+    pub fn assemble_at(&mut self, spans: Vec<Span>, now_ns: u64) {
+        let analyzer = &mut self.analyzer;
+        let names = &self.normalizer.interner;
+        for s in spans {
+            self.assembler
+                .push(s, now_ns, &mut |t| analyzer.complete(t, names));
+        }
     }
 
     /// Normalize, then push each span on `clock` (or, without one, on the span-time watermark).

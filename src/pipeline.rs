@@ -108,6 +108,16 @@ pub fn engine_config(cfg: &Config) -> EngineConfig {
     e
 }
 
+/// The span times accepted live.
+pub fn time_limits(cfg: &Config) -> crate::ingest::normalize::TimeLimits {
+    crate::ingest::normalize::TimeLimits {
+        max_duration_ns: cfg.max_span_duration.as_nanos() as u64,
+        max_ahead_ns: cfg.bucket.as_nanos() as u64,
+        now_ns: Some(now_ns()),
+        ..Default::default()
+    }
+}
+
 pub struct Pipeline {
     pub engine: Engine,
     /// Assembly's clock: monotonic, so a wall-clock step cannot stall or split traces.
@@ -119,6 +129,8 @@ pub struct Pipeline {
     view_tx: watch::Sender<Arc<View>>,
     /// Each finding's score over time, for the view.
     history: FindingHistory,
+    /// The receivers' name spaces, renumbered into the engine's.
+    spaces: crate::ingest::local::Spaces,
     /// Where snapshots go, if anywhere.
     state: Option<crate::state::StateDir>,
     /// The snapshot being written on a blocking thread, if any.
@@ -140,10 +152,7 @@ impl Pipeline {
             .analyzer
             .windows
             .set_budget(cfg.memory_budget_mb.saturating_mul(1 << 20));
-        let limits = &mut engine.normalizer.time_limits;
-        limits.max_duration_ns = cfg.max_span_duration.as_nanos() as u64;
-        limits.max_ahead_ns = cfg.bucket.as_nanos() as u64;
-        limits.now_ns = Some(now_ns());
+        engine.normalizer.time_limits = time_limits(&cfg);
         let paths = Arc::new(Mutex::new(PathStore {
             cap: cfg.keep_traces,
             order: VecDeque::new(),
@@ -163,6 +172,7 @@ impl Pipeline {
             paths,
             view_tx,
             history: FindingHistory::default(),
+            spaces: Default::default(),
             state,
             writing: None,
         };
@@ -236,12 +246,13 @@ impl Pipeline {
     }
 
     fn batch(&mut self, sub: Submission) {
-        let mut report = sub.report;
-        let now = now_ns();
-        self.engine.analyzer.windows.set_now(now);
-        self.engine.normalizer.time_limits.now_ns = Some(now);
-        self.engine
-            .ingest_at(&sub.spans, &mut report, self.mono_ns());
+        let report = sub.report;
+        let mut spans = sub.spans;
+        self.engine.analyzer.windows.set_now(now_ns());
+        self.spaces
+            .renumber(sub.names, &mut spans, &mut self.engine.normalizer.interner);
+        let now = self.mono_ns();
+        self.engine.assemble_at(spans, now);
         self.stats
             .spans_rejected
             .fetch_add(report.rejected, Ordering::Relaxed);

@@ -1,7 +1,6 @@
 //! The invariants the fuzz targets (`fuzz/`, `cargo +nightly fuzz`) and the stable property
 //! tests check, in one place, so both check the same thing.
 
-
 use crate::analyze::critical_path::{critical_path, CriticalPathConfig};
 use crate::analyze::tree::Trace;
 use crate::engine::{Engine, EngineConfig};
@@ -68,7 +67,10 @@ pub fn check_wire_matches_prost(data: &[u8]) -> Result<(), String> {
     let (mut out_b, mut rep_b) = (Vec::new(), BatchReport::default());
     a.normalize(&req.resource_spans, &mut out_a, &mut rep_a);
     b.normalize_wire(&wire, &mut out_b, &mut rep_b);
-    let (sa, sb) = (format!("{out_a:?} {rep_a:?}"), format!("{out_b:?} {rep_b:?}"));
+    let (sa, sb) = (
+        format!("{out_a:?} {rep_a:?}"),
+        format!("{out_b:?} {rep_b:?}"),
+    );
     if sa != sb {
         return Err(format!("prost: {sa}\nwire: {sb}"));
     }

@@ -313,7 +313,11 @@ fn read_from(
             match WireBatch::new(bytes.into()) {
                 Ok(wire) => {
                     summary.batches += 1;
-                    sink.batch(Location::Document, Batch::Wire(wire), BatchReport::default());
+                    sink.batch(
+                        Location::Document,
+                        Batch::Wire(wire),
+                        BatchReport::default(),
+                    );
                 }
                 Err(e) => summary.problem(
                     Location::Document,
@@ -408,7 +412,11 @@ fn read_framed(r: &mut dyn BufRead, sink: &mut dyn BatchSink, summary: &mut File
         match WireBatch::new(msg.into()) {
             Ok(wire) => {
                 summary.batches += 1;
-                sink.batch(Location::Message(n), Batch::Wire(wire), BatchReport::default());
+                sink.batch(
+                    Location::Message(n),
+                    Batch::Wire(wire),
+                    BatchReport::default(),
+                );
             }
             Err(e) => summary.problem(Location::Message(n), format!("invalid protobuf: {e}")),
         }

@@ -15,13 +15,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use flate2::read::MultiGzDecoder;
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 
-use super::otlp_json::{self, JsonDocument};
 use super::batch::{Batch, WireBatch};
+use super::otlp_json::{self, JsonDocument};
 use super::problem::BatchReport;
 use super::submit::{SubmitError, Submitter};
 use super::wire::{
@@ -211,7 +209,7 @@ async fn export(State(sub): State<Submitter>, headers: HeaderMap, body: Bytes) -
     let mut report = BatchReport::default();
     let raw_len = raw.len();
     let spans = match enc {
-        Encoding::Protobuf => match WireBatch::new(raw.into()) {
+        Encoding::Protobuf => match WireBatch::new(raw) {
             Ok(w) => Batch::Wire(w),
             Err(e) => {
                 return error(

@@ -770,7 +770,11 @@ mod tests {
             .expect("testdata")
             .flatten()
             .map(|e| e.path())
-            .filter(|p| !p.to_string_lossy().ends_with(".json") || !p.to_string_lossy().contains(".findings") && !p.to_string_lossy().contains(".graph"))
+            .filter(|p| {
+                !p.to_string_lossy().ends_with(".json")
+                    || !p.to_string_lossy().contains(".findings")
+                        && !p.to_string_lossy().contains(".graph")
+            })
             .collect();
         files.sort();
         for f in &files {
@@ -800,7 +804,10 @@ mod tests {
             spans += out_a.len();
         }
         assert!(spans > 10_000, "{spans} spans");
-        assert_eq!(a.interner.names().collect::<Vec<_>>(), b.interner.names().collect::<Vec<_>>());
+        assert_eq!(
+            a.interner.names().collect::<Vec<_>>(),
+            b.interner.names().collect::<Vec<_>>()
+        );
     }
 
     #[test]
@@ -835,10 +842,23 @@ mod tests {
         bytes[at] = 0x08;
         assert!(ExportTraceServiceRequest::decode(bytes.as_slice()).is_err());
         let (mut out, mut report) = (Vec::new(), BatchReport::default());
-        norm.normalize_wire(&wire(&bytes).expect("framing intact"), &mut out, &mut report);
-        assert_eq!((report.seen, report.rejected), (n, 1), "{}", report.summary());
+        norm.normalize_wire(
+            &wire(&bytes).expect("framing intact"),
+            &mut out,
+            &mut report,
+        );
+        assert_eq!(
+            (report.seen, report.rejected),
+            (n, 1),
+            "{}",
+            report.summary()
+        );
         assert_eq!(out.len() as u64, n - 1);
-        assert!(report.summary().contains("malformed"), "{}", report.summary());
+        assert!(
+            report.summary().contains("malformed"),
+            "{}",
+            report.summary()
+        );
     }
 
     #[test]

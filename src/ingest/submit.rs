@@ -9,7 +9,9 @@ use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use tokio::sync::{mpsc, oneshot};
 
 use super::batch::Batch;
+use super::local::{normalize_here, LocalLimits, NameDelta};
 use super::problem::BatchReport;
+use crate::model::Span;
 
 /// Counters shared by receivers, pipeline and `/metrics`. The books balance:
 /// `spans_received = spans_rejected + spans_analysed + spans_dropped + spans in flight`.
@@ -70,8 +72,10 @@ impl Stats {
 /// A batch on its way to the pipeline, with where to send the verdict.
 #[derive(Debug)]
 pub struct Submission {
-    pub spans: Batch,
-    /// Problems found while decoding (JSON spans with bad ids, say).
+    /// Normalized by the receiver's thread, with symbols of `names.space`.
+    pub spans: Vec<Span>,
+    pub names: NameDelta,
+    /// Problems found while decoding and normalizing.
     pub report: BatchReport,
     pub reply: oneshot::Sender<BatchReport>,
 }
@@ -92,6 +96,8 @@ pub struct Submitter {
     tx: mpsc::Sender<Submission>,
     pub stats: Arc<Stats>,
     pub max_request_bytes: usize,
+    /// What the receivers' normalizers are bounded by; `time.now_ns` is set per batch.
+    pub limits: LocalLimits,
 }
 
 pub fn span_count(spans: &[ResourceSpans]) -> u64 {
@@ -103,41 +109,53 @@ pub fn span_count(spans: &[ResourceSpans]) -> u64 {
 }
 
 impl Submitter {
-    pub fn new(tx: mpsc::Sender<Submission>, stats: Arc<Stats>, max_request_bytes: usize) -> Self {
+    pub fn new(
+        tx: mpsc::Sender<Submission>,
+        stats: Arc<Stats>,
+        max_request_bytes: usize,
+        limits: LocalLimits,
+    ) -> Self {
         Submitter {
             tx,
             stats,
             max_request_bytes,
+            limits,
         }
     }
 
-    /// Queues a batch and waits for the pipeline's report. Never waits for queue space: a
-    /// full queue is answered at once, so exporters back off instead of piling up.
+    /// Normalizes a batch on this thread, queues it and waits for the pipeline's report.
+    /// Never waits for queue space: a full queue is answered at once, so exporters back off
+    /// instead of piling up.
     pub async fn submit(
         &self,
-        spans: Batch,
+        batch: Batch,
         report: BatchReport,
     ) -> Result<BatchReport, SubmitError> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let n = spans.span_count() + report.seen;
+        let n = batch.span_count() + report.seen;
         let (reply, verdict) = oneshot::channel();
         // Counted before the pipeline can see the spans, so the books never show more spans
         // accounted for than received; taken back if the queue refuses them.
         self.stats.spans_received.fetch_add(n, Ordering::Relaxed);
-        match self.tx.try_send(Submission {
-            spans,
-            report,
-            reply,
-        }) {
-            Ok(()) => {}
-            Err(e) => {
-                self.stats.spans_received.fetch_sub(n, Ordering::Relaxed);
-                self.stats.spans_refused.fetch_add(n, Ordering::Relaxed);
-                return Err(match e {
-                    mpsc::error::TrySendError::Full(_) => SubmitError::Busy,
-                    mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
-                });
-            }
+        let mut limits = self.limits;
+        limits.time.now_ns = Some(crate::pipeline::now_ns());
+        let sent = normalize_here(&batch, limits, report, |spans, names, report| {
+            let sub = Submission {
+                spans,
+                names,
+                report,
+                reply,
+            };
+            self.tx.try_send(sub).map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => SubmitError::Busy,
+                mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
+            })
+        });
+        drop(batch);
+        if let Err(e) = sent {
+            self.stats.spans_received.fetch_sub(n, Ordering::Relaxed);
+            self.stats.spans_refused.fetch_add(n, Ordering::Relaxed);
+            return Err(e);
         }
         self.stats.queue_depth.store(
             (self.tx.max_capacity() - self.tx.capacity()) as u64,

@@ -311,11 +311,14 @@ fn two_instances_through_prometheus_give_the_findings_of_one_and_say_when_partia
 /// Reads an OTLP file into requests (one per batch the reader yields).
 fn requests_of(path: &Path) -> Vec<ExportTraceServiceRequest> {
     let mut out = Vec::new();
-    chokepoint::ingest::file::read_path(path, &mut |_loc, spans: chokepoint::ingest::batch::Batch, _report| {
-        out.push(ExportTraceServiceRequest {
-            resource_spans: spans.into_resource_spans().expect("the case decodes"),
-        })
-    })
+    chokepoint::ingest::file::read_path(
+        path,
+        &mut |_loc, spans: chokepoint::ingest::batch::Batch, _report| {
+            out.push(ExportTraceServiceRequest {
+                resource_spans: spans.into_resource_spans().expect("the case decodes"),
+            })
+        },
+    )
     .expect("read the case");
     out
 }

@@ -1,0 +1,215 @@
+//! Normalizing where a request arrives, so the pipeline task is not the one serial stage that
+//! reads every byte: each receiver thread keeps its own [`Normalizer`], whose names are
+//! numbered in the thread's own *space*, and sends with its spans the names it interned since
+//! its last delivered batch. The pipeline ([`Spaces`]) interns those into the engine's table
+//! and renumbers each span's few symbols through a plain array.
+//!
+//! Order is what makes the deltas add up: a thread normalizes, builds the delta and queues the
+//! batch without yielding, and the queue keeps one thread's sends in order, so the pipeline
+//! sees each space's names in the order they were numbered. A batch the queue refuses takes
+//! its delta with it: the next one sends those names again.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use rustc_hash::FxHashMap;
+
+use super::batch::Batch;
+use super::normalize::{Normalizer, TimeLimits};
+use super::problem::BatchReport;
+use crate::model::{Interner, Span, Sym};
+
+/// Names a thread interned that the pipeline has not seen yet: `names[i]` is symbol
+/// `first + i` of `space`.
+#[derive(Debug, Default)]
+pub struct NameDelta {
+    pub space: u32,
+    pub first: u32,
+    pub names: Vec<Box<str>>,
+}
+
+/// What a receiver thread's normalizer is bounded by.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalLimits {
+    pub time: TimeLimits,
+    pub max_names: usize,
+}
+
+struct Local {
+    space: u32,
+    norm: Normalizer,
+    /// Symbols of this space the pipeline has been sent.
+    sent: usize,
+}
+
+thread_local! {
+    static LOCAL: RefCell<Option<Local>> = const { RefCell::new(None) };
+}
+
+static NEXT_SPACE: AtomicU32 = AtomicU32::new(0);
+
+/// Normalizes `batch` on this thread and hands the spans and the new names to `send`, which
+/// returns whether the pipeline took them.
+pub fn normalize_here<T, E>(
+    batch: &Batch,
+    limits: LocalLimits,
+    mut report: BatchReport,
+    send: impl FnOnce(Vec<Span>, NameDelta, BatchReport) -> Result<T, E>,
+) -> Result<T, E> {
+    LOCAL.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let local = cell.get_or_insert_with(|| Local {
+            space: NEXT_SPACE.fetch_add(1, Ordering::Relaxed),
+            norm: Normalizer::new(Interner::with_capacity_limit(limits.max_names)),
+            sent: 0,
+        });
+        local.norm.time_limits = limits.time;
+        let mut spans = Vec::with_capacity(batch.span_count() as usize);
+        local.norm.normalize_batch(batch, &mut spans, &mut report);
+        let names: Vec<Box<str>> = local
+            .norm
+            .interner
+            .names()
+            .skip(local.sent)
+            .map(Box::from)
+            .collect();
+        let n = names.len();
+        let delta = NameDelta {
+            space: local.space,
+            first: local.sent as u32,
+            names,
+        };
+        let r = send(spans, delta, report);
+        if r.is_ok() {
+            local.sent += n;
+        }
+        r
+    })
+}
+
+/// The pipeline's side: for each space, the engine's symbol of each of its symbols.
+#[derive(Debug, Default)]
+pub struct Spaces {
+    tables: FxHashMap<u32, Vec<Sym>>,
+}
+
+impl Spaces {
+    /// Takes in a batch's new names and renumbers its spans into `names`' symbols.
+    pub fn renumber(&mut self, delta: NameDelta, spans: &mut [Span], names: &mut Interner) {
+        let table = self.tables.entry(delta.space).or_default();
+        let first = delta.first as usize;
+        for (i, name) in delta.names.iter().enumerate() {
+            match (first + i).cmp(&table.len()) {
+                // Sent again after a refused batch raced a delivered one: known already.
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => table.push(names.intern(name)),
+                // A gap cannot happen (see the module's note); were it to, the names in it
+                // fold into the overflow name rather than into someone else's.
+                std::cmp::Ordering::Greater => {
+                    table.resize(first + i, Interner::OVERFLOW);
+                    table.push(names.intern(name));
+                }
+            }
+        }
+        let map = |s: Sym| {
+            table
+                .get(s.0 as usize)
+                .copied()
+                .unwrap_or(Interner::OVERFLOW)
+        };
+        for s in spans {
+            s.service = map(s.service);
+            s.name = map(s.name);
+            s.instance = s.instance.map(map);
+            if let Some(p) = &mut s.peer {
+                p.node.name = map(p.node.name);
+                p.node.system = p.node.system.map(map);
+                p.node.label = p.node.label.map(map);
+                p.address = p.address.map(map);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::batch::WireBatch;
+    use prost::Message;
+
+    /// Spans normalized on several threads and renumbered are the spans one normalizer
+    /// makes, name for name.
+    #[test]
+    fn spans_normalized_on_many_threads_renumber_to_one_table() {
+        let cfg = crate::simulate::SimConfig {
+            scenario: crate::simulate::Scenario::SlowPayment,
+            traces: 120,
+            ..Default::default()
+        };
+        let batches: Vec<Batch> = crate::simulate::generate(&cfg)
+            .map(|r| Batch::Wire(WireBatch::new(r.encode_to_vec().into()).expect("valid")))
+            .collect();
+        let limits = LocalLimits {
+            time: TimeLimits::default(),
+            max_names: 1000,
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            for chunk in batches.chunks(batches.len() / 3 + 1) {
+                let tx = tx.clone();
+                s.spawn(move || {
+                    for (i, b) in chunk.iter().enumerate() {
+                        let report = BatchReport::default();
+                        // Every fifth batch is refused: its names must arrive with the next.
+                        let _ = normalize_here(b, limits, report, |spans, delta, _| {
+                            if i % 5 == 4 {
+                                return Err(());
+                            }
+                            tx.send((spans, delta)).map_err(|_| ())
+                        });
+                    }
+                });
+            }
+        });
+        drop(tx);
+        let mut spaces = Spaces::default();
+        let mut names = Interner::default();
+        let mut got = Vec::new();
+        for (mut spans, delta) in rx {
+            spaces.renumber(delta, &mut spans, &mut names);
+            got.extend(spans);
+        }
+        let mut one = Normalizer::default();
+        let mut want = Vec::new();
+        for (i, b) in batches.iter().enumerate() {
+            if i % (batches.len() / 3 + 1) % 5 != 4 {
+                one.normalize_batch(b, &mut want, &mut BatchReport::default());
+            }
+        }
+        let show = |spans: &[Span], names: &Interner| {
+            let mut v: Vec<String> = spans
+                .iter()
+                .map(|s| {
+                    let peer = s.peer.as_ref().map(|p| {
+                        (
+                            names.resolve(p.node.name).to_owned(),
+                            p.node.system.map(|x| names.resolve(x).to_owned()),
+                            p.address.map(|x| names.resolve(x).to_owned()),
+                        )
+                    });
+                    format!(
+                        "{} {} {} {:?} {peer:?}",
+                        s.span_id,
+                        names.resolve(s.service),
+                        names.resolve(s.name),
+                        s.instance.map(|i| names.resolve(i))
+                    )
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        assert!(got.len() > 1000);
+        assert_eq!(show(&got, &names), show(&want, &one.interner));
+    }
+}
