@@ -296,7 +296,9 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 10.0)]
     pub rate: f64,
     /// Write OTLP/JSON lines here (gzip if the name ends in .gz; one OTLP protobuf message if
-    /// it ends in .pb); stdout if absent.
+    /// it ends in .pb, or, ending in .binpb, the Collector file exporter's proto format: one
+    /// length-prefixed request per 20 traces, for captures too big for one message); stdout if
+    /// absent.
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
@@ -826,6 +828,33 @@ fn simulate(a: SimulateArgs) -> Result<ExitCode> {
             let mut w = BufWriter::new(io::stdout().lock());
             write_all(&mut w)?;
             w.flush()?;
+        }
+        Some(p) if p.extension().is_some_and(|e| e == "binpb") => {
+            let f = File::create(p).with_context(|| format!("cannot create {}", p.display()))?;
+            let mut w = BufWriter::new(f);
+            let mut write = |resource_spans| -> io::Result<()> {
+                let req =
+                    opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
+                        resource_spans,
+                    };
+                let bytes = prost::Message::encode_to_vec(&req);
+                w.write_all(&(bytes.len() as u32).to_be_bytes())?;
+                w.write_all(&bytes)
+            };
+            let mut chunk = Vec::new();
+            let mut written = Ok(());
+            for (i, req) in simulate::generate(&cfg).enumerate() {
+                chunk.extend(req.resource_spans);
+                if i % 20 == 19 {
+                    written = written.and_then(|()| write(std::mem::take(&mut chunk)));
+                }
+            }
+            if !chunk.is_empty() {
+                written = written.and_then(|()| write(chunk));
+            }
+            written
+                .and_then(|()| w.flush())
+                .with_context(|| format!("cannot write {}", p.display()))?;
         }
         Some(p) if p.extension().is_some_and(|e| e == "pb") => {
             // One serialized ExportTraceServiceRequest holding every trace.

@@ -148,6 +148,19 @@ impl Engine {
         self.report.merge(report.clone());
     }
 
+    /// [`Engine::ingest`] for spans normalized elsewhere, already in this engine's symbols;
+    /// `report` is their normalization's.
+    pub fn ingest_spans(&mut self, spans: Vec<Span>, report: &BatchReport) {
+        for s in spans {
+            let now = self.advance_watermark(s.end_ns);
+            let analyzer = &mut self.analyzer;
+            let names = &self.normalizer.interner;
+            self.assembler
+                .push(s, now, &mut |t| analyzer.complete(t, names));
+        }
+        self.complete_idle(report);
+    }
+
     /// Assembles spans normalized elsewhere (with this engine's symbols) on the caller's
     /// clock (`now_ns`: monotonic, live).
     pub fn assemble_at(&mut self, spans: Vec<Span>, now_ns: u64) {

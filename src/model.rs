@@ -123,6 +123,11 @@ impl Interner {
         sym
     }
 
+    /// Most names the table holds.
+    pub fn capacity_limit(&self) -> usize {
+        self.max_symbols
+    }
+
     /// All names in symbol order (for snapshots).
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.names.iter().map(|s| &**s)

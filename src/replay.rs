@@ -11,7 +11,9 @@ use crate::api::dto::FindingsDoc;
 use crate::engine::Engine;
 use crate::findings::{compute, Context};
 use crate::ingest::batch::Batch;
+use crate::ingest::local::{normalize_here, LocalLimits, NameDelta, Spaces};
 use crate::ingest::{read_path_counted, BatchReport, FileError, FileSummary, Location};
+use crate::model::Span;
 
 /// Told how loading goes, for progress display. Both methods default to nothing.
 pub trait LoadObserver {
@@ -72,47 +74,117 @@ pub fn load_files_keep_open(engine: &mut Engine, paths: &[PathBuf]) -> LoadSumma
     out
 }
 
+/// What the reading thread hands the engine's.
+enum Read {
+    Batch {
+        location: Location,
+        spans: Vec<Span>,
+        names: NameDelta,
+        report: BatchReport,
+        /// Raw bytes read so far over all files.
+        bytes: u64,
+    },
+    File(Result<FileSummary, FileError>, u64),
+}
+
+/// Batches read ahead of the engine: enough to keep both threads busy, few enough that a
+/// fast reader cannot pile a file up in memory.
+const READ_AHEAD: usize = 64;
+
+/// Reading, decompressing, decoding and normalizing run on a thread of their own, ahead of
+/// assembly and analysis on this one (as the live receivers do); batches arrive in file
+/// order, so the outcome is the same as reading inline.
 fn load(engine: &mut Engine, paths: &[PathBuf], obs: &mut dyn LoadObserver) -> LoadSummary {
     let mut out = LoadSummary::default();
-    let mut bytes_before = 0u64;
-    for path in paths {
-        let count: Rc<Cell<u64>> = Rc::default();
+    let limits = LocalLimits {
+        time: engine.normalizer.time_limits,
+        max_names: engine.interner().capacity_limit(),
+    };
+    let mut spaces = Spaces::default();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Read>(READ_AHEAD);
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut bytes_before = 0u64;
+            for path in paths {
+                let count: Rc<Cell<u64>> = Rc::default();
+                let mut sink = |location: Location, batch: Batch, report: BatchReport| {
+                    let bytes = bytes_before + count.get();
+                    let _ = normalize_here(&batch, limits, report, |spans, names, report| {
+                        tx.send(Read::Batch {
+                            location,
+                            spans,
+                            names,
+                            report,
+                            bytes,
+                        })
+                    });
+                };
+                let result = read_path_counted(path, &mut sink, count.clone());
+                bytes_before += count.get();
+                if tx.send(Read::File(result, bytes_before)).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut files = paths.iter();
         let mut batch_problems: Vec<(Location, String)> = Vec::new();
         let mut totals = BatchReport::default();
-        let mut sink = |loc: Location, batch: Batch, mut report: BatchReport| {
-            engine.ingest_batch(&batch, &mut report);
-            for p in &report.details {
-                batch_problems.push((loc, p.to_string()));
-            }
-            // Details beyond the per-batch bound are still counted.
-            let listed = report.details.len() as u64;
-            let more = (report.rejected + report.repaired).saturating_sub(listed);
-            if more > 0 {
-                batch_problems.push((loc, format!("{more} more span problems not listed")));
-            }
-            report.details.clear();
-            totals.merge(report);
-            obs.bytes(bytes_before + count.get());
-        };
-        let result = read_path_counted(path, &mut sink, count.clone());
-        bytes_before += count.get();
-        match result {
-            Ok(summary) => {
-                for p in &summary.problems {
-                    out.problem(format!("{}: {}: {}", path.display(), p.location, p.message));
+        for read in rx {
+            match read {
+                Read::Batch {
+                    location,
+                    mut spans,
+                    names,
+                    mut report,
+                    bytes,
+                } => {
+                    spaces.renumber(names, &mut spans, &mut engine.normalizer.interner);
+                    engine.ingest_spans(spans, &report);
+                    for p in &report.details {
+                        batch_problems.push((location, p.to_string()));
+                    }
+                    // Details beyond the per-batch bound are still counted.
+                    let listed = report.details.len() as u64;
+                    let more = (report.rejected + report.repaired).saturating_sub(listed);
+                    if more > 0 {
+                        batch_problems
+                            .push((location, format!("{more} more span problems not listed")));
+                    }
+                    report.details.clear();
+                    totals.merge(report);
+                    obs.bytes(bytes);
                 }
-                obs.file_done(path, &summary);
-                out.files.push(summary);
+                Read::File(result, bytes) => {
+                    let Some(path) = files.next() else {
+                        break;
+                    };
+                    obs.bytes(bytes);
+                    match result {
+                        Ok(summary) => {
+                            for p in &summary.problems {
+                                out.problem(format!(
+                                    "{}: {}: {}",
+                                    path.display(),
+                                    p.location,
+                                    p.message
+                                ));
+                            }
+                            obs.file_done(path, &summary);
+                            out.files.push(summary);
+                        }
+                        Err(e) => out.failed.push(e),
+                    }
+                    for (loc, p) in batch_problems.drain(..) {
+                        out.problem(format!("{}: {loc}: {p}", path.display()));
+                    }
+                    let t = std::mem::take(&mut totals);
+                    out.spans_seen += t.seen;
+                    out.spans_accepted += t.accepted;
+                    out.spans_rejected += t.rejected;
+                }
             }
-            Err(e) => out.failed.push(e),
         }
-        for (loc, p) in batch_problems {
-            out.problem(format!("{}: {loc}: {p}", path.display()));
-        }
-        out.spans_seen += totals.seen;
-        out.spans_accepted += totals.accepted;
-        out.spans_rejected += totals.rejected;
-    }
+    });
     out
 }
 
