@@ -110,13 +110,15 @@ fn load(engine: &mut Engine, paths: &[PathBuf], obs: &mut dyn LoadObserver) -> L
                 let mut sink = |location: Location, batch: Batch, report: BatchReport| {
                     let bytes = bytes_before + count.get();
                     let _ = normalize_here(&batch, limits, report, |spans, names, report| {
-                        tx.send(Read::Batch {
+                        let read = Read::Batch {
                             location,
                             spans,
                             names,
                             report,
                             bytes,
-                        })
+                        };
+                        // Only fails when the engine's side has gone, which ends reading.
+                        tx.send(read).map_err(drop)
                     });
                 };
                 let result = read_path_counted(path, &mut sink, count.clone());
