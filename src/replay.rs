@@ -87,9 +87,13 @@ enum Read {
     File(Result<FileSummary, FileError>, u64),
 }
 
-/// Batches read ahead of the engine: enough to keep both threads busy, few enough that a
-/// fast reader cannot pile a file up in memory.
-const READ_AHEAD: usize = 64;
+/// Groups of batches read ahead of the engine: enough to keep both threads busy, few enough
+/// that a fast reader cannot pile a file up in memory.
+const READ_AHEAD: usize = 16;
+
+/// Spans handed over at once: one wake-up of the other thread per batch cost a fifth of a
+/// JSON replay's time when batches are single traces.
+const GROUP_SPANS: usize = 4096;
 
 /// Reading, decompressing, decoding and normalizing run on a thread of their own, ahead of
 /// assembly and analysis on this one (as the live receivers do); batches arrive in file
@@ -101,29 +105,40 @@ fn load(engine: &mut Engine, paths: &[PathBuf], obs: &mut dyn LoadObserver) -> L
         max_names: engine.interner().capacity_limit(),
     };
     let mut spaces = Spaces::default();
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Read>(READ_AHEAD);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Read>>(READ_AHEAD);
     std::thread::scope(|scope| {
         scope.spawn(move || {
             let mut bytes_before = 0u64;
+            let mut group = Vec::new();
+            let mut group_spans = 0;
             for path in paths {
                 let count: Rc<Cell<u64>> = Rc::default();
                 let mut sink = |location: Location, batch: Batch, report: BatchReport| {
                     let bytes = bytes_before + count.get();
                     let _ = normalize_here(&batch, limits, report, |spans, names, report| {
-                        let read = Read::Batch {
+                        group_spans += spans.len();
+                        group.push(Read::Batch {
                             location,
                             spans,
                             names,
                             report,
                             bytes,
-                        };
-                        // Only fails when the engine's side has gone, which ends reading.
-                        tx.send(read).map_err(drop)
+                        });
+                        if group_spans >= GROUP_SPANS {
+                            group_spans = 0;
+                            // Fails only when the engine's side has gone; reading then ends
+                            // at the end of the file.
+                            tx.send(std::mem::take(&mut group)).map_err(drop)
+                        } else {
+                            Ok(())
+                        }
                     });
                 };
                 let result = read_path_counted(path, &mut sink, count.clone());
                 bytes_before += count.get();
-                if tx.send(Read::File(result, bytes_before)).is_err() {
+                group.push(Read::File(result, bytes_before));
+                group_spans = 0;
+                if tx.send(std::mem::take(&mut group)).is_err() {
                     return;
                 }
             }
@@ -131,7 +146,7 @@ fn load(engine: &mut Engine, paths: &[PathBuf], obs: &mut dyn LoadObserver) -> L
         let mut files = paths.iter();
         let mut batch_problems: Vec<(Location, String)> = Vec::new();
         let mut totals = BatchReport::default();
-        for read in rx {
+        'reading: for read in rx.into_iter().flatten() {
             match read {
                 Read::Batch {
                     location,
@@ -158,7 +173,7 @@ fn load(engine: &mut Engine, paths: &[PathBuf], obs: &mut dyn LoadObserver) -> L
                 }
                 Read::File(result, bytes) => {
                     let Some(path) = files.next() else {
-                        break;
+                        break 'reading;
                     };
                     obs.bytes(bytes);
                     match result {

@@ -555,7 +555,10 @@ fn read_line(r: &mut dyn BufRead, out: &mut String) -> io::Result<Line> {
             }
         }
     }
-    out.push_str(&String::from_utf8_lossy(&bytes));
+    match std::str::from_utf8(&bytes) {
+        Ok(text) => out.push_str(text),
+        Err(_) => out.push_str(&String::from_utf8_lossy(&bytes)),
+    }
     Ok(Line::Read(n))
 }
 

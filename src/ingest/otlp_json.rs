@@ -73,19 +73,19 @@ struct JsonScope {
 #[serde(rename_all = "camelCase")]
 struct JsonSpan {
     #[serde(default)]
-    trace_id: Value,
+    trace_id: Leaf,
     #[serde(default)]
-    span_id: Value,
+    span_id: Leaf,
     #[serde(default)]
-    parent_span_id: Value,
+    parent_span_id: Leaf,
     #[serde(default)]
-    name: Value,
+    name: Leaf,
     #[serde(default)]
-    kind: Value,
+    kind: Leaf,
     #[serde(default)]
-    start_time_unix_nano: Value,
+    start_time_unix_nano: Leaf,
     #[serde(default)]
-    end_time_unix_nano: Value,
+    end_time_unix_nano: Leaf,
     #[serde(default)]
     attributes: Vec<JsonKeyValue>,
     #[serde(default)]
@@ -97,7 +97,7 @@ struct JsonSpan {
 #[derive(Deserialize)]
 struct JsonStatus {
     #[serde(default)]
-    code: Value,
+    code: Leaf,
     #[serde(default)]
     message: Option<String>,
 }
@@ -106,16 +106,200 @@ struct JsonStatus {
 #[serde(rename_all = "camelCase")]
 struct JsonLink {
     #[serde(default)]
-    trace_id: Value,
+    trace_id: Leaf,
     #[serde(default)]
-    span_id: Value,
+    span_id: Leaf,
 }
 
 #[derive(Deserialize)]
 struct JsonKeyValue {
     key: String,
     #[serde(default)]
-    value: Value,
+    value: JsonAnyValue,
+}
+
+/// A JSON leaf, read leniently and without building a `serde_json::Value` (whose maps and
+/// boxed strings made up much of the cost of reading OTLP/JSON): what the value is decides
+/// later whether the field is usable.
+#[derive(Debug, Default)]
+enum Leaf {
+    #[default]
+    Null,
+    Str(String),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+    Bool(bool),
+    /// An object or array, skipped.
+    Nested,
+}
+
+impl std::fmt::Display for Leaf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Leaf::Null => f.write_str("null"),
+            Leaf::Str(s) => write!(f, "{s:?}"),
+            Leaf::U64(n) => write!(f, "{n}"),
+            Leaf::I64(n) => write!(f, "{n}"),
+            Leaf::F64(n) => write!(f, "{n}"),
+            Leaf::Bool(b) => write!(f, "{b}"),
+            Leaf::Nested => f.write_str("an object or array"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Leaf {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LeafVisitor)
+    }
+}
+
+struct LeafVisitor;
+
+impl<'de> serde::de::Visitor<'de> for LeafVisitor {
+    type Value = Leaf;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Leaf, E> {
+        Ok(Leaf::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Leaf, E> {
+        Ok(Leaf::I64(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Leaf, E> {
+        Ok(Leaf::U64(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Leaf, E> {
+        Ok(Leaf::F64(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Leaf, E> {
+        Ok(Leaf::Str(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Leaf, E> {
+        Ok(Leaf::Str(v))
+    }
+    fn visit_unit<E>(self) -> Result<Leaf, E> {
+        Ok(Leaf::Null)
+    }
+    fn visit_none<E>(self) -> Result<Leaf, E> {
+        Ok(Leaf::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Leaf, D::Error> {
+        Leaf::deserialize(d)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Leaf, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Leaf::Nested)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Leaf, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(Leaf::Nested)
+    }
+}
+
+/// An attribute's `value`, converted as it is read; anything but an object of a known kind
+/// is no value (the attribute is kept without one: attributes are evidence, not identity).
+#[derive(Debug, Default)]
+struct JsonAnyValue(Option<AnyValue>);
+
+impl<'de> Deserialize<'de> for JsonAnyValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(AnyValueVisitor)
+    }
+}
+
+struct AnyValueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for AnyValueVisitor {
+    type Value = JsonAnyValue;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an OTLP AnyValue")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<JsonAnyValue, A::Error> {
+        let mut found: Option<any_value::Value> = None;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            // The first kind given wins; later keys are read past.
+            if found.is_some() {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                continue;
+            }
+            found = match &*key {
+                "stringValue" => match map.next_value::<Leaf>()? {
+                    Leaf::Str(s) => Some(any_value::Value::StringValue(s)),
+                    _ => None,
+                },
+                "boolValue" => match map.next_value::<Leaf>()? {
+                    Leaf::Bool(b) => Some(any_value::Value::BoolValue(b)),
+                    _ => None,
+                },
+                "intValue" => match map.next_value::<Leaf>()? {
+                    Leaf::Str(s) => s.parse().ok(),
+                    Leaf::I64(n) => Some(n),
+                    Leaf::U64(n) => i64::try_from(n).ok(),
+                    _ => None,
+                }
+                .map(any_value::Value::IntValue),
+                "doubleValue" => match map.next_value::<Leaf>()? {
+                    Leaf::Str(s) => s.parse().ok(),
+                    Leaf::I64(n) => Some(n as f64),
+                    Leaf::U64(n) => Some(n as f64),
+                    Leaf::F64(n) => Some(n),
+                    _ => None,
+                }
+                .map(any_value::Value::DoubleValue),
+                "bytesValue" => match map.next_value::<Leaf>()? {
+                    Leaf::Str(s) => base64::engine::general_purpose::STANDARD.decode(s).ok(),
+                    _ => None,
+                }
+                .map(any_value::Value::BytesValue),
+                "arrayValue" | "kvlistValue" => {
+                    let inner: Value = map.next_value()?;
+                    let mut obj = serde_json::Map::new();
+                    obj.insert(key.into_owned(), inner);
+                    any_value(&Value::Object(obj)).and_then(|v| v.value)
+                }
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    None
+                }
+            };
+        }
+        Ok(JsonAnyValue(found.map(|v| AnyValue { value: Some(v) })))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<JsonAnyValue, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(JsonAnyValue(None))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<JsonAnyValue, E> {
+        Ok(JsonAnyValue(None))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<JsonAnyValue, E> {
+        Ok(JsonAnyValue(None))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<JsonAnyValue, E> {
+        Ok(JsonAnyValue(None))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<JsonAnyValue, E> {
+        Ok(JsonAnyValue(None))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<JsonAnyValue, E> {
+        Ok(JsonAnyValue(None))
+    }
+    fn visit_unit<E>(self) -> Result<JsonAnyValue, E> {
+        Ok(JsonAnyValue(None))
+    }
+    fn visit_none<E>(self) -> Result<JsonAnyValue, E> {
+        Ok(JsonAnyValue(None))
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<JsonAnyValue, D::Error> {
+        JsonAnyValue::deserialize(d)
+    }
 }
 
 /// An OTLP attribute. (`KeyValue` has fields for the profiles signal that traces never use.)
@@ -149,48 +333,57 @@ fn looks_base64_of(s: &str, want: usize) -> bool {
 }
 
 pub fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    fn nibble(b: u8) -> Option<u8> {
+        match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            b'A'..=b'F' => Some(b - b'A' + 10),
+            _ => None,
+        }
+    }
+    let b = s.as_bytes();
+    if b.len() % 2 != 0 {
         return None;
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+    b.chunks_exact(2)
+        .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
         .collect()
 }
 
-fn id_field(v: &Value, want: usize, what: &str) -> Result<Vec<u8>, SpanError> {
+fn id_field(v: &Leaf, want: usize, what: &str) -> Result<Vec<u8>, SpanError> {
     match v {
-        Value::Null => Ok(Vec::new()),
-        Value::String(s) => decode_id(s, want),
+        Leaf::Null => Ok(Vec::new()),
+        Leaf::Str(s) => decode_id(s, want),
         other => Err(SpanError::Malformed(format!(
             "{what} is not a string: {other}"
         ))),
     }
 }
 
-fn u64_field(v: &Value, what: &str) -> Result<u64, SpanError> {
+fn u64_field(v: &Leaf, what: &str) -> Result<u64, SpanError> {
     match v {
-        Value::Null => Ok(0),
-        Value::String(s) => s
+        Leaf::Null => Ok(0),
+        Leaf::Str(s) => s
             .parse()
             .map_err(|_| SpanError::Malformed(format!("{what} {s:?} is not an integer"))),
-        Value::Number(n) => n
-            .as_u64()
-            .ok_or_else(|| SpanError::Malformed(format!("{what} {n} is not a whole number"))),
+        Leaf::U64(n) => Ok(*n),
+        n @ (Leaf::I64(_) | Leaf::F64(_)) => Err(SpanError::Malformed(format!(
+            "{what} {n} is not a whole number"
+        ))),
         other => Err(SpanError::Malformed(format!(
             "{what} is not a number: {other}"
         ))),
     }
 }
 
-fn enum_field(v: &Value, names: &[&str], what: &str) -> Result<i32, SpanError> {
+fn enum_field(v: &Leaf, names: &[&str], what: &str) -> Result<i32, SpanError> {
+    let out_of_range = |n: &Leaf| SpanError::Malformed(format!("{what} {n} is out of range"));
     match v {
-        Value::Null => Ok(0),
-        Value::Number(n) => n
-            .as_i64()
-            .and_then(|i| i32::try_from(i).ok())
-            .ok_or_else(|| SpanError::Malformed(format!("{what} {n} is out of range"))),
-        Value::String(s) => names
+        Leaf::Null => Ok(0),
+        Leaf::U64(n) => i32::try_from(*n).map_err(|_| out_of_range(v)),
+        Leaf::I64(n) => i32::try_from(*n).map_err(|_| out_of_range(v)),
+        Leaf::F64(_) => Err(out_of_range(v)),
+        Leaf::Str(s) => names
             .iter()
             .position(|n| n == s)
             .map(|i| i as i32)
@@ -263,7 +456,7 @@ fn any_value(v: &Value) -> Option<AnyValue> {
 
 fn attributes(kvs: &[JsonKeyValue]) -> Vec<KeyValue> {
     kvs.iter()
-        .map(|kv| key_value(kv.key.clone(), any_value(&kv.value)))
+        .map(|kv| key_value(kv.key.clone(), kv.value.0.clone()))
         .collect()
 }
 
@@ -284,8 +477,8 @@ fn span(s: &JsonSpan) -> Result<Span, SpanError> {
         span_id: id_field(&s.span_id, 8, "spanId")?,
         parent_span_id: id_field(&s.parent_span_id, 8, "parentSpanId")?,
         name: match &s.name {
-            Value::String(n) => n.clone(),
-            Value::Null => String::new(),
+            Leaf::Str(n) => n.clone(),
+            Leaf::Null => String::new(),
             other => {
                 return Err(SpanError::Malformed(format!(
                     "name is not a string: {other}"
@@ -379,10 +572,10 @@ mod tests {
     #[test]
     fn enum_names_and_numbers() {
         assert_eq!(
-            enum_field(&Value::from("SPAN_KIND_CLIENT"), KINDS, "k").unwrap(),
+            enum_field(&Leaf::Str("SPAN_KIND_CLIENT".into()), KINDS, "k").unwrap(),
             3
         );
-        assert_eq!(enum_field(&Value::from(2), KINDS, "k").unwrap(), 2);
-        assert!(enum_field(&Value::from("CLIENTISH"), KINDS, "k").is_err());
+        assert_eq!(enum_field(&Leaf::U64(2), KINDS, "k").unwrap(), 2);
+        assert!(enum_field(&Leaf::Str("CLIENTISH".into()), KINDS, "k").is_err());
     }
 }
