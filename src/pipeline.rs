@@ -362,6 +362,8 @@ impl Pipeline {
         let base_raw = w.merged_range(0, from);
         let all_time = w.all_time();
         // Raw, before resolution: the reader resolves what it sums (see `exchange`).
+        // Stored once the view is published, so a reader that sees the counts sees the view.
+        let mut export_counts = (0, 0);
         let aggregates = if self.cfg.export.aggregates {
             let mut s = crate::exchange::encode(
                 &all_time,
@@ -370,13 +372,8 @@ impl Pipeline {
             );
             s.insert(0, crate::exchange::heard(now as f64 / 1e9));
             let max = self.cfg.export.max_series;
-            self.stats
-                .export_series_dropped
-                .store(s.len().saturating_sub(max) as u64, Ordering::Relaxed);
+            export_counts = (s.len().min(max), s.len().saturating_sub(max));
             s.truncate(max);
-            self.stats
-                .export_series
-                .store(s.len() as u64, Ordering::Relaxed);
             s
         } else {
             Vec::new()
@@ -420,6 +417,13 @@ impl Pipeline {
             aggregates: Arc::new(aggregates),
         });
         self.view_tx.send_replace(Arc::new(view));
+        let (exported, dropped) = export_counts;
+        self.stats
+            .export_series
+            .store(exported as u64, Ordering::Relaxed);
+        self.stats
+            .export_series_dropped
+            .store(dropped as u64, Ordering::Relaxed);
     }
 
     /// Encodes a snapshot here (quick) and writes it on a blocking thread, so a slow disk
