@@ -5,7 +5,7 @@ use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 
-use super::otlp_wire::{count_spans, WireError};
+use super::otlp_wire::{count_spans, resource_spans_entries, WireError};
 use super::submit::span_count;
 
 /// The bytes of an `ExportTraceServiceRequest` (or `TracesData`) whose framing down to each
@@ -23,12 +23,72 @@ impl WireBatch {
         Ok(WireBatch { bytes, spans })
     }
 
+    /// Cut at `resource_spans` boundaries into requests of about `max_spans` spans (more when
+    /// one resource holds more), sharing these bytes: a whole capture in one message is then
+    /// normalized and analysed piece by piece, on two threads, instead of all at once.
+    pub fn split(self, max_spans: u64) -> Vec<WireBatch> {
+        if self.spans <= max_spans {
+            return vec![self];
+        }
+        let mut out = Vec::new();
+        let (mut from, mut to, mut n) = (None, 0, 0);
+        for (range, spans) in resource_spans_entries(&self.bytes) {
+            from = from.or(Some(range.start));
+            to = range.end;
+            n += spans;
+            if n >= max_spans {
+                out.push(WireBatch {
+                    bytes: self.bytes.slice(from.unwrap_or(0)..to),
+                    spans: n,
+                });
+                (from, n) = (None, 0);
+            }
+        }
+        if let Some(from) = from {
+            out.push(WireBatch {
+                bytes: self.bytes.slice(from..to),
+                spans: n,
+            });
+        }
+        out
+    }
+
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
     }
 
     pub fn spans(&self) -> u64 {
         self.spans
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    #[test]
+    fn a_split_request_is_its_resources_in_order() {
+        let cfg = crate::simulate::SimConfig {
+            traces: 50,
+            ..Default::default()
+        };
+        let req = ExportTraceServiceRequest {
+            resource_spans: crate::simulate::generate(&cfg)
+                .flat_map(|r| r.resource_spans)
+                .collect(),
+        };
+        let whole = WireBatch::new(req.encode_to_vec().into()).expect("valid");
+        let total = whole.spans();
+        let parts = whole.split(100);
+        assert!(parts.len() > 3);
+        assert_eq!(parts.iter().map(WireBatch::spans).sum::<u64>(), total);
+        let mut again = Vec::new();
+        for p in parts {
+            assert_eq!(count_spans(p.bytes()), Ok(p.spans()));
+            again.extend(Batch::Wire(p).into_resource_spans().expect("decodes"));
+        }
+        assert_eq!(again, req.resource_spans);
     }
 }
 

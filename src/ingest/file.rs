@@ -313,11 +313,13 @@ fn read_from(
             match WireBatch::new(bytes.into()) {
                 Ok(wire) => {
                     summary.batches += 1;
-                    sink.batch(
-                        Location::Document,
-                        Batch::Wire(wire),
-                        BatchReport::default(),
-                    );
+                    for part in wire.split(SPLIT_SPANS) {
+                        sink.batch(
+                            Location::Document,
+                            Batch::Wire(part),
+                            BatchReport::default(),
+                        );
+                    }
                 }
                 Err(e) => summary.problem(
                     Location::Document,
@@ -349,6 +351,9 @@ fn read_all(path: &Path, r: &mut dyn BufRead, summary: &mut FileSummary) -> Vec<
     }
     buf
 }
+
+/// Spans per piece a whole-capture protobuf message is read in (see [`WireBatch::split`]).
+const SPLIT_SPANS: u64 = 8192;
 
 /// The most one JSON document or line, or one protobuf message, may hold.
 #[cfg(not(test))]

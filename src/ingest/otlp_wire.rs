@@ -225,6 +225,27 @@ pub fn resource_attributes(rs: &[u8]) -> impl Iterator<Item = Result<KeyValue<'_
     })
 }
 
+/// Each `resource_spans` entry of a request whose framing was checked: its byte range, tag
+/// included, and its span count. Any run of consecutive entries is itself a request.
+pub fn resource_spans_entries(msg: &[u8]) -> Vec<(std::ops::Range<usize>, u64)> {
+    let mut out = Vec::new();
+    let mut fields = Fields::new(msg);
+    loop {
+        let start = fields.pos;
+        match fields.field() {
+            Ok(Some((1, Wire::Len(rs)))) => {
+                let n = scope_spans(rs)
+                    .flatten()
+                    .map(|ss| spans(ss).count() as u64)
+                    .sum();
+                out.push((start..fields.pos, n));
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => return out,
+        }
+    }
+}
+
 /// Spans in a request, with its framing checked down to each span: what a receiver counts and
 /// refuses whole if it is cut short.
 pub fn count_spans(msg: &[u8]) -> Result<u64, WireError> {
