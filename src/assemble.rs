@@ -85,6 +85,47 @@ impl Assembler {
     /// Adds one span observed at clock value `now`; traces completed early to make room are
     /// passed to `done`.
     pub fn push(&mut self, span: Span, now: u64, done: &mut impl FnMut(Vec<Span>)) {
+        self.push_sized(span, 1, now, done);
+    }
+
+    /// Adds a batch's spans observed at `now`. A trace's vector is sized for the spans of it
+    /// the batch holds rather than grown by doubling: a 20-span trace that arrives whole
+    /// holds 20 slots, not 32, which is most of what a span in flight costs.
+    pub fn push_batch(&mut self, spans: Vec<Span>, now: u64, done: &mut impl FnMut(Vec<Span>)) {
+        self.push_batch_with(spans, |_| now, done)
+    }
+
+    /// [`Assembler::push_batch`] with each span's own clock value.
+    pub fn push_batch_with(
+        &mut self,
+        spans: Vec<Span>,
+        mut clock: impl FnMut(&Span) -> u64,
+        done: &mut impl FnMut(Vec<Span>),
+    ) {
+        let mut left: FxHashMap<TraceId, usize> = FxHashMap::default();
+        for s in &spans {
+            *left.entry(s.trace_id).or_default() += 1;
+        }
+        for s in spans {
+            let n = left.get_mut(&s.trace_id).map_or(1, |n| {
+                let here = *n;
+                *n = n.saturating_sub(1);
+                here
+            });
+            let now = clock(&s);
+            self.push_sized(s, n, now, done);
+        }
+    }
+
+    /// [`Assembler::push`], knowing `coming` spans of this trace (this one included) are
+    /// about to arrive.
+    fn push_sized(
+        &mut self,
+        span: Span,
+        coming: usize,
+        now: u64,
+        done: &mut impl FnMut(Vec<Span>),
+    ) {
         self.stats.spans_in += 1;
         let id = span.trace_id;
         if !self.pending.contains_key(&id) {
@@ -107,6 +148,13 @@ impl Assembler {
         if entry.spans.len() >= self.cfg.max_spans_per_trace {
             self.stats.spans_dropped_trace_full += 1;
             return;
+        }
+        if entry.spans.len() == entry.spans.capacity() {
+            // What is coming, but at least half again (a trace fed one span per batch still
+            // grows in amortized constant time), and no more than the trace may hold.
+            let room = self.cfg.max_spans_per_trace - entry.spans.len();
+            let more = coming.max(entry.spans.len() / 2).clamp(1, room.max(1));
+            entry.spans.reserve_exact(more);
         }
         entry.spans.push(span);
         self.spans_held += 1;
@@ -217,6 +265,34 @@ mod tests {
 
     fn collect(out: &mut Vec<Vec<Span>>) -> impl FnMut(Vec<Span>) + '_ {
         move |t| out.push(t)
+    }
+
+    /// A trace that arrives whole holds exactly its spans; one fed a span per batch still
+    /// grows geometrically (no reallocation per span).
+    #[test]
+    fn a_batch_sizes_each_trace_for_its_spans() {
+        let mut a = Assembler::new(AssemblerConfig::default());
+        let mut out = Vec::new();
+        let mut batch: Vec<Span> = (0..20).map(|i| span(1, i + 1, 5)).collect();
+        batch.extend((0..3).map(|i| span(2, i + 1, 5)));
+        a.push_batch(batch, 5, &mut collect(&mut out));
+        let cap = |a: &Assembler, t: u8| a.pending[&TraceId([t; 16])].spans.capacity();
+        assert_eq!((cap(&a, 1), cap(&a, 2)), (20, 3));
+        let mut grew = 0;
+        let mut last = cap(&a, 2);
+        for i in 0..200u8 {
+            a.push_batch(
+                vec![span(2, i.wrapping_add(10), 6)],
+                6,
+                &mut collect(&mut out),
+            );
+            if cap(&a, 2) != last {
+                grew += 1;
+                last = cap(&a, 2);
+            }
+        }
+        assert!(grew <= 12, "{grew} reallocations for 200 spans");
+        assert!(out.is_empty());
     }
 
     #[test]

@@ -89,6 +89,23 @@ impl Analyzer {
     }
 }
 
+/// Moves replay's clock `watermark` to `end_ns`. One span with an absurd end time must not
+/// complete every pending trace: a jump of more than an hour counts only once a hundred spans
+/// in a row agree.
+fn advance(watermark: &mut u64, jumps: &mut u32, end_ns: u64) -> u64 {
+    if *watermark == 0 || end_ns <= watermark.saturating_add(Engine::MAX_JUMP_NS) {
+        *watermark = (*watermark).max(end_ns);
+        *jumps = 0;
+    } else {
+        *jumps += 1;
+        if *jumps >= 100 {
+            *watermark = end_ns;
+            *jumps = 0;
+        }
+    }
+    *watermark
+}
+
 pub struct Engine {
     pub normalizer: Normalizer,
     pub assembler: Assembler,
@@ -97,7 +114,6 @@ pub struct Engine {
     watermark: u64,
     /// Spans in a row that would have moved the watermark more than [`Engine::MAX_JUMP_NS`].
     jumps: u32,
-    scratch: Vec<Span>,
     pub report: BatchReport,
 }
 
@@ -117,7 +133,6 @@ impl Engine {
             },
             watermark: 0,
             jumps: 0,
-            scratch: Vec::new(),
             report: BatchReport::default(),
         }
     }
@@ -151,13 +166,13 @@ impl Engine {
     /// [`Engine::ingest`] for spans normalized elsewhere, already in this engine's symbols;
     /// `report` is their normalization's.
     pub fn ingest_spans(&mut self, spans: Vec<Span>, report: &BatchReport) {
-        for s in spans {
-            let now = self.advance_watermark(s.end_ns);
-            let analyzer = &mut self.analyzer;
-            let names = &self.normalizer.interner;
-            self.assembler
-                .push(s, now, &mut |t| analyzer.complete(t, names));
-        }
+        let (watermark, jumps) = (&mut self.watermark, &mut self.jumps);
+        let analyzer = &mut self.analyzer;
+        let names = &self.normalizer.interner;
+        self.assembler
+            .push_batch_with(spans, |s| advance(watermark, jumps, s.end_ns), &mut |t| {
+                analyzer.complete(t, names)
+            });
         self.complete_idle(report);
     }
 
@@ -166,10 +181,8 @@ impl Engine {
     pub fn assemble_at(&mut self, spans: Vec<Span>, now_ns: u64) {
         let analyzer = &mut self.analyzer;
         let names = &self.normalizer.interner;
-        for s in spans {
-            self.assembler
-                .push(s, now_ns, &mut |t| analyzer.complete(t, names));
-        }
+        self.assembler
+            .push_batch(spans, now_ns, &mut |t| analyzer.complete(t, names));
     }
 
     /// Normalize, then push each span on `clock` (or, without one, on the span-time watermark).
@@ -179,36 +192,16 @@ impl Engine {
         report: &mut BatchReport,
         clock: Option<u64>,
     ) {
-        let mut spans = std::mem::take(&mut self.scratch);
+        let mut spans = Vec::new();
         normalize(&mut self.normalizer, &mut spans, report);
-        for s in spans.drain(..) {
-            let now = match clock {
-                Some(now) => now,
-                None => self.advance_watermark(s.end_ns),
-            };
-            let analyzer = &mut self.analyzer;
-            let names = &self.normalizer.interner;
-            self.assembler
-                .push(s, now, &mut |t| analyzer.complete(t, names));
-        }
-        self.scratch = spans;
-    }
-
-    /// Moves replay's clock to `end_ns`. One span with an absurd end time must not complete
-    /// every pending trace: a jump of more than an hour counts only once a hundred spans in a
-    /// row agree.
-    fn advance_watermark(&mut self, end_ns: u64) -> u64 {
-        if self.watermark == 0 || end_ns <= self.watermark.saturating_add(Self::MAX_JUMP_NS) {
-            self.watermark = self.watermark.max(end_ns);
-            self.jumps = 0;
-        } else {
-            self.jumps += 1;
-            if self.jumps >= 100 {
-                self.watermark = end_ns;
-                self.jumps = 0;
-            }
-        }
-        self.watermark
+        let (watermark, jumps) = (&mut self.watermark, &mut self.jumps);
+        let analyzer = &mut self.analyzer;
+        let names = &self.normalizer.interner;
+        self.assembler.push_batch_with(
+            spans,
+            |s| clock.unwrap_or_else(|| advance(watermark, jumps, s.end_ns)),
+            &mut |t| analyzer.complete(t, names),
+        );
     }
 
     /// Completes the traces idle at `now_ns` (live: called on a timer).

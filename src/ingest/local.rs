@@ -26,6 +26,9 @@ pub struct NameDelta {
     pub space: u32,
     pub first: u32,
     pub names: Vec<Box<str>>,
+    /// Names this thread's full table folded into its overflow name since the last delivered
+    /// batch, to be counted with the engine's.
+    pub overflowed: u64,
 }
 
 /// What a receiver thread's normalizer is bounded by.
@@ -40,6 +43,8 @@ struct Local {
     norm: Normalizer,
     /// Symbols of this space the pipeline has been sent.
     sent: usize,
+    /// Overflows the pipeline has been told of.
+    overflow_sent: u64,
 }
 
 thread_local! {
@@ -62,6 +67,7 @@ pub fn normalize_here<T, E>(
             space: NEXT_SPACE.fetch_add(1, Ordering::Relaxed),
             norm: Normalizer::new(Interner::with_capacity_limit(limits.max_names)),
             sent: 0,
+            overflow_sent: 0,
         });
         local.norm.time_limits = limits.time;
         let mut spans = Vec::with_capacity(batch.span_count() as usize);
@@ -74,14 +80,17 @@ pub fn normalize_here<T, E>(
             .map(Box::from)
             .collect();
         let n = names.len();
+        let overflowed = local.norm.interner.overflowed;
         let delta = NameDelta {
             space: local.space,
             first: local.sent as u32,
             names,
+            overflowed: overflowed - local.overflow_sent,
         };
         let r = send(spans, delta, report);
         if r.is_ok() {
             local.sent += n;
+            local.overflow_sent = overflowed;
         }
         r
     })
@@ -96,6 +105,7 @@ pub struct Spaces {
 impl Spaces {
     /// Takes in a batch's new names and renumbers its spans into `names`' symbols.
     pub fn renumber(&mut self, delta: NameDelta, spans: &mut [Span], names: &mut Interner) {
+        names.overflowed += delta.overflowed;
         let table = self.tables.entry(delta.space).or_default();
         let first = delta.first as usize;
         for (i, name) in delta.names.iter().enumerate() {
@@ -211,5 +221,38 @@ mod tests {
         };
         assert!(got.len() > 1000);
         assert_eq!(show(&got, &names), show(&want, &one.interner));
+    }
+
+    /// A thread whose own table is full folds names into the overflow name, and says so: the
+    /// engine's count includes it.
+    #[test]
+    fn names_a_full_thread_table_folds_are_counted_by_the_engine() {
+        let cfg = crate::simulate::SimConfig {
+            traces: 20,
+            ..Default::default()
+        };
+        let batch = Batch::Decoded(
+            crate::simulate::generate(&cfg)
+                .flat_map(|r| r.resource_spans)
+                .collect(),
+        );
+        let limits = LocalLimits {
+            time: TimeLimits::default(),
+            max_names: 4,
+        };
+        let got = std::thread::spawn(move || {
+            normalize_here(&batch, limits, BatchReport::default(), |spans, d, _| {
+                Ok::<_, ()>((spans, d))
+            })
+        })
+        .join()
+        .expect("thread");
+        let (mut spans, delta) = got.expect("sent");
+        assert!(delta.overflowed > 0);
+        let folded = delta.overflowed;
+        let mut names = Interner::default();
+        Spaces::default().renumber(delta, &mut spans, &mut names);
+        assert_eq!(names.overflowed, folded);
+        assert!(spans.iter().any(|s| s.name == Interner::OVERFLOW));
     }
 }

@@ -39,15 +39,6 @@ pub enum Wire<'a> {
     Len(&'a [u8]),
 }
 
-impl<'a> Wire<'a> {
-    fn len(self) -> Option<&'a [u8]> {
-        match self {
-            Wire::Len(b) => Some(b),
-            _ => None,
-        }
-    }
-}
-
 /// The fields of one message, in order. Stops after the first error.
 #[derive(Clone)]
 pub struct Fields<'a> {
@@ -182,20 +173,42 @@ impl<'a> Iterator for Fields<'a> {
 
 /// The length-delimited occurrences of field `n` of a message; any other wire type for it is
 /// an error, as it is for prost.
-fn submessages<'a>(
-    msg: &'a [u8],
+fn submessages<'a>(msg: &'a [u8], n: u32, what: &'static str) -> Submessages<'a> {
+    Submessages {
+        fields: Fields::new(msg),
+        n,
+        what,
+    }
+}
+
+struct Submessages<'a> {
+    fields: Fields<'a>,
     n: u32,
     what: &'static str,
-) -> impl Iterator<Item = Result<&'a [u8], WireError>> + 'a {
-    let mut at = 0;
-    Fields::new(msg).filter_map(move |f| match f {
-        Err(e) => Some(Err(e)),
-        Ok((f, v)) if f == n => {
-            at += 1;
-            Some(v.len().ok_or(WireError { at, what }))
+}
+
+impl<'a> Iterator for Submessages<'a> {
+    type Item = Result<&'a [u8], WireError>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let start = self.fields.pos;
+            match self.fields.field() {
+                Ok(Some((f, Wire::Len(b)))) if f == self.n => return Some(Ok(b)),
+                Ok(Some((f, _))) if f == self.n => {
+                    self.fields.pos = self.fields.buf.len();
+                    return Some(Err(WireError {
+                        at: start,
+                        what: self.what,
+                    }));
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => return None,
+                Err(e) => return Some(Err(e)),
+            }
         }
-        Ok(_) => None,
-    })
+    }
 }
 
 /// `ExportTraceServiceRequest.resource_spans` (or `TracesData.resource_spans`).
@@ -284,6 +297,21 @@ fn attributes(msg: &[u8], n: u32) -> impl Iterator<Item = Result<KeyValue<'_>, W
 }
 
 fn key_value(kv: &[u8]) -> Result<KeyValue<'_>, WireError> {
+    // As every SDK writes it: key (field 1) then value (field 2), each with a one-byte length,
+    // and nothing else. Read in place; anything else takes the general path below.
+    if let [0x0a, klen, rest @ ..] = kv {
+        let k = usize::from(*klen);
+        if k < 0x80 {
+            if let Some((key, [0x12, vlen, any @ ..])) = rest.split_at_checked(k) {
+                if *vlen < 0x80 && usize::from(*vlen) == any.len() {
+                    return Ok(KeyValue {
+                        key,
+                        value: any_value(any)?,
+                    });
+                }
+            }
+        }
+    }
     let mut key: &[u8] = &[];
     let mut value = Value::Other;
     let mut fields = Fields::new(kv);
@@ -299,6 +327,12 @@ fn key_value(kv: &[u8]) -> Result<KeyValue<'_>, WireError> {
 }
 
 fn any_value(any: &[u8]) -> Result<Value<'_>, WireError> {
+    // The common case, a string value alone with a one-byte length, read in place.
+    if let [0x0a, n, s @ ..] = any {
+        if *n < 0x80 && usize::from(*n) == s.len() {
+            return Ok(Value::Str(s));
+        }
+    }
     let mut value = Value::Other;
     let mut fields = Fields::new(any);
     while let Some((f, v)) = fields.field()? {
