@@ -141,21 +141,23 @@ impl Engine {
     /// batch's rejections (it may already hold some from decoding) and is added to the
     /// engine's running total.
     pub fn ingest(&mut self, resource_spans: &[ResourceSpans], report: &mut BatchReport) {
-        self.assemble(
-            |n, out, r| n.normalize(resource_spans, out, r),
-            report,
-            None,
-        );
-        self.complete_idle(report);
+        let mut spans = Vec::new();
+        self.normalizer
+            .normalize(resource_spans, &mut spans, report);
+        self.ingest_spans(spans, report);
     }
 
     /// [`Engine::ingest`] for either kind of batch.
     pub fn ingest_batch(&mut self, batch: &Batch, report: &mut BatchReport) {
-        self.assemble(|n, out, r| n.normalize_batch(batch, out, r), report, None);
-        self.complete_idle(report);
+        let mut spans = Vec::new();
+        self.normalizer.normalize_batch(batch, &mut spans, report);
+        self.ingest_spans(spans, report);
     }
 
-    fn complete_idle(&mut self, report: &BatchReport) {
+    /// [`Engine::ingest`] for spans normalized elsewhere, already in this engine's symbols;
+    /// `report` is their normalization's.
+    pub fn ingest_spans(&mut self, spans: Vec<Span>, report: &BatchReport) {
+        self.push(spans, None);
         let analyzer = &mut self.analyzer;
         let names = &self.normalizer.interner;
         self.assembler
@@ -163,37 +165,14 @@ impl Engine {
         self.report.merge(report.clone());
     }
 
-    /// [`Engine::ingest`] for spans normalized elsewhere, already in this engine's symbols;
-    /// `report` is their normalization's.
-    pub fn ingest_spans(&mut self, spans: Vec<Span>, report: &BatchReport) {
-        let (watermark, jumps) = (&mut self.watermark, &mut self.jumps);
-        let analyzer = &mut self.analyzer;
-        let names = &self.normalizer.interner;
-        self.assembler
-            .push_batch_with(spans, |s| advance(watermark, jumps, s.end_ns), &mut |t| {
-                analyzer.complete(t, names)
-            });
-        self.complete_idle(report);
-    }
-
     /// Assembles spans normalized elsewhere (with this engine's symbols) on the caller's
     /// clock (`now_ns`: monotonic, live).
     pub fn assemble_at(&mut self, spans: Vec<Span>, now_ns: u64) {
-        let analyzer = &mut self.analyzer;
-        let names = &self.normalizer.interner;
-        self.assembler
-            .push_batch(spans, now_ns, &mut |t| analyzer.complete(t, names));
+        self.push(spans, Some(now_ns));
     }
 
-    /// Normalize, then push each span on `clock` (or, without one, on the span-time watermark).
-    fn assemble(
-        &mut self,
-        normalize: impl FnOnce(&mut Normalizer, &mut Vec<Span>, &mut BatchReport),
-        report: &mut BatchReport,
-        clock: Option<u64>,
-    ) {
-        let mut spans = Vec::new();
-        normalize(&mut self.normalizer, &mut spans, report);
+    /// Pushes each span on `clock` (or, without one, on the span-time watermark).
+    fn push(&mut self, spans: Vec<Span>, clock: Option<u64>) {
         let (watermark, jumps) = (&mut self.watermark, &mut self.jumps);
         let analyzer = &mut self.analyzer;
         let names = &self.normalizer.interner;

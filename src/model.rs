@@ -133,6 +133,16 @@ impl Interner {
         self.names.iter().map(|s| &**s)
     }
 
+    /// The names from symbol `first` on, in symbol order (what was added since a table of
+    /// `first` names), without walking the ones before.
+    pub fn names_from(&self, first: usize) -> impl Iterator<Item = &str> {
+        self.names
+            .get(first..)
+            .unwrap_or_default()
+            .iter()
+            .map(|s| &**s)
+    }
+
     /// Rebuilds a table from [`Interner::names`]: the same names get the same symbols.
     pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>, max_symbols: usize) -> Self {
         let mut me = Interner::with_capacity_limit(max_symbols);

@@ -108,7 +108,7 @@ pub fn engine_config(cfg: &Config) -> EngineConfig {
     e
 }
 
-/// The span times accepted live.
+/// The span times accepted live (by the receivers' normalizers; see `ingest::local`).
 pub fn time_limits(cfg: &Config) -> crate::ingest::normalize::TimeLimits {
     crate::ingest::normalize::TimeLimits {
         max_duration_ns: cfg.max_span_duration.as_nanos() as u64,
@@ -152,7 +152,6 @@ impl Pipeline {
             .analyzer
             .windows
             .set_budget(cfg.memory_budget_mb.saturating_mul(1 << 20));
-        engine.normalizer.time_limits = time_limits(&cfg);
         let paths = Arc::new(Mutex::new(PathStore {
             cap: cfg.keep_traces,
             order: VecDeque::new(),

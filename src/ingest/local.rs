@@ -75,8 +75,7 @@ pub fn normalize_here<T, E>(
         let names: Vec<Box<str>> = local
             .norm
             .interner
-            .names()
-            .skip(local.sent)
+            .names_from(local.sent)
             .map(Box::from)
             .collect();
         let n = names.len();
