@@ -16,6 +16,8 @@
 //!   each sample's increase in the 10 s slot of the time it was written (so by write time,
 //!   not span time: live traffic has the two close; a replay burst is one slot).
 //! - Instances serving a node carry when each was first and last seen (span time) as gauges.
+//! - When a node's failed requests began and were last seen is rebuilt the same way, from the
+//!   times of the increases of `chokepoint_failed_with_entry_total`.
 //!
 //! What does not travel: exemplar trace ids and the what-if's trace sample are per instance
 //! (a trace lives in one instance); decoded aggregates have none, and the findings built on
@@ -994,7 +996,7 @@ impl Decoder<'_> {
                 };
                 *self.agg.usage.entry(k).or_default() += count(inc);
             }
-            _ => return self.facts_series(s, inc, gauge),
+            _ => return self.facts_series(s, inc, &steps, gauge),
         }
         Some(())
     }
@@ -1130,7 +1132,13 @@ impl Decoder<'_> {
         }
     }
 
-    fn facts_series(&mut self, s: &Series, inc: f64, gauge: f64) -> Option<()> {
+    fn facts_series(
+        &mut self,
+        s: &Series,
+        inc: f64,
+        steps: &[(f64, f64)],
+        gauge: f64,
+    ) -> Option<()> {
         let name = s.name.as_str();
         match name {
             n if n.starts_with("chokepoint_op_") => {
@@ -1181,7 +1189,12 @@ impl Decoder<'_> {
             }
             "chokepoint_failed_with_entry_total" => {
                 let n = self.node(s, &NODE)?;
-                self.agg.facts.fail.entry(n).or_default().entry_failed_too += count(inc);
+                let a = self.agg.facts.fail.entry(n).or_default();
+                a.entry_failed_too += count(inc);
+                // When the failed requests were written: by write time, as for load.
+                for &(t, _) in steps {
+                    a.saw_failed_request((t * 1e9) as u64);
+                }
             }
             "chokepoint_shape_traces_total" | "chokepoint_shape_e2e_seconds_total" => {
                 let op = self.op(s)?;

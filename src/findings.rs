@@ -8,7 +8,8 @@ use crate::analyze::bottleneck::{self, BottleneckScore, Cause};
 use crate::analyze::graph::{GraphAgg, NodeId, NodeTable};
 use crate::analyze::spof::{self, SpofScore};
 use crate::analyze::thresholds::{
-    ANECDOTE_TRACES, CONFIDENCE_UNITS, CONSISTENT_HIGH, CONSISTENT_MEDIUM, SEVERITY,
+    ANECDOTE_TRACES, CONFIDENCE_UNITS, CONSISTENT_HIGH, CONSISTENT_MEDIUM, MAX_SYSTEMIC_HIGH,
+    SEVERITY,
 };
 use crate::model::{Interner, NodeType, TraceId};
 
@@ -187,20 +188,28 @@ pub fn compute(cur: &GraphAgg, baseline: Option<&GraphAgg>, ctx: &Context<'_>) -
             .into_iter()
             .filter_map(|s| spof_finding(cur, s, ctx)),
     );
-    all.sort_by(|a, b| {
-        b.active
-            .cmp(&a.active)
-            .then(b.severity.cmp(&a.severity))
-            .then(b.score.total_cmp(&a.score))
-            .then(a.kind.cmp(&b.kind))
-            .then(a.node_name.cmp(&b.node_name))
-    });
+    all.sort_by(finding_order);
     // One finding per risk: the best of each (kind, node). The overflow node (names past
     // the limits, nodes folded by the memory budget) is many things, so no one risk.
     let mut seen = std::collections::BTreeSet::new();
     all.retain(|f| f.node != NodeTable::OVERFLOW && seen.insert((f.kind, f.node)));
     let mut notes = Vec::new();
-    if let Some(n) = all_single_instance(cur, ctx) {
+    let systemic = all_single_instance(cur, ctx);
+    if systemic.is_some() {
+        // Said once as a note: of the SPOFs that are single instances only because everything
+        // is, the most harmful few stay high (they come sorted by score).
+        let mut high = 0;
+        for f in all.iter_mut() {
+            if f.kind == FindingKind::Spof && !f.active && f.severity == Severity::High {
+                high += 1;
+                if high > MAX_SYSTEMIC_HIGH {
+                    f.severity = Severity::Medium;
+                }
+            }
+        }
+        all.sort_by(finding_order);
+    }
+    if let Some(n) = systemic {
         notes.push(format!(
             "Every one of the {n} services with identified instances runs as a single instance: \
              each is a single point of failure for the requests that wait on it. The SPOF \
@@ -233,6 +242,16 @@ pub fn compute(cur: &GraphAgg, baseline: Option<&GraphAgg>, ctx: &Context<'_>) -
         notes,
         background,
     }
+}
+
+/// Active ones first, then by severity and score.
+fn finding_order(a: &Finding, b: &Finding) -> std::cmp::Ordering {
+    b.active
+        .cmp(&a.active)
+        .then(b.severity.cmp(&a.severity))
+        .then(b.score.total_cmp(&a.score))
+        .then(a.kind.cmp(&b.kind))
+        .then(a.node_name.cmp(&b.node_name))
 }
 
 /// `Some(n)` when at least three services have identified instances and every one of them
@@ -370,9 +389,11 @@ fn bottleneck_summary(b: &BottleneckScore, name: &str, ctx: &Context<'_>) -> Str
             }
             match &b.what_if {
                 Some(w) => format!(
-                    "{s}; twice as fast, it would save users {} at the median and {} at p99",
+                    "{s}; twice as fast, it would save users {} at the median and {} at p99 \
+                     ({} of its operations' median request)",
                     human_ms(w.saves_p50_ms().max(0.0)),
-                    human_ms(w.saves_p99_ms().max(0.0))
+                    human_ms(w.saves_p99_ms().max(0.0)),
+                    pct(w.saves_share_of_median)
                 ),
                 None => s,
             }
@@ -474,11 +495,18 @@ fn spof_finding(cur: &GraphAgg, s: SpofScore, ctx: &Context<'_>) -> Option<Findi
         (None, _) => "nothing identifies its instances, so its redundancy is unknown".to_owned(),
     };
     let hard = match s.hardness {
+        Some(h) if s.fallback_seen => format!(
+            "{} of the requests in which it failed failed too (its callers fell back in the rest)",
+            pct(h)
+        ),
         Some(h) => format!("{} of the requests in which it failed failed too", pct(h)),
-        None => "no failure of it was seen".to_owned(),
+        None => "it was never seen failing, so no fallback is known (untested: counted as hard)"
+            .to_owned(),
     };
     let mut summary = format!(
-        "{name}: {} of {op} requests wait on it synchronously, {inst}, and {hard}",
+        "{name}: its loss would fail {} of entry requests; {} of {op} requests wait on it \
+         synchronously, {inst}, and {hard}",
+        pct(s.requests_lost_share),
         pct(s.reach)
     );
     if s.active {
@@ -495,12 +523,25 @@ fn spof_finding(cur: &GraphAgg, s: SpofScore, ctx: &Context<'_>) -> Option<Findi
                 }
             );
         } else if let Some(f) = &s.failing_now {
+            let when = match f.until_ns {
+                Some(u) => format!(
+                    " from {} to {}",
+                    crate::model::rfc3339(f.since_ns),
+                    crate::model::rfc3339(u)
+                ),
+                None => format!(
+                    " since {}, still failing",
+                    crate::model::rfc3339(f.since_ns)
+                ),
+            };
             summary = format!(
-                "{name} is failing requests now: its failures failed {} of all requests{}; \
-                 {summary}",
+                "{name} is failing requests now: {} requests failed because of it{when} ({} of \
+                 those that needed it while it failed, {} of all requests{}); {summary}",
+                f.failed_requests,
+                pct(f.rate_while_failing),
                 pct(f.rate),
                 f.baseline_rate
-                    .map_or(String::new(), |b| format!(" (baseline {})", pct(b)))
+                    .map_or(String::new(), |b| format!(", baseline {}", pct(b)))
             );
         }
     }

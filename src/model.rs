@@ -350,10 +350,38 @@ pub struct Span {
     /// Reported by a proxy (Envoy, an Istio or other ingress gateway): its client spans
     /// forward requests it received, so a proxy that starts traces still serves someone.
     pub proxy: bool,
+    /// Addresses (`host:port`, as [`Peer::address`] spells them) named by the error of a
+    /// failed span: its exception events or status message. A refused connection often makes
+    /// no client span; this is then the only sign of which backend failed.
+    pub fault_addrs: [Option<Sym>; 2],
 }
 
 impl Span {
     pub fn duration_ns(&self) -> u64 {
         self.end_ns - self.start_ns
     }
+}
+
+/// RFC 3339 in UTC with millisecond precision, from Unix nanoseconds.
+pub fn rfc3339(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    let millis = (ns / 1_000_000) % 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
 }

@@ -110,6 +110,7 @@ pub fn spans_from_bytes(data: &[u8]) -> Vec<Span> {
                 peer: None,
                 links: Vec::new(),
                 proxy: false,
+                fault_addrs: [None; 2],
             }
         })
         .collect()

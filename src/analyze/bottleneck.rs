@@ -118,6 +118,10 @@ pub struct WhatIf {
     pub p99_ms_now: f64,
     pub p50_ms_if_2x_faster: f64,
     pub p99_ms_if_2x_faster: f64,
+    /// Per entry operation, the share of its median request that twice the speed would save,
+    /// and the saving (ms), each averaged over the operations by their traffic.
+    pub saves_share_of_median: f64,
+    pub saves_median_ms: f64,
 }
 
 impl WhatIf {
@@ -519,8 +523,45 @@ fn changes(
         .collect()
 }
 
+/// Per entry operation, what twice the speed of `node` saves its median request, as a share
+/// of that median and in ms, averaged over operations by their traffic. The median request
+/// saves half the node's median critical-path time when the node is on the path of most of
+/// the operation's requests, else half its mean over them.
+fn relative_saving(cur: &GraphAgg, node: NodeId) -> (f64, f64) {
+    let f = &cur.facts;
+    let total = f.traces.max(1) as f64;
+    let (mut share, mut ms) = (0.0, 0.0);
+    for (op, o) in &f.ops {
+        if op.background || o.traces == 0 {
+            continue;
+        }
+        let Some(c) = f.cp.get(&(*op, node)) else {
+            continue;
+        };
+        let p50 = o.e2e.quantile_ms(0.5);
+        if p50 <= 0.0 {
+            continue;
+        }
+        let save = if c.traces * 2 >= o.traces {
+            c.per_trace.quantile_ms(0.5) / 2.0
+        } else {
+            (c.own_ns + c.queue_ns) as f64 / o.traces as f64 / 2.0 / 1e6
+        };
+        let w = o.traces as f64 / total;
+        share += w * (save / p50).min(1.0);
+        ms += w * save.min(p50);
+    }
+    (share, ms)
+}
+
 /// Projected end-to-end p50/p99 if `node` were twice as fast.
 fn what_if(cur: &GraphAgg, node: NodeId) -> Option<WhatIf> {
+    let mut w = what_if_overall(cur, node)?;
+    (w.saves_share_of_median, w.saves_median_ms) = relative_saving(cur, node);
+    Some(w)
+}
+
+fn what_if_overall(cur: &GraphAgg, node: NodeId) -> Option<WhatIf> {
     let mut now: Vec<f64> = Vec::new();
     let mut then: Vec<f64> = Vec::new();
     for s in cur.facts.samples.items() {
@@ -541,6 +582,8 @@ fn what_if(cur: &GraphAgg, node: NodeId) -> Option<WhatIf> {
         p99_ms_now: q(&mut now, 0.99),
         p50_ms_if_2x_faster: q(&mut then, 0.5),
         p99_ms_if_2x_faster: q(&mut then, 0.99),
+        saves_share_of_median: 0.0,
+        saves_median_ms: 0.0,
     })
 }
 
@@ -587,6 +630,8 @@ fn what_if_from_sums(cur: &GraphAgg, node: NodeId) -> Option<WhatIf> {
         p99_ms_now: p99,
         p50_ms_if_2x_faster: (p50 - save50).max(0.0),
         p99_ms_if_2x_faster: (p99 - save99).max(0.0),
+        saves_share_of_median: 0.0,
+        saves_median_ms: 0.0,
     })
 }
 
@@ -775,7 +820,10 @@ pub fn score(
                 };
             let what_if = what_if(cur, node);
             let saves = what_if.as_ref().is_some_and(|w| {
-                w.saves_p50_ms() >= WHAT_IF_P50_MS || w.saves_p99_ms() >= WHAT_IF_P99_MS
+                w.saves_p50_ms() >= WHAT_IF_P50_MS
+                    || w.saves_p99_ms() >= WHAT_IF_P99_MS
+                    || (w.saves_share_of_median >= WHAT_IF_RELATIVE
+                        && w.saves_median_ms >= WHAT_IF_RELATIVE_MIN_MS)
             });
             let harm = change_fires
                 || wait_fires

@@ -270,6 +270,7 @@ mod tests {
             peer: None,
             links: Vec::new(),
             proxy: false,
+            fault_addrs: [None; 2],
         }
     }
 

@@ -32,6 +32,8 @@ pub const MAX_OPS: usize = 256;
 pub struct TraceFacts {
     pub trace_id: TraceId,
     pub op: OpKey,
+    /// When the request started (its root's start, Unix ns).
+    pub start_ns: u64,
     pub e2e_ns: u64,
     pub entry_error: bool,
     pub spans: u32,
@@ -161,14 +163,32 @@ pub fn extract(
         }
         // A failure counts where it started: an erroring span none of whose blocking children
         // erred. Its callers' spans erring because of it are propagation, not failures of
-        // theirs. A failed call that nobody answered is the callee's.
+        // theirs. A failed call that nobody answered is the callee's; an error whose message
+        // names a known backend's address (a refused connection makes no client span) is
+        // that backend's, which the request needed.
         let origin = s.error
             && !t
                 .children(i)
                 .iter()
                 .any(|&c| t.span(c).error && is_blocking_child(t, i, c));
         if origin {
-            failed.push(peer.unwrap_or(own));
+            let named = || {
+                s.fault_addrs
+                    .iter()
+                    .flatten()
+                    .find_map(|a| nodes.backend_at(*a))
+            };
+            let blamed = match peer {
+                Some(p) => p,
+                None => match named() {
+                    Some(b) => {
+                        reached.push(b);
+                        b
+                    }
+                    None => own,
+                },
+            };
+            failed.push(blamed);
         }
         stack.extend(
             t.children(i)
@@ -228,6 +248,7 @@ pub fn extract(
     Some(TraceFacts {
         trace_id: t.id,
         op,
+        start_ns: rs.start_ns,
         e2e_ns,
         entry_error: rs.error,
         spans: t.len() as u32,
@@ -301,12 +322,27 @@ impl CpAgg {
 pub struct FailAgg {
     pub traces_failed: u64,
     pub entry_failed_too: u64,
+    /// Start of the first and of the last of those failed requests (Unix ns): when the
+    /// harm began and when it was last seen. Merges by min and max.
+    pub failed_between: Option<(u64, u64)>,
 }
 
 impl FailAgg {
     fn merge(&mut self, v: &FailAgg) {
         self.traces_failed += v.traces_failed;
         self.entry_failed_too += v.entry_failed_too;
+        if let Some((a, b)) = v.failed_between {
+            self.saw_failed_request(a);
+            self.saw_failed_request(b);
+        }
+    }
+
+    /// Widens [`FailAgg::failed_between`] to take in a failed request starting at `t_ns`.
+    pub fn saw_failed_request(&mut self, t_ns: u64) {
+        self.failed_between = Some(match self.failed_between {
+            Some((a, b)) => (a.min(t_ns), b.max(t_ns)),
+            None => (t_ns, t_ns),
+        });
     }
 }
 
@@ -450,6 +486,9 @@ impl FactsAgg {
             let a = self.fail.entry(node).or_default();
             a.traces_failed += 1;
             a.entry_failed_too += u64::from(f.entry_error);
+            if f.entry_error {
+                a.saw_failed_request(f.start_ns);
+            }
             self.failures
                 .entry(node)
                 .or_default()

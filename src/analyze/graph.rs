@@ -33,6 +33,9 @@ pub struct NodeId(pub u32);
 pub struct NodeTable {
     keys: Vec<NodeKey>,
     ids: FxHashMap<NodeKey, NodeId>,
+    /// Raw backends (databases, brokers seen only as an address) by their address, so an
+    /// error message that names an address can be pinned on the backend it names.
+    by_address: FxHashMap<Sym, NodeId>,
     max_nodes: usize,
     pub overflowed: u64,
 }
@@ -48,6 +51,7 @@ impl NodeTable {
         NodeTable {
             keys: vec![overflow],
             ids,
+            by_address: FxHashMap::default(),
             max_nodes: max_nodes.max(2),
             overflowed: 0,
         }
@@ -64,7 +68,15 @@ impl NodeTable {
         let id = NodeId(self.keys.len() as u32);
         self.keys.push(key);
         self.ids.insert(key, id);
+        if key.system.is_some() && matches!(key.ty, NodeType::Database | NodeType::Messaging) {
+            self.by_address.entry(key.name).or_insert(id);
+        }
         id
+    }
+
+    /// The raw backend whose address is `address`, if callers' spans have shown one.
+    pub fn backend_at(&self, address: Sym) -> Option<NodeId> {
+        self.by_address.get(&address).copied()
     }
 
     pub fn get(&self, key: &NodeKey) -> Option<NodeId> {

@@ -32,13 +32,24 @@ pub struct FailingNow {
     pub rate: f64,
     pub baseline_rate: Option<f64>,
     pub failed_requests: u64,
+    /// Of the requests that waited on it, the share that failed because of it.
+    pub share_of_dependent: f64,
+    /// The same share while it was failing (from its first failed request to its last,
+    /// at least [`OUTAGE_MIN_SPAN_NS`]), with traffic taken as even over the window: a short
+    /// outage in a long window is still an outage.
+    pub rate_while_failing: f64,
+    /// Start of its first failed request, and of its last once it has stopped failing
+    /// (`None` while it lasts). Unix ns.
+    pub since_ns: u64,
+    pub until_ns: Option<u64>,
 }
 
 /// Calls that requests made in the baseline and no longer make, pointing at this node.
 #[derive(Debug, Clone)]
 pub struct Vanished {
-    /// The part of today's requests in which calls vanished because of it.
+    /// The part of today's requests in which calls vanished because of it, and how many.
     pub rate: f64,
+    pub requests: u64,
     /// The entry operation where it shows most.
     pub operation: OpKey,
     /// Calls that vanished: `(caller, callee, presence before, presence now)`.
@@ -69,6 +80,12 @@ pub struct SpofScore {
     pub lost_redundancy: bool,
     pub failures_seen: u64,
     pub hardness: Option<f64>,
+    /// Some of its failures were absorbed: the entry request succeeded all the same.
+    pub fallback_seen: bool,
+    /// The share of entry requests its loss would fail: per entry operation, the requests
+    /// that wait on it times its hardness (1 when never seen failing), summed over the
+    /// operations by their traffic.
+    pub requests_lost_share: f64,
     pub blast_radius: f64,
     pub dominated_nodes: usize,
     pub fan_in: usize,
@@ -185,6 +202,7 @@ fn vanished(cur: &GraphAgg, base: &GraphAgg) -> FxHashMap<NodeId, Vanished> {
                     0.0,
                     Vanished {
                         rate: 0.0,
+                        requests: 0,
                         operation: class.op,
                         calls: Vec::new(),
                         as_caller,
@@ -204,9 +222,21 @@ fn vanished(cur: &GraphAgg, base: &GraphAgg) -> FxHashMap<NodeId, Vanished> {
     out.into_iter()
         .map(|(n, (w, mut v))| {
             v.rate = (w / total).min(1.0);
+            v.requests = w.round().min(total) as u64;
             (n, v)
         })
         .collect()
+}
+
+/// The score of a single instance whose loss fails `lost` of the entry requests: rising to
+/// `high` at [`HARM_HIGH`], then on to [`SPOF_FULL_HARM`] when every request needs it.
+/// Critical is kept for one failing now.
+fn harm_score(lost: f64) -> f64 {
+    if lost < HARM_HIGH {
+        SEVERITY[2] * lost / HARM_HIGH
+    } else {
+        SEVERITY[2] + (SPOF_FULL_HARM - SEVERITY[2]) * (lost - HARM_HIGH) / (1.0 - HARM_HIGH)
+    }
 }
 
 /// SPOF scores of every node that entry requests wait on synchronously.
@@ -227,6 +257,7 @@ pub fn score(
         }
     }
     let vanished = base.map(|b| vanished(cur, b)).unwrap_or_default();
+    let window_ns = cur.end_ns.saturating_sub(cur.start_ns).max(1);
     // Reach per node: overall, and the highest over significant entry operations.
     let mut reach_all: FxHashMap<NodeId, u64> = FxHashMap::default();
     let mut reach_op: FxHashMap<NodeId, (f64, OpKey, u64)> = FxHashMap::default();
@@ -281,38 +312,67 @@ pub fn score(
         let fails = f.fail.get(&n).copied().unwrap_or_default();
         let hardness = (fails.traces_failed >= MIN_FAILURES)
             .then(|| fails.entry_failed_too as f64 / fails.traces_failed as f64);
-        let mut hard_factor = hardness.map_or(UNTESTED_HARDNESS, |h| h.max(0.05));
+        let fallback_seen = hardness.is_some_and(|h| h < 1.0);
+        // No failure seen is no evidence of a fallback: counted as hard (the confidence says
+        // it is untested).
+        let mut hard = hardness.unwrap_or(1.0);
         // A replica it had is gone: one failure now takes down whatever waits on it, and
         // failures that were absorbed while the replica served say nothing about that.
         let lost_redundancy = instances == Some(1) && seen.is_some_and(|k| k > 1);
         if lost_redundancy {
-            hard_factor = hard_factor.max(DEGRADED_HARDNESS);
+            hard = hard.max(DEGRADED_HARDNESS);
         }
         let blast = if reachable > 1 {
             dominated.get(&n).copied().unwrap_or(0) as f64 / (reachable - 1) as f64
         } else {
             0.0
         };
-        // What its loss takes down beyond the requests that wait on it: the nodes nothing
-        // else leads to. Where every service runs one instance, this is what ranks them.
-        let mut score =
-            reach * redundancy * hard_factor * (STRUCTURE_FLOOR + (1.0 - STRUCTURE_FLOOR) * blast);
+        // Harm: the entry requests its loss fails. Summed over operations, each operation's
+        // requests that wait on it count, so this is the traffic-weighted share.
+        let lost = (all * hard).clamp(0.0, 1.0);
+        let mut score = redundancy * (harm_score(lost) + SPOF_BLAST_BONUS * blast);
         // Failing now, by status.
         let rate = fails.entry_failed_too as f64 / f.traces as f64;
         let baseline_rate = base.map(|b| {
             let bf = b.facts.fail.get(&n).copied().unwrap_or_default();
             bf.entry_failed_too as f64 / b.facts.traces.max(1) as f64
         });
-        let status_active = fails.entry_failed_too >= ACTIVE_MIN_FAILED
-            && match baseline_rate {
-                Some(b) => rate - b >= ACTIVE_EXCESS_RATE && rate >= ACTIVE_RATIO * b,
-                None => rate >= PAGE_RATE,
-            };
-        let failing_now = (fails.entry_failed_too > 0).then_some(FailingNow {
-            rate,
-            baseline_rate,
-            failed_requests: fails.entry_failed_too,
+        let dependent = reach_all
+            .get(&n)
+            .copied()
+            .unwrap_or(0)
+            .max(fails.entry_failed_too);
+        let failing_now = fails
+            .failed_between
+            .filter(|_| fails.entry_failed_too > 0)
+            .map(|(first, last)| {
+                let failed = fails.entry_failed_too as f64;
+                let span = (last - first).max(OUTAGE_MIN_SPAN_NS) as f64;
+                let expected = dependent as f64 * (span / window_ns as f64).min(1.0);
+                // Over once it has been quiet for longer than several of its usual gaps.
+                let gap = (last - first) as f64 / (failed - 1.0).max(1.0);
+                let quiet = (OUTAGE_QUIET_GAPS * gap).max(OUTAGE_MIN_QUIET_NS as f64);
+                FailingNow {
+                    rate,
+                    baseline_rate,
+                    failed_requests: fails.entry_failed_too,
+                    share_of_dependent: failed / dependent.max(1) as f64,
+                    rate_while_failing: (failed / expected.max(1.0)).min(1.0),
+                    since_ns: first,
+                    until_ns: (cur.end_ns.saturating_sub(last) as f64 > quiet).then_some(last),
+                }
+            });
+        let above_baseline = |r: f64| match baseline_rate {
+            Some(b) => r - b >= ACTIVE_EXCESS_RATE && r >= ACTIVE_RATIO * b,
+            None => r >= PAGE_RATE,
+        };
+        // An outage: while it lasted, most requests that needed it failed; not chronic.
+        let outage = failing_now.as_ref().is_some_and(|w| {
+            w.rate_while_failing >= OUTAGE_RATE
+                && baseline_rate.is_none_or(|b| rate >= ACTIVE_RATIO * b)
         });
+        let status_active =
+            fails.entry_failed_too >= ACTIVE_MIN_FAILED && (above_baseline(rate) || outage);
         // Failing now, by vanished calls.
         let vanish = vanished.get(&n).cloned();
         // Vanishing is measured against the baseline already: its excess is the rate.
@@ -339,6 +399,8 @@ pub fn score(
             lost_redundancy,
             failures_seen: fails.traces_failed,
             hardness,
+            fallback_seen,
+            requests_lost_share: lost,
             blast_radius: blast,
             dominated_nodes: dominated.get(&n).copied().unwrap_or(0),
             fan_in: callers.get(&n).map_or(0, |c| c.len()),

@@ -63,6 +63,13 @@ pub const SICK_CALLER_SPREAD: f64 = 0.4;
 /// is where people notice a delay.
 pub const WHAT_IF_P50_MS: f64 = 100.0;
 pub const WHAT_IF_P99_MS: f64 = 250.0;
+/// ... or, relative to the requests it serves, this share of their median latency (per
+/// entry operation, weighted by the operation's traffic): a third off a 65 ms request is a
+/// large, felt speed-up even below 100 ms...
+pub const WHAT_IF_RELATIVE: f64 = 1.0 / 3.0;
+/// ... provided the traffic-weighted saving is at least this much (ms): halving a 1 ms call
+/// saves no one anything.
+pub const WHAT_IF_RELATIVE_MIN_MS: f64 = 5.0;
 
 /// Latency against load: at least this many load buckets and this correlation.
 pub const SATURATION_MIN_BUCKETS: usize = 5;
@@ -82,14 +89,20 @@ pub const BACKLOG_GROWTH_MS: f64 = 100.0;
 pub const MIN_OP_SHARE: f64 = 0.05;
 /// Failures needed before hardness is measured rather than assumed.
 pub const MIN_FAILURES: u64 = 3;
-/// Hardness assumed for a node never seen failing: fairly hard, but short of what an
-/// observed outage shows, so an untested single instance is "high" at most.
-pub const UNTESTED_HARDNESS: f64 = 0.55;
 /// Hardness at least assumed for a node that lost its last replica in the window.
 pub const DEGRADED_HARDNESS: f64 = 0.75;
-/// The part of a SPOF's score that does not depend on its blast radius: a leaf that every
-/// request waits on scores this fraction of one that also dominates the rest of the graph.
-pub const STRUCTURE_FLOOR: f64 = 0.65;
+/// A single instance whose loss would fail this share of all entry requests is a *high*
+/// SPOF: a quarter of the traffic failing is an outage by any service-level objective.
+pub const HARM_HIGH: f64 = 0.25;
+/// The score of a single instance that every entry request needs: high, short of critical,
+/// which is kept for one failing now.
+pub const SPOF_FULL_HARM: f64 = 0.5;
+/// Added, times the blast radius (the share of the graph reached only through the node),
+/// to rank SPOFs of equal harm: what else its loss takes down.
+pub const SPOF_BLAST_BONUS: f64 = 0.05;
+/// Where every service runs one instance (said once, as a note), at most this many SPOFs
+/// are *high*, the most harmful; the rest are medium, so the page is not a wall of red.
+pub const MAX_SYSTEMIC_HIGH: usize = 3;
 /// Redundancy factor by instances serving now: one, unknown, two, three or more.
 pub const REDUNDANCY_ONE: f64 = 1.0;
 pub const REDUNDANCY_UNKNOWN: f64 = 0.6;
@@ -104,6 +117,17 @@ pub const ACTIVE_RATIO: f64 = 2.0;
 pub const PAGE_RATE: f64 = 0.05;
 /// Entry requests a failure must have hit to be active (one failed request is an anecdote).
 pub const ACTIVE_MIN_FAILED: u64 = 3;
+/// An outage: from its first failed request to its last, this share of the requests that
+/// needed the node failed (traffic taken as even over the window), however short it was
+/// against the window...
+pub const OUTAGE_RATE: f64 = 0.25;
+/// ... measured over at least 10 s, so that three requests failing together in a blip are
+/// not an outage.
+pub const OUTAGE_MIN_SPAN_NS: u64 = 10_000_000_000;
+/// A failure is over once no request has failed for this many of its usual gaps between
+/// failed requests, and at least [`OUTAGE_MIN_QUIET_NS`].
+pub const OUTAGE_QUIET_GAPS: f64 = 5.0;
+pub const OUTAGE_MIN_QUIET_NS: u64 = 10_000_000_000;
 /// Calls that the baseline makes in at least this share of an operation's requests...
 pub const VANISH_BASELINE_PRESENCE: f64 = 0.5;
 /// ... and that now happen in this much less of them have vanished.

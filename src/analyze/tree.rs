@@ -222,6 +222,7 @@ mod tests {
             peer: None,
             links: Vec::new(),
             proxy: false,
+            fault_addrs: [None; 2],
         }
     }
 

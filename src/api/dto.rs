@@ -271,10 +271,28 @@ pub struct FindingDto {
     /// It harms requests now: a jump against the baseline (bottleneck), failures failing
     /// entry requests (SPOF).
     pub active: bool,
+    /// For an active SPOF: the requests it failed and when (absent otherwise).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub outage: Option<OutageDto>,
     pub summary: String,
     pub evidence: EvidenceDto,
     pub exemplar_trace_ids: Vec<String>,
     pub remediation: String,
+}
+
+/// What an active SPOF is doing to requests now.
+#[derive(Serialize, Debug, Clone)]
+pub struct OutageDto {
+    /// Entry requests that failed because of it in the window.
+    pub failed_requests: u64,
+    /// Their share of all entry requests in the window.
+    pub failed_share: f64,
+    /// When its first failed request started (RFC 3339); `null` when the evidence has no
+    /// time (calls that vanished against the baseline).
+    pub since: Option<String>,
+    /// When its last failed request started, once it has stopped failing; `null` while it
+    /// lasts.
+    pub until: Option<String>,
 }
 
 /// The numbers behind a finding, by kind (schemas in `openapi.json`).
@@ -369,6 +387,9 @@ pub struct WhatIfDto {
     pub e2e_p99_ms_if_2x_faster: f64,
     pub saves_p50_ms: f64,
     pub saves_p99_ms: f64,
+    /// Per entry operation, the share of its median request it would save, weighted by the
+    /// operation's traffic.
+    pub saves_share_of_median: f64,
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -396,6 +417,11 @@ pub struct SpofEvidenceDto {
     pub redundancy: &'static str,
     pub failures_seen: u64,
     pub hardness: Option<f64>,
+    /// Some of its failures were absorbed by its callers (the entry request succeeded).
+    pub fallback_seen: bool,
+    /// The share of entry requests (0..1) its loss would fail, given what callers were seen
+    /// to do when it failed.
+    pub requests_lost_share: f64,
     pub blast_radius: f64,
     pub dominated_nodes: usize,
     pub fan_in: usize,
@@ -410,6 +436,10 @@ pub struct FailingNowDto {
     pub rate: f64,
     pub baseline_rate: Option<f64>,
     pub failed_requests: u64,
+    pub share_of_dependent: f64,
+    pub rate_while_failing: f64,
+    pub since: String,
+    pub until: Option<String>,
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -442,6 +472,7 @@ impl FindingDto {
             severity: f.severity.as_str(),
             confidence: f.confidence.as_str(),
             active: f.active,
+            outage: outage_dto(f),
             summary: f.summary.clone(),
             evidence: match &f.evidence {
                 Evidence::Bottleneck(b) => {
@@ -453,6 +484,34 @@ impl FindingDto {
             remediation: f.remediation.clone(),
         }
     }
+}
+
+fn outage_dto(f: &Finding) -> Option<OutageDto> {
+    let Evidence::Spof(s) = &f.evidence else {
+        return None;
+    };
+    if !f.active {
+        return None;
+    }
+    Some(match (&s.failing_now, &s.vanished) {
+        (Some(w), _) if s.vanished.is_none() || w.failed_requests >= v_requests(s) => OutageDto {
+            failed_requests: w.failed_requests,
+            failed_share: round3(w.rate),
+            since: Some(rfc3339(w.since_ns)),
+            until: w.until_ns.map(rfc3339),
+        },
+        (_, Some(v)) => OutageDto {
+            failed_requests: v.requests,
+            failed_share: round3(v.rate),
+            since: None,
+            until: None,
+        },
+        (_, None) => return None,
+    })
+}
+
+fn v_requests(s: &SpofScore) -> u64 {
+    s.vanished.as_ref().map_or(0, |v| v.requests)
 }
 
 fn bottleneck_dto(b: &BottleneckScore, ctx: &Context<'_>) -> BottleneckEvidenceDto {
@@ -523,6 +582,7 @@ fn bottleneck_dto(b: &BottleneckScore, ctx: &Context<'_>) -> BottleneckEvidenceD
             e2e_p99_ms_if_2x_faster: round3(w.p99_ms_if_2x_faster),
             saves_p50_ms: round3(w.saves_p50_ms()),
             saves_p99_ms: round3(w.saves_p99_ms()),
+            saves_share_of_median: round3(w.saves_share_of_median),
         }),
         backlog: b.backlog.as_ref().map(|q| BacklogDto {
             via: ctx.name(q.via),
@@ -555,6 +615,8 @@ fn spof_dto(s: &SpofScore, ctx: &Context<'_>) -> SpofEvidenceDto {
         },
         failures_seen: s.failures_seen,
         hardness: s.hardness.map(round3),
+        fallback_seen: s.fallback_seen,
+        requests_lost_share: round3(s.requests_lost_share),
         blast_radius: round3(s.blast_radius),
         dominated_nodes: s.dominated_nodes,
         fan_in: s.fan_in,
@@ -562,6 +624,10 @@ fn spof_dto(s: &SpofScore, ctx: &Context<'_>) -> SpofEvidenceDto {
             rate: round3(f.rate),
             baseline_rate: f.baseline_rate.map(round3),
             failed_requests: f.failed_requests,
+            share_of_dependent: round3(f.share_of_dependent),
+            rate_while_failing: round3(f.rate_while_failing),
+            since: rfc3339(f.since_ns),
+            until: f.until_ns.map(rfc3339),
         }),
         calls_vanished_vs_baseline: s.vanished.as_ref().map(|v| VanishedDto {
             rate: round3(v.rate),
@@ -592,29 +658,7 @@ impl WindowDto {
     }
 }
 
-/// RFC 3339 in UTC with millisecond precision, from Unix nanoseconds.
-pub fn rfc3339(ns: u64) -> String {
-    let secs = ns / 1_000_000_000;
-    let millis = (ns / 1_000_000) % 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
+pub use crate::model::rfc3339;
 
 #[cfg(test)]
 mod tests {

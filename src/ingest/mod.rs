@@ -6,6 +6,7 @@
 
 pub mod batch;
 pub mod encode;
+pub mod fault_text;
 pub mod file;
 pub mod grpc;
 pub mod http;

@@ -216,6 +216,8 @@ struct SpanInput<'a> {
     status_error: bool,
     attrs: SpanAttrs<'a>,
     links: Vec<Link>,
+    /// For a failed span only: its status message and its first exception's message.
+    fault_text: [Option<&'a str>; 2],
 }
 
 impl<'a> SpanInput<'a> {
@@ -234,7 +236,31 @@ impl<'a> SpanInput<'a> {
                 .is_some_and(|st| st.code == StatusCode::Error as i32),
             attrs: SpanAttrs::read(&s.attributes),
             links: links(s.links.iter().map(|l| (&l.trace_id[..], &l.span_id[..]))),
+            fault_text: [None; 2],
         }
+        .with_fault_text(|| {
+            let status = s.status.as_ref().map(|st| st.message.as_str());
+            let exception = s
+                .events
+                .iter()
+                .filter(|e| e.name == "exception")
+                .flat_map(|e| &e.attributes)
+                .find(|kv| kv.key == "exception.message")
+                .and_then(|kv| str_value(any_value(&kv.value)));
+            [status, exception]
+        })
+    }
+
+    fn failed(&self) -> bool {
+        self.status_error || self.attrs.error_tag
+    }
+
+    /// Reads the error text of a failed span (only then: it costs a pass over the events).
+    fn with_fault_text(mut self, read: impl FnOnce() -> [Option<&'a str>; 2]) -> Self {
+        if self.failed() {
+            self.fault_text = read().map(|t| t.filter(|t| !t.is_empty()));
+        }
+        self
     }
 
     fn from_wire(v: &SpanView<'a>) -> Result<Self, SpanError> {
@@ -250,7 +276,7 @@ impl<'a> SpanInput<'a> {
         for l in v.links().take(MAX_LINKS) {
             ids.push(l.map_err(malformed)?);
         }
-        Ok(SpanInput {
+        let mut input = SpanInput {
             trace_id: v.trace_id,
             span_id: v.span_id,
             parent_span_id: v.parent_span_id,
@@ -261,7 +287,26 @@ impl<'a> SpanInput<'a> {
             status_error: v.status_code == StatusCode::Error as i32,
             attrs,
             links: links(ids.into_iter()),
-        })
+            fault_text: [None; 2],
+        };
+        if input.failed() {
+            let status = std::str::from_utf8(v.status_message).ok();
+            let mut exception = None;
+            for e in v.events() {
+                let (name, attrs) = e.map_err(malformed)?;
+                if name != b"exception" || exception.is_some() {
+                    continue;
+                }
+                for kv in attrs {
+                    let kv = kv.map_err(malformed)?;
+                    if kv.key == b"exception.message" {
+                        exception = str_value(kv.value);
+                    }
+                }
+            }
+            input.fault_text = [status, exception].map(|t| t.filter(|t| !t.is_empty()));
+        }
+        Ok(input)
     }
 }
 
@@ -505,6 +550,20 @@ impl Normalizer {
             (None, None) => None,
         };
         let peer = self.peer(kind, s.name, attrs, res.service);
+        let mut fault_addrs = [None; 2];
+        let named = s
+            .fault_text
+            .iter()
+            .flatten()
+            .flat_map(|t| super::fault_text::addresses(t));
+        let mut n = 0;
+        for (host, port) in named {
+            let a = self.address(Some(host), Some(i64::from(port)));
+            if n < fault_addrs.len() && a.is_some() && !fault_addrs.contains(&a) {
+                fault_addrs[n] = a;
+                n += 1;
+            }
+        }
         let span = Span {
             trace_id,
             span_id: id,
@@ -515,10 +574,12 @@ impl Normalizer {
             kind,
             start_ns: s.start,
             end_ns: s.end,
-            error: (s.status_error || attrs.error_tag) && !client_refused(kind, attrs.http_status),
+            error: (s.status_error || attrs.error_tag || server_error(kind, attrs.http_status))
+                && !client_refused(kind, attrs.http_status),
             peer,
             links: s.links,
             proxy: attrs.proxy,
+            fault_addrs,
         };
         Ok((span, repaired))
     }
@@ -644,6 +705,13 @@ impl Normalizer {
 /// error, but the server did its job and refused the request (a 404, a failed validation).
 /// That is no failure of any dependency, so it is not counted as one. 408 (timeout) and 429
 /// (overloaded) are the server's trouble and stay failures.
+/// A 5xx answer is a failure of the server, whether or not the instrumentation set the
+/// status (the HTTP semantic conventions say it should, on both sides).
+fn server_error(kind: SpanKind, status: Option<i64>) -> bool {
+    matches!(kind, SpanKind::Client | SpanKind::Server)
+        && status.is_some_and(|c| (500..600).contains(&c))
+}
+
 fn client_refused(kind: SpanKind, status: Option<i64>) -> bool {
     kind == SpanKind::Client
         && status.is_some_and(|c| (400..500).contains(&c) && c != 408 && c != 429)
@@ -791,7 +859,7 @@ mod tests {
         batches.extend(crate::simulate::generate(&cfg).map(|r| r.resource_spans));
         assert!(batches.len() > 100, "{} batches", batches.len());
         let (mut a, mut b) = (Normalizer::default(), Normalizer::default());
-        let mut spans = 0;
+        let (mut spans, mut named_faults) = (0, 0);
         for rs in batches {
             let (mut out_a, mut rep_a) = (Vec::new(), BatchReport::default());
             a.normalize(&rs, &mut out_a, &mut rep_a);
@@ -802,8 +870,14 @@ mod tests {
             assert_eq!(format!("{out_a:?}"), format!("{out_b:?}"));
             assert_eq!(format!("{rep_a:?}"), format!("{rep_b:?}"));
             spans += out_a.len();
+            named_faults += out_a.iter().filter(|s| s.fault_addrs[0].is_some()).count();
         }
         assert!(spans > 10_000, "{spans} spans");
+        // Exception events naming an address (lab-refused-connections) are read both ways.
+        assert!(
+            named_faults > 10,
+            "{named_faults} failed spans naming an address"
+        );
         assert_eq!(
             a.interner.names().collect::<Vec<_>>(),
             b.interner.names().collect::<Vec<_>>()

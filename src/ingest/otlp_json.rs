@@ -12,7 +12,10 @@ use opentelemetry_proto::tonic::common::v1::{
     any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{span::Link, ResourceSpans, ScopeSpans, Span, Status};
+use opentelemetry_proto::tonic::trace::v1::{
+    span::{Event, Link},
+    ResourceSpans, ScopeSpans, Span, Status,
+};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -92,6 +95,17 @@ struct JsonSpan {
     status: Option<JsonStatus>,
     #[serde(default)]
     links: Vec<JsonLink>,
+    /// Read for the exception events of failed spans (their message may name the backend).
+    #[serde(default)]
+    events: Vec<JsonEvent>,
+}
+
+#[derive(Deserialize)]
+struct JsonEvent {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    attributes: Vec<JsonKeyValue>,
 }
 
 #[derive(Deserialize)]
@@ -497,6 +511,16 @@ fn span(s: &JsonSpan) -> Result<Span, SpanError> {
             None => None,
         },
         links,
+        events: s
+            .events
+            .iter()
+            .filter(|e| e.name.as_deref() == Some("exception"))
+            .map(|e| Event {
+                name: "exception".into(),
+                attributes: attributes(&e.attributes),
+                ..Default::default()
+            })
+            .collect(),
         ..Default::default()
     })
 }

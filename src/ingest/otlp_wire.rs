@@ -361,16 +361,20 @@ pub struct SpanView<'a> {
     pub end_time_unix_nano: u64,
     /// `Status.code`.
     pub status_code: i32,
+    /// `Status.message`, not checked for UTF-8 yet.
+    pub status_message: &'a [u8],
     /// The stretch of the span holding its attributes, and the one holding its links, so that
     /// reading them again skips the rest.
     attrs: &'a [u8],
     links: &'a [u8],
+    events: &'a [u8],
 }
 
 impl<'a> SpanView<'a> {
     pub fn parse(raw: &'a [u8]) -> Result<Self, WireError> {
         let mut s = SpanView::default();
-        let (mut attrs, mut links) = ((usize::MAX, 0), (usize::MAX, 0));
+        let (mut attrs, mut links, mut events) =
+            ((usize::MAX, 0), (usize::MAX, 0), (usize::MAX, 0));
         let mut fields = Fields::new(raw);
         loop {
             let start = fields.pos;
@@ -385,10 +389,15 @@ impl<'a> SpanView<'a> {
                 (6, Wire::Varint(k)) => s.kind = k as i32,
                 (7, Wire::Fixed64(t)) => s.start_time_unix_nano = t,
                 (8, Wire::Fixed64(t)) => s.end_time_unix_nano = t,
-                (15, Wire::Len(st)) => s.status_code = status_code(st)?.unwrap_or(s.status_code),
+                (15, Wire::Len(st)) => {
+                    let (code, message) = status(st)?;
+                    s.status_code = code.unwrap_or(s.status_code);
+                    s.status_message = message.unwrap_or(s.status_message);
+                }
                 (9, Wire::Len(_)) => attrs = (attrs.0.min(start), fields.pos),
                 (13, Wire::Len(_)) => links = (links.0.min(start), fields.pos),
-                (1 | 2 | 4 | 5 | 6 | 7 | 8 | 9 | 13 | 15, _) => {
+                (11, Wire::Len(_)) => events = (events.0.min(start), fields.pos),
+                (1 | 2 | 4 | 5 | 6 | 7 | 8 | 9 | 11 | 13 | 15, _) => {
                     return Err(fields.err("span field of the wrong wire type"))
                 }
                 _ => {}
@@ -397,7 +406,35 @@ impl<'a> SpanView<'a> {
         let stretch = |(from, to): (usize, usize)| raw.get(from..to).unwrap_or_default();
         s.attrs = stretch(attrs);
         s.links = stretch(links);
+        s.events = stretch(events);
         Ok(s)
+    }
+
+    /// `(name, attributes)` of each event; read only for failed spans (an exception's message).
+    pub fn events(
+        &self,
+    ) -> impl Iterator<
+        Item = Result<
+            (
+                &'a [u8],
+                impl Iterator<Item = Result<KeyValue<'a>, WireError>>,
+            ),
+            WireError,
+        >,
+    > {
+        submessages(self.events, 11, "event is not a message").map(|e| {
+            let e = e?;
+            let mut name: &[u8] = &[];
+            let mut fields = Fields::new(e);
+            while let Some((f, v)) = fields.field()? {
+                match (f, v) {
+                    (2, Wire::Len(b)) => name = b,
+                    (2, _) => return Err(fields.err("event name of the wrong wire type")),
+                    _ => {}
+                }
+            }
+            Ok((name, attributes(e, 3)))
+        })
     }
 
     pub fn attributes(&self) -> impl Iterator<Item = Result<KeyValue<'a>, WireError>> {
@@ -422,17 +459,19 @@ impl<'a> SpanView<'a> {
     }
 }
 
-fn status_code(st: &[u8]) -> Result<Option<i32>, WireError> {
-    let mut code = None;
+/// `Status.code` and `Status.message`.
+fn status(st: &[u8]) -> Result<(Option<i32>, Option<&[u8]>), WireError> {
+    let (mut code, mut message) = (None, None);
     let mut fields = Fields::new(st);
     while let Some((f, v)) = fields.field()? {
         match (f, v) {
             (3, Wire::Varint(c)) => code = Some(c as i32),
-            (3, _) => return Err(fields.err("status code of the wrong wire type")),
+            (2, Wire::Len(m)) => message = Some(m),
+            (2 | 3, _) => return Err(fields.err("status field of the wrong wire type")),
             _ => {}
         }
     }
-    Ok(code)
+    Ok((code, message))
 }
 
 #[cfg(test)]

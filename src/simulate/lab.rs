@@ -16,6 +16,8 @@
 //! | `saturating-callee` | load doubles and more; one callee's latency climbs with it |
 //! | `absorbed-failures` | a recommender fails one call in five; its caller falls back |
 //! | `quotes-healthy` / `quotes-wrong-answers` | a quote flow, healthy, then with a bad release that gives up midway: no status anywhere, only calls that vanish |
+//!
+//! The systems of SPOF harm and failing dependencies are in [`harm`].
 
 use std::collections::BTreeMap;
 
@@ -27,6 +29,8 @@ use opentelemetry_proto::tonic::trace::v1::{
 };
 
 use super::{Rng, SimConfig};
+
+mod harm;
 use crate::ingest::otlp_json::key_value;
 
 /// The lab's systems.
@@ -44,10 +48,16 @@ pub enum Lab {
     AbsorbedFailures,
     QuotesHealthy,
     QuotesWrongAnswers,
+    TokenCheck,
+    SyncBroker,
+    SharedMysql,
+    DegradedForecast,
+    ShortDominant,
+    RefusedConnections,
 }
 
 impl Lab {
-    pub const ALL: [Lab; 12] = [
+    pub const ALL: [Lab; 18] = [
         Lab::TwoDatabases,
         Lab::BrokerCluster,
         Lab::RedisCacheAndQueue,
@@ -60,6 +70,12 @@ impl Lab {
         Lab::AbsorbedFailures,
         Lab::QuotesHealthy,
         Lab::QuotesWrongAnswers,
+        Lab::TokenCheck,
+        Lab::SyncBroker,
+        Lab::SharedMysql,
+        Lab::DegradedForecast,
+        Lab::ShortDominant,
+        Lab::RefusedConnections,
     ];
 
     pub fn name(self) -> &'static str {
@@ -76,6 +92,12 @@ impl Lab {
             Lab::AbsorbedFailures => "absorbed-failures",
             Lab::QuotesHealthy => "quotes-healthy",
             Lab::QuotesWrongAnswers => "quotes-wrong-answers",
+            Lab::TokenCheck => "token-check",
+            Lab::SyncBroker => "sync-broker",
+            Lab::SharedMysql => "shared-mysql",
+            Lab::DegradedForecast => "degraded-forecast",
+            Lab::ShortDominant => "short-dominant",
+            Lab::RefusedConnections => "refused-connections",
         }
     }
 }
@@ -386,6 +408,12 @@ impl Generator {
             Lab::AbsorbedFailures => absorbed_failures(&mut tb, start),
             Lab::QuotesHealthy => quotes(&mut tb, false, start),
             Lab::QuotesWrongAnswers => quotes(&mut tb, true, start),
+            Lab::TokenCheck => harm::token_check(&mut tb, start),
+            Lab::SyncBroker => harm::sync_broker(&mut tb, start),
+            Lab::SharedMysql => harm::shared_mysql(&mut tb, start),
+            Lab::DegradedForecast => harm::degraded_forecast(&mut tb, start),
+            Lab::ShortDominant => harm::short_dominant(&mut tb, start),
+            Lab::RefusedConnections => harm::refused_connections(&mut tb, progress, start),
         }
         tb.request()
     }

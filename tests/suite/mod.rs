@@ -4,6 +4,7 @@ mod daemon;
 mod dashboard;
 mod findings;
 mod golden;
+mod harm;
 mod nodes;
 mod properties;
 mod proto;
