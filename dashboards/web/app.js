@@ -333,9 +333,16 @@ function keyNumbers(f) {
     if (e.what_if_2x_faster) out.push(`2× faster saves ${fmtMs(e.what_if_2x_faster.saves_p50_ms)} p50 / ${fmtMs(e.what_if_2x_faster.saves_p99_ms)} p99`);
     if (e.backlog) out.push(`queue p99 ${fmtMs(e.backlog.queue_delay_ms.p99)}`);
   } else {
-    out.push(`reach ${pct(e.reach)}`, e.instances == null ? 'instances unknown' : `${e.instances} serving`);
+    if (f.failed_requests != null) {
+      const when = f.since ? ` since ${new Date(f.since).toLocaleTimeString()}` : '';
+      const end = f.until ? `, ended ${new Date(f.until).toLocaleTimeString()}` : (f.since ? ', still failing' : '');
+      out.push(`${f.failed_requests} requests failed (${pct(f.failed_share)})${when}${end}`);
+    }
+    out.push(`loss fails ${pct(e.requests_lost_share)} of requests`, `reach ${pct(e.reach)}`,
+      e.instances == null ? 'instances unknown' : `${e.instances} serving`);
     if (e.lost_redundancy) out.push('lost a replica');
-    if (e.hardness != null) out.push(`hardness ${pct(e.hardness)}`);
+    if (e.hardness != null) out.push(`hardness ${pct(e.hardness)}${e.fallback_seen ? ' (fallback seen)' : ''}`);
+    else out.push('never seen failing');
     out.push(`blast radius ${pct(e.blast_radius)}`);
     if (e.calls_vanished_vs_baseline) out.push(`${pct(e.calls_vanished_vs_baseline.rate)} of requests lost calls`);
   }

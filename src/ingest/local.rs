@@ -136,6 +136,9 @@ impl Spaces {
                 p.node.label = p.node.label.map(map);
                 p.address = p.address.map(map);
             }
+            for a in &mut s.fault_addrs {
+                *a = a.map(map);
+            }
         }
     }
 }
@@ -155,7 +158,14 @@ mod tests {
             traces: 120,
             ..Default::default()
         };
+        // And failures whose exception names a database address (symbols in fault_addrs).
+        let refused = crate::simulate::SimConfig {
+            scenario: crate::simulate::Scenario::Lab(crate::simulate::Lab::RefusedConnections),
+            traces: 120,
+            ..Default::default()
+        };
         let batches: Vec<Batch> = crate::simulate::generate(&cfg)
+            .chain(crate::simulate::generate(&refused))
             .map(|r| Batch::Wire(WireBatch::new(r.encode_to_vec().into()).expect("valid")))
             .collect();
         let limits = LocalLimits {

@@ -323,6 +323,23 @@ fn links<'a>(ids: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Vec<Link> {
         .collect()
 }
 
+/// The explicit port of a URL, if it has one.
+fn url_port(url: &str) -> Option<i64> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit('@').next()?;
+    let port = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split_once("]:")?.1,
+        None => host_port.rsplit_once(':')?.1,
+    };
+    port.parse::<u16>().ok().filter(|&p| p > 0).map(i64::from)
+}
+
+/// `localhost` or an IP address: where a process is, not what it is.
+fn is_address_literal(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok()
+}
+
 /// The host part of a URL, without userinfo and port.
 fn url_host(url: &str) -> Option<&str> {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
@@ -465,12 +482,23 @@ impl Normalizer {
             return None;
         }
         let url_h = a.url.and_then(url_host);
+        let url_port = a.url.and_then(url_port);
         let name_str = a
             .peer_service
             .or(a.server_address)
             .or(url_h)
             .or(a.http_host)?;
-        let name = self.interner.intern(name_str);
+        // A loopback or IP address names no service; with the URL's port it names one
+        // (`localhost:58080`), as the caller's spans show it.
+        let by_url_address = a.peer_service.is_none()
+            && a.server_address.is_none()
+            && url_h.is_some_and(is_address_literal)
+            && url_port.is_some();
+        let name = match (by_url_address, url_h, url_port) {
+            (true, Some(h), Some(p)) => self.address(Some(h), Some(p)),
+            _ => None,
+        }
+        .unwrap_or_else(|| self.interner.intern(name_str));
         if name == local_service {
             // Instrumentation that names the local service as its peer: not an edge.
             return None;
@@ -479,6 +507,7 @@ impl Normalizer {
         // name was used, which is still one address.
         let address = match a.peer_address {
             Some(ip) => self.address(Some(ip), a.peer_port.or(a.server_port)),
+            None if addr_host.is_none() && url_h.is_some() => self.address(url_h, url_port),
             None => self.address(addr_host.or(url_h).or(a.http_host), addr_port),
         };
         Some(Peer {
@@ -825,6 +854,16 @@ fn span_id(b: &[u8]) -> Result<SpanId, IdError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_port_names_a_peer_known_only_by_an_address() {
+        assert_eq!(url_port("http://localhost:58080/v1/check"), Some(58080));
+        assert_eq!(url_port("http://[::1]:8443/x"), Some(8443));
+        assert_eq!(url_port("https://bank.example/pay?x=1:2"), None);
+        assert_eq!(url_port("http://user:pw@api:9000"), Some(9000));
+        assert!(is_address_literal("localhost") && is_address_literal("10.0.0.5"));
+        assert!(is_address_literal("::1") && !is_address_literal("bank.example"));
+    }
 
     /// Both decoders, on every test file (JSON, Jaeger, Zipkin and protobuf, re-encoded as
     /// protobuf) and the simulated shop: the same spans, rejections and repairs, in order.

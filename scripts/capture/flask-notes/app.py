@@ -5,10 +5,18 @@ Redis job queue.
                                PostgreSQL and SET note:<id> (TTL 30 s)
     GET  /notes/<id>/rendered  Redis GET rendered:<id> (written by the worker)
     GET  /notes                SELECT the 20 newest notes
-    POST /notes                INSERT ... RETURNING id, then LPUSH render-jobs
+    POST /notes                INSERT ... RETURNING id, then LPUSH render-jobs;
+                               with SPAMCHECK_URL set, first POSTs the note to
+                               that (uninstrumented) spam checker and answers
+                               502 if it does not answer 2xx
+
+A connection the database broke (a restart) is thrown away, not put back in
+the pool, so the service reconnects by itself; while the database is down the
+requests that need it fail with 500 (the exception reaches Flask, whose
+instrumentation records it on the server span).
 
 Usage: python app.py PORT   (env: PGHOST PGPORT PGDATABASE PGUSER REDIS_URL
-OTEL_CAPTURE_DIR)
+OTEL_CAPTURE_DIR SPAMCHECK_URL)
 """
 
 import json
@@ -26,7 +34,14 @@ from opentelemetry.instrumentation.redis import RedisInstrumentor  # noqa: E402
 
 Psycopg2Instrumentor().instrument()
 RedisInstrumentor().instrument()
+SPAMCHECK_URL = os.environ.get("SPAMCHECK_URL")
+if SPAMCHECK_URL:
+    from opentelemetry.instrumentation.requests import RequestsInstrumentor  # noqa: E402
 
+    RequestsInstrumentor().instrument()
+    import requests  # noqa: E402
+
+import psycopg2  # noqa: E402
 import psycopg2.pool  # noqa: E402
 import redis  # noqa: E402
 from flask import Flask, abort, jsonify, request  # noqa: E402
@@ -50,14 +65,19 @@ cache = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://localhost:6379
 class Db:
     def __enter__(self):
         self.conn = pool.getconn()
+        if self.conn.closed:
+            # Broken by a database restart: replace it (connect may fail while it is down).
+            pool.putconn(self.conn, close=True)
+            self.conn = pool.getconn()
         return self.conn
 
     def __exit__(self, exc_type, exc, tb):
+        broken = isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError))
         if exc_type is None:
             self.conn.commit()
-        else:
+        elif not broken and not self.conn.closed:
             self.conn.rollback()
-        pool.putconn(self.conn)
+        pool.putconn(self.conn, close=broken or bool(self.conn.closed))
 
 
 @app.get("/notes/<int:note_id>")
@@ -99,6 +119,10 @@ def list_notes():
 @app.post("/notes")
 def create_note():
     doc = request.get_json(force=True)
+    if SPAMCHECK_URL:
+        verdict = requests.post(SPAMCHECK_URL, json={"text": doc["body"]}, timeout=2)
+        if not verdict.ok:
+            return jsonify({"error": f"spam check answered {verdict.status_code}"}), 502
     with Db() as conn, conn.cursor() as cur:
         cur.execute(
             "INSERT INTO notes (title, body) VALUES (%s, %s) RETURNING id",

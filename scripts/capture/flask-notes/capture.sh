@@ -4,10 +4,11 @@
 # slow-db) the lock fault; stop everything; write the framed OTLP protobuf
 # capture, gzipped, to $OUT_DIR.
 #
-# Usage: ./capture.sh [healthy|slow-db|all]       (default: all)
+# Usage: ./capture.sh [healthy|slow-db|all|db-outage|flaky-api]   (default: all =
+#        healthy and slow-db)
 # Env:   DURATION=90 RATE=20 OUT_DIR=<repo>/testdata RUN_DIR=/tmp/flask-notes-capture
 #        VENV=$RUN_DIR/venv PGPORT=55432 REDIS_PORT=56379 WEB_PORTS="5001 5002"
-#        SEED_NOTES=200
+#        SEED_NOTES=200 OUTAGE_AT=35 OUTAGE_FOR=10 SPAMCHECK_PORT=58080
 # Needs: Debian packages postgresql and redis-server (installed with apt-get if
 # missing, when run as root), python3 with venv, PyPI for the venv.
 set -euo pipefail
@@ -24,6 +25,9 @@ PGPORT=${PGPORT:-55432}
 REDIS_PORT=${REDIS_PORT:-56379}
 WEB_PORTS=${WEB_PORTS:-"5001 5002"}
 SEED_NOTES=${SEED_NOTES:-200}
+OUTAGE_AT=${OUTAGE_AT:-35}
+OUTAGE_FOR=${OUTAGE_FOR:-10}
+SPAMCHECK_PORT=${SPAMCHECK_PORT:-58080}
 
 log() { echo "[capture $(date +%T)] $*" >&2; }
 
@@ -156,6 +160,31 @@ start_fault() {
     log "fault on: ACCESS EXCLUSIVE lock on notes 100 ms of every 150 ms (pgid $FAULT_PGID)"
 }
 
+# ---------------------------------------------------------------- db-outage
+# PostgreSQL stopped hard (no shutdown checkpoint, every connection cut) OUTAGE_AT
+# seconds into the load, kept down OUTAGE_FOR seconds, then started again; the
+# services reconnect by themselves. The times go to <capture>.fault.json.
+pg_options() { echo "-c port=$PGPORT -c listen_addresses=localhost -c unix_socket_directories=$RUN_DIR/pg/sock"; }
+outage() {  # outage FAULT_JSON
+    sleep "$OUTAGE_AT"
+    local down up
+    down=$(date +%s%N)
+    as_pg "$PGBIN/pg_ctl" -D "$RUN_DIR/pg/data" -m immediate -w stop >/dev/null
+    log "db-outage: PostgreSQL stopped (pg_ctl -m immediate stop)"
+    sleep "$OUTAGE_FOR"
+    as_pg "$PGBIN/pg_ctl" -D "$RUN_DIR/pg/data" -l "$RUN_DIR/pg/server.log" -w -o "$(pg_options)" start >/dev/null
+    up=$(date +%s%N)
+    log "db-outage: PostgreSQL started again"
+    cat >"$1" <<JSON
+{
+  "fault": "PostgreSQL stopped with pg_ctl -m immediate stop, started again with pg_ctl start -w",
+  "address": "localhost:$PGPORT",
+  "down_unix_ns": $down,
+  "up_unix_ns": $up
+}
+JSON
+}
+
 # ---------------------------------------------------------------- one capture
 capture() {  # capture NAME
     local name=$1 spans="$RUN_DIR/spans-$1" out="$OUT_DIR/flask-notes-$1.otlp.pb.gz" port urls=()
@@ -163,7 +192,15 @@ capture() {  # capture NAME
     reset_data
     export OTEL_CAPTURE_DIR="$spans" PGHOST=localhost PGPORT PGDATABASE=notes PGUSER=postgres \
         REDIS_URL="redis://localhost:$REDIS_PORT/0" PYTHONUNBUFFERED=1
+    unset SPAMCHECK_URL
     cd "$HERE"
+    if [ "$name" = flaky-api ]; then
+        "$PY" flaky_api.py "$SPAMCHECK_PORT" 0.3 7 >"$RUN_DIR/flaky-api.log" 2>&1 &
+        PIDS+=($!)
+        wait_port "$SPAMCHECK_PORT"
+        export SPAMCHECK_URL="http://localhost:$SPAMCHECK_PORT/v1/check"
+        log "flaky-api: spam checker on localhost:$SPAMCHECK_PORT answers 503 to 30% of calls"
+    fi
     for port in $WEB_PORTS; do
         "$PY" app.py "$port" >"$RUN_DIR/web-$port-$name.log" 2>&1 &
         PIDS+=($!)
@@ -175,9 +212,15 @@ capture() {  # capture NAME
     sleep 1
 
     [ "$name" = slow-db ] && start_fault
+    local outage_pid=""
+    if [ "$name" = db-outage ]; then
+        outage "$OUT_DIR/flask-notes-$name.fault.json" &
+        outage_pid=$!
+    fi
     log "$name: loadgen $RATE req/s for $DURATION s against ${urls[*]}"
     "$PY" loadgen.py --rate "$RATE" --duration "$DURATION" --seed-notes "$SEED_NOTES" "${urls[@]}" \
         2>&1 | tee "$RUN_DIR/loadgen-$name.log" >&2
+    [ -n "$outage_pid" ] && wait "$outage_pid"
     sleep 3   # let the worker drain the queue
     stop_fault
     stop_apps
@@ -195,6 +238,8 @@ start_redis
 case "$SCENARIOS" in
     healthy) capture healthy ;;
     slow-db) capture slow-db ;;
+    db-outage) capture db-outage ;;
+    flaky-api) capture flaky-api ;;
     all) capture healthy; capture slow-db ;;
-    *) echo "usage: $0 [healthy|slow-db|all]" >&2; exit 2 ;;
+    *) echo "usage: $0 [healthy|slow-db|all|db-outage|flaky-api]" >&2; exit 2 ;;
 esac

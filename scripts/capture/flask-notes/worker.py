@@ -11,6 +11,7 @@ Usage: python worker.py   (env as app.py)
 import html
 import json
 import os
+import time
 
 import otel_file
 
@@ -31,7 +32,7 @@ def render(title, body):
     return f"<article><h1>{html.escape(title)}</h1>{paragraphs}</article>"
 
 
-def main():
+def connect():
     conn = psycopg2.connect(
         host=os.environ.get("PGHOST", "localhost"),
         port=int(os.environ.get("PGPORT", "5432")),
@@ -39,15 +40,28 @@ def main():
         user=os.environ.get("PGUSER", "postgres"),
     )
     conn.autocommit = True
+    return conn
+
+
+def main():
+    conn = connect()
     r = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://localhost:6379/0"))
     while True:
         item = r.brpop("render-jobs", 5)
         if item is None:
             continue
         job = json.loads(item[1])
-        with conn.cursor() as cur:
-            cur.execute("SELECT title, body FROM notes WHERE id = %s", (job["note_id"],))
-            row = cur.fetchone()
+        try:
+            if conn is None or conn.closed:
+                conn = connect()
+            with conn.cursor() as cur:
+                cur.execute("SELECT title, body FROM notes WHERE id = %s", (job["note_id"],))
+                row = cur.fetchone()
+        except (psycopg2.OperationalError, psycopg2.InterfaceError):
+            # The database is down or restarted: drop the job, reconnect on the next one.
+            conn = None
+            time.sleep(0.5)
+            continue
         if row is None:
             continue
         r.set(f"rendered:{job['note_id']}", render(row[0], row[1]), ex=600)
