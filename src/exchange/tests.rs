@@ -188,6 +188,8 @@ fn two_instances_sharded_by_trace_id_sum_to_the_findings_of_one_fed_everything()
         Scenario::SlowPayment,
         Scenario::SingleDb,
         Scenario::EmailBacklog,
+        // Failures pinned on the database their exceptions name, with when they happened.
+        Scenario::Lab(crate::simulate::Lab::RefusedConnections),
     ] {
         let (mut whole, stores) = run(scenario, 600, 2);
         let raw = whole.analyzer.windows.merged();
@@ -207,6 +209,20 @@ fn two_instances_sharded_by_trace_id_sum_to_the_findings_of_one_fed_everything()
         );
         eprintln!("{scenario:?}: {:?}", summary(&got));
         assert_same(&want, &got);
+        // When failed requests began and ended travels as the times of the counter's
+        // increases: by write time, so no earlier than the span times and later by the
+        // scrape interval and the traces' assembly.
+        for (n, a) in &raw.facts.fail {
+            let (Some((first, last)), Some(d)) = (a.failed_between, d.agg.facts.fail.get(n)) else {
+                continue;
+            };
+            let (gf, gl) = d.failed_between.expect("decoded with its times");
+            let late = 30_000_000_000;
+            assert!(
+                gf + 1_000_000_000 >= first && gf <= last + late && gl >= gf && gl <= last + late,
+                "{scenario:?}: {a:?} vs {d:?}"
+            );
+        }
     }
 }
 
