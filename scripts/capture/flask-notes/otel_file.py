@@ -58,7 +58,8 @@ class FramedFileSpanExporter(SpanExporter):
 
 
 def setup(service_name):
-    """Install a TracerProvider writing to $OTEL_CAPTURE_DIR/<name>-<pid>.otlp.pb.
+    """Install a TracerProvider writing to $OTEL_CAPTURE_DIR/<name>-<pid>.otlp.pb
+    (and exporting to $LIVE_OTLP_ENDPOINT over OTLP/HTTP, when set).
 
     Returns the provider; it is shut down (flushing the batch processor) at
     exit and on SIGTERM/SIGINT.
@@ -77,6 +78,13 @@ def setup(service_name):
     provider = TracerProvider(resource=resource)
     exporter = FramedFileSpanExporter(path)
     provider.add_span_processor(BatchSpanProcessor(exporter))
+    # Live as well: with LIVE_OTLP_ENDPOINT set (e.g. http://127.0.0.1:4318/v1/traces), the
+    # same spans also go over OTLP/HTTP to a running chokepoint.
+    live = os.environ.get("LIVE_OTLP_ENDPOINT")
+    if live:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=live)))
     trace.set_tracer_provider(provider)
 
     done = threading.Event()

@@ -47,7 +47,14 @@ def main():
     conn = connect()
     r = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://localhost:6379/0"))
     while True:
-        item = r.brpop("render-jobs", 5)
+        try:
+            item = r.brpop("render-jobs", 5)
+        except redis.exceptions.TimeoutError:
+            # redis-py's default socket timeout (5 s) equals the BRPOP timeout, so a queue
+            # empty for 5 s (no new notes, e.g. while the database is down) can end the read
+            # before Redis answers nil. Same as an empty queue: ask again (the client
+            # reconnects by itself).
+            continue
         if item is None:
             continue
         job = json.loads(item[1])
