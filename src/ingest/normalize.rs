@@ -482,7 +482,8 @@ impl Normalizer {
             return None;
         }
         let url_h = a.url.and_then(url_host);
-        let url_port = a.url.and_then(url_port);
+        // Read only where the URL is what names the peer (the hot path has server.address).
+        let url_port = || a.url.and_then(url_port);
         let name_str = a
             .peer_service
             .or(a.server_address)
@@ -490,13 +491,14 @@ impl Normalizer {
             .or(a.http_host)?;
         // A loopback or IP address names no service; with the URL's port it names one
         // (`localhost:58080`), as the caller's spans show it.
-        let by_url_address = a.peer_service.is_none()
-            && a.server_address.is_none()
-            && url_h.is_some_and(is_address_literal)
-            && url_port.is_some();
-        let name = match (by_url_address, url_h, url_port) {
-            (true, Some(h), Some(p)) => self.address(Some(h), Some(p)),
-            _ => None,
+        let by_url_address = (a.peer_service.is_none() && a.server_address.is_none())
+            .then_some(url_h)
+            .flatten()
+            .filter(|h| is_address_literal(h))
+            .zip(url_port());
+        let name = match by_url_address {
+            Some((h, p)) => self.address(Some(h), Some(p)),
+            None => None,
         }
         .unwrap_or_else(|| self.interner.intern(name_str));
         if name == local_service {
@@ -507,7 +509,7 @@ impl Normalizer {
         // name was used, which is still one address.
         let address = match a.peer_address {
             Some(ip) => self.address(Some(ip), a.peer_port.or(a.server_port)),
-            None if addr_host.is_none() && url_h.is_some() => self.address(url_h, url_port),
+            None if addr_host.is_none() && url_h.is_some() => self.address(url_h, url_port()),
             None => self.address(addr_host.or(url_h).or(a.http_host), addr_port),
         };
         Some(Peer {
