@@ -493,25 +493,27 @@ fn outage_dto(f: &Finding) -> Option<OutageDto> {
     if !f.active {
         return None;
     }
-    Some(match (&s.failing_now, &s.vanished) {
-        (Some(w), _) if s.vanished.is_none() || w.failed_requests >= v_requests(s) => OutageDto {
+    // By status, unless the calls that vanished account for more requests.
+    let by_status = s.failing_now.as_ref().filter(|w| {
+        s.vanished
+            .as_ref()
+            .is_none_or(|v| w.failed_requests >= v.requests)
+    });
+    Some(match (by_status, &s.vanished) {
+        (Some(w), _) => OutageDto {
             failed_requests: w.failed_requests,
             failed_share: round3(w.rate),
             since: Some(rfc3339(w.since_ns)),
             until: w.until_ns.map(rfc3339),
         },
-        (_, Some(v)) => OutageDto {
+        (None, Some(v)) => OutageDto {
             failed_requests: v.requests,
             failed_share: round3(v.rate),
             since: None,
             until: None,
         },
-        (_, None) => return None,
+        (None, None) => return None,
     })
-}
-
-fn v_requests(s: &SpofScore) -> u64 {
-    s.vanished.as_ref().map_or(0, |v| v.requests)
 }
 
 fn bottleneck_dto(b: &BottleneckScore, ctx: &Context<'_>) -> BottleneckEvidenceDto {

@@ -291,6 +291,60 @@ impl Tb<'_> {
         Done { end, error }
     }
 
+    /// A Kafka message: `producer` publishes it (span `pid`, under `parent`, from `start` to
+    /// the broker's acknowledgement at `end`) to `destination` on `broker`; `consumer`, of
+    /// `group`, picks it up `queue_ms` later and does `work` for about `ms`.
+    #[allow(clippy::too_many_arguments)]
+    fn kafka_message(
+        &mut self,
+        producer: At,
+        parent: &[u8],
+        pid: Vec<u8>,
+        (start, end): (u64, u64),
+        (host, port): (&str, i64),
+        destination: &str,
+        (consumer, group): (At, &str),
+        queue_ms: f64,
+        (work, ms): (&str, f64),
+    ) {
+        let cid = self.id();
+        let c0 = end + self.rng.ms(queue_ms, 0.4);
+        let c1 = self.work(consumer, &cid, work, c0 + 100_000, ms);
+        self.emit(
+            consumer,
+            cid,
+            &pid,
+            &format!("{destination} process"),
+            SpanKind::Consumer,
+            c0,
+            c1 + 50_000,
+            vec![
+                s("messaging.system", "kafka"),
+                s("messaging.operation", "process"),
+                s("messaging.destination.name", destination),
+                s("messaging.kafka.consumer.group", group),
+            ],
+            false,
+        );
+        self.emit(
+            producer,
+            pid,
+            parent,
+            &format!("{destination} publish"),
+            SpanKind::Producer,
+            start,
+            end,
+            vec![
+                s("messaging.system", "kafka"),
+                s("messaging.operation", "publish"),
+                s("messaging.destination.name", destination),
+                s("server.address", host),
+                i("server.port", port),
+            ],
+            false,
+        );
+    }
+
     fn work(&mut self, at: At, parent: &[u8], name: &str, start: u64, ms: f64) -> u64 {
         let id = self.id();
         let end = start + self.rng.ms(ms, 0.4);
@@ -492,41 +546,16 @@ fn broker_cluster(tb: &mut Tb<'_>, start: u64) {
         let (host, port) = broker.split_once(':').unwrap_or((broker, "9092"));
         // The consumer picks it up after a short queue delay.
         let indexer = pick(tb, "indexer", 2);
-        let cid = tb.id();
-        let c0 = end + tb.rng.ms(8.0, 0.4);
-        let c1 = tb.work(indexer, &cid, "index document", c0 + 100_000, 6.0);
-        tb.emit(
-            indexer,
-            cid,
-            &pid,
-            "events process",
-            SpanKind::Consumer,
-            c0,
-            c1 + 50_000,
-            vec![
-                s("messaging.system", "kafka"),
-                s("messaging.operation", "process"),
-                s("messaging.destination.name", "events"),
-                s("messaging.kafka.consumer.group", "indexer"),
-            ],
-            false,
-        );
-        tb.emit(
+        tb.kafka_message(
             api,
-            pid,
             id,
-            "events publish",
-            SpanKind::Producer,
-            t,
-            end,
-            vec![
-                s("messaging.system", "kafka"),
-                s("messaging.operation", "publish"),
-                s("messaging.destination.name", "events"),
-                s("server.address", host),
-                i("server.port", port.parse().unwrap_or(9092)),
-            ],
-            false,
+            pid,
+            (t, end),
+            (host, port.parse().unwrap_or(9092)),
+            "events",
+            (indexer, "indexer"),
+            8.0,
+            ("index document", 6.0),
         );
         Done {
             end: end + 100_000,

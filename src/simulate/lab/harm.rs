@@ -120,41 +120,16 @@ pub(super) fn sync_broker(tb: &mut Tb<'_>, start: u64) {
         // Synchronous publish: the request waits for the broker's acknowledgement.
         let end = t + tb.rng.ms(3.0, 0.3);
         let printer = pick(tb, "label-printer", 2);
-        let cid = tb.id();
-        let c0 = end + tb.rng.ms(15.0, 0.4);
-        let c1 = tb.work(printer, &cid, "print label", c0 + 100_000, 8.0);
-        tb.emit(
-            printer,
-            cid,
-            &pid,
-            "bookings process",
-            SpanKind::Consumer,
-            c0,
-            c1 + 50_000,
-            vec![
-                s("messaging.system", "kafka"),
-                s("messaging.operation", "process"),
-                s("messaging.destination.name", "bookings"),
-                s("messaging.kafka.consumer.group", "label-printer"),
-            ],
-            false,
-        );
-        tb.emit(
+        tb.kafka_message(
             desk,
-            pid,
             id,
-            "bookings publish",
-            SpanKind::Producer,
-            t,
-            end,
-            vec![
-                s("messaging.system", "kafka"),
-                s("messaging.operation", "publish"),
-                s("messaging.destination.name", "bookings"),
-                s("server.address", "courier-bus"),
-                i("server.port", 9092),
-            ],
-            false,
+            pid,
+            (t, end),
+            ("courier-bus", 9092),
+            "bookings",
+            (printer, "label-printer"),
+            15.0,
+            ("print label", 8.0),
         );
         Done {
             end: end + 100_000,
