@@ -20,12 +20,14 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
-use chokepoint::assemble::{Assembler, AssemblerConfig};
-use chokepoint::engine::{Engine, EngineConfig};
-use chokepoint::findings::{compute, Context};
+use chokepoint::analyze::assemble::{Assembler, AssemblerConfig};
+use chokepoint::analyze::engine::{Engine, EngineConfig};
 use chokepoint::ingest::batch::{Batch, WireBatch};
-use chokepoint::ingest::{BatchReport, Normalizer};
+use chokepoint::ingest::Normalizer;
+use chokepoint::model::problem::BatchReport;
 use chokepoint::model::Span;
+use chokepoint::report::finding::Context;
+use chokepoint::report::findings::compute;
 use chokepoint::simulate::{generate, Scenario, SimConfig};
 
 /// The daemon's allocator, so the figures are the daemon's.
@@ -50,7 +52,7 @@ fn shop_batches(scenario: Scenario, traces: usize) -> (Vec<Vec<u8>>, u64) {
                 .flat_map(|r| r.resource_spans.clone())
                 .collect(),
         };
-        spans += chokepoint::ingest::submit::span_count(&req.resource_spans);
+        spans += chokepoint::ingest::batch::span_count(&req.resource_spans);
         batches.push(req.encode_to_vec());
     }
     (batches, spans)

@@ -11,12 +11,12 @@ use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
+use chokepoint::analyze::engine::{Engine, EngineConfig};
 use chokepoint::analyze::graph::GraphAgg;
-use chokepoint::engine::{Engine, EngineConfig};
-use chokepoint::exchange::{encode, write_text};
-use chokepoint::ingest::BatchReport;
-use chokepoint::remote_write::requests;
+use chokepoint::model::problem::BatchReport;
 use chokepoint::replay::load_files;
+use chokepoint::scale::exchange::{encode, write_text};
+use chokepoint::scale::remote_write::requests;
 use chokepoint::simulate::{generate, Scenario, SimConfig};
 
 fn shop() -> Engine {

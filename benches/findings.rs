@@ -10,13 +10,15 @@ use std::sync::{Arc, Mutex};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 use chokepoint::analyze::critical_path::{critical_path, CriticalPathConfig, Segment};
+use chokepoint::analyze::engine::{Engine, EngineConfig};
 use chokepoint::analyze::facts::{extract, FactsAgg};
-use chokepoint::analyze::graph::{GraphAgg, NodeTable};
+use chokepoint::analyze::graph::GraphAgg;
+use chokepoint::analyze::node::NodeTable;
 use chokepoint::analyze::tree::Trace;
-use chokepoint::engine::{Engine, EngineConfig};
-use chokepoint::findings::{compute, Context};
-use chokepoint::ingest::BatchReport;
+use chokepoint::model::problem::BatchReport;
 use chokepoint::model::Span;
+use chokepoint::report::finding::Context;
+use chokepoint::report::findings::compute;
 use chokepoint::simulate::{generate, Scenario, SimConfig};
 
 /// The shop's traces as assembled span lists, plus the engine that named them.

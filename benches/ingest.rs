@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
-use chokepoint::ingest::submit::span_count;
+use chokepoint::ingest::batch::span_count;
 use chokepoint::simulate::{generate, Scenario, SimConfig};
 
 fn env(name: &str, default: usize) -> usize {

@@ -4,6 +4,8 @@
 //! names as interned [`Sym`]s) because millions of them pass through the assembler, and a
 //! `String` per field would dominate both memory and time.
 
+pub mod problem;
+
 use std::fmt;
 
 use rustc_hash::FxHashMap;

@@ -5,15 +5,17 @@ use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use crate::analyze::engine::Engine;
 use crate::analyze::graph::GraphAgg;
 use crate::analyze::identity::Resolution;
 use crate::api::dto::FindingsDoc;
-use crate::engine::Engine;
-use crate::findings::{compute, Context};
 use crate::ingest::batch::Batch;
 use crate::ingest::local::{normalize_here, LocalLimits, NameDelta, Spaces};
-use crate::ingest::{read_path_counted, BatchReport, FileError, FileSummary, Location};
+use crate::ingest::{read_path_counted, FileError, FileSummary, Location};
+use crate::model::problem::BatchReport;
 use crate::model::Span;
+use crate::report::finding::Context;
+use crate::report::findings::compute;
 
 /// Told how loading goes, for progress display. Both methods default to nothing.
 pub trait LoadObserver {

@@ -2,12 +2,14 @@
 //! tests check, in one place, so both check the same thing.
 
 use crate::analyze::critical_path::{critical_path, CriticalPathConfig};
+use crate::analyze::engine::{Engine, EngineConfig};
 use crate::analyze::tree::Trace;
-use crate::engine::{Engine, EngineConfig};
-use crate::findings::{compute, Context};
 use crate::ingest::batch::{Batch, WireBatch};
-use crate::ingest::{BatchReport, Normalizer};
+use crate::ingest::Normalizer;
+use crate::model::problem::BatchReport;
 use crate::model::{Span, SpanId, SpanKind, Sym, TraceId};
+use crate::report::finding::Context;
+use crate::report::findings::compute;
 
 /// Feeds batches through the whole offline pipeline (normalize, assemble, analyze, resolve,
 /// score) and checks the books: every span seen is accepted or rejected, and every accepted

@@ -7,14 +7,14 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     match data.split_first() {
         Some((&tag, payload)) if tag & 1 == 1 => {
-            let _ = chokepoint::state::check_snapshot(
-                &chokepoint::state::frame(payload),
+            let _ = chokepoint::serve::state::check_snapshot(
+                &chokepoint::serve::state::frame(payload),
                 200_000,
                 10_000,
             );
         }
         _ => {
-            let _ = chokepoint::state::check_snapshot(data, 200_000, 10_000);
+            let _ = chokepoint::serve::state::check_snapshot(data, 200_000, 10_000);
         }
     }
 });

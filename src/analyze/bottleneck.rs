@@ -21,9 +21,10 @@
 use rustc_hash::FxHashMap;
 
 use super::facts::OpKey;
-use super::graph::{ConnType, EdgeAgg, GraphAgg, NodeId, LOAD_BUCKET_NS};
+use super::graph::{ConnType, EdgeAgg, GraphAgg, LOAD_BUCKET_NS};
+use super::node::NodeId;
 use super::thresholds::*;
-use crate::hist::Hist;
+use crate::analyze::hist::Hist;
 use crate::model::NodeType;
 
 /// What made a node a bottleneck.
@@ -594,7 +595,7 @@ fn what_if_overall(cur: &GraphAgg, node: NodeId) -> Option<WhatIf> {
 /// when the node is on the path of at least 1% of requests. It overstates the saving when
 /// the slowest requests are slow elsewhere; the sampled projection does not.
 fn what_if_from_sums(cur: &GraphAgg, node: NodeId) -> Option<WhatIf> {
-    let mut e2e = crate::hist::Hist::default();
+    let mut e2e = crate::analyze::hist::Hist::default();
     for (op, o) in &cur.facts.ops {
         if !op.background {
             e2e.add(&o.e2e);
@@ -603,7 +604,7 @@ fn what_if_from_sums(cur: &GraphAgg, node: NodeId) -> Option<WhatIf> {
     if e2e.count() == 0 {
         return None;
     }
-    let mut per_trace = crate::hist::Hist::default();
+    let mut per_trace = crate::analyze::hist::Hist::default();
     let (mut total_ns, mut on_path) = (0u128, 0u64);
     for ((_, n), c) in &cur.facts.cp {
         if *n == node {

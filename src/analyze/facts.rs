@@ -6,10 +6,10 @@
 use rustc_hash::FxHashMap;
 
 use super::critical_path::{attribute, is_blocking_child, Part, Segment};
-use super::graph::{resolve_peer, waited_peer, NodeId, NodeTable};
+use super::node::{resolve_peer, waited_peer, NodeId, NodeTable};
 use super::stats::{BottomK, TopK};
 use super::tree::{Ix, Trace};
-use crate::hist::Hist;
+use crate::analyze::hist::Hist;
 use crate::model::{stable_combine, Interner, NodeKey, SpanKind, Sym, TraceId};
 
 /// An entry operation: the root span's service and name (`api-gateway`, `POST /checkout`).
@@ -444,7 +444,7 @@ impl FactsAgg {
                 per_service
             } else {
                 OpKey {
-                    service: super::graph::NodeTable::OVERFLOW,
+                    service: super::node::NodeTable::OVERFLOW,
                     name: Interner::OVERFLOW,
                     background: f.op.background,
                 }

@@ -27,7 +27,8 @@ use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap;
 
-use super::graph::{GraphAgg, NodeId, NodeTable};
+use super::graph::GraphAgg;
+use super::node::{NodeId, NodeTable};
 use crate::model::{Interner, NodeKey, NodeType, Sym};
 
 /// How much of two addresses' usage (share of each one's calls, per caller and request) must

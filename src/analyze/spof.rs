@@ -20,7 +20,8 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::facts::{ClassKey, OpKey};
-use super::graph::{ConnType, GraphAgg, NodeId};
+use super::graph::{ConnType, GraphAgg};
+use super::node::NodeId;
 use super::thresholds::*;
 use crate::model::NodeType;
 

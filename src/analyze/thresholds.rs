@@ -2,7 +2,7 @@
 //!
 //! Scores are in 0..=1. A score says how strongly the evidence points at a node; severity
 //! ([`SEVERITY`]) reads the score, then is capped by how much harm and how many traces back
-//! it ([`crate::findings`]). Values here are chosen from what they mean (a ratio, a
+//! it ([`crate::report::findings`]). Values here are chosen from what they mean (a ratio, a
 //! perceptible delay, odds), not fitted to a capture.
 
 /// Score at which a finding is low, medium, high, critical. Below `low`, nothing is shown.

@@ -6,7 +6,7 @@
 
 use rustc_hash::FxHashMap;
 
-use crate::ingest::SpanError;
+use crate::model::problem::SpanError;
 use crate::model::{Span, SpanId, SpanKind, TraceId};
 
 /// Index of a span within its [`Trace`].

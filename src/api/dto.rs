@@ -3,11 +3,13 @@
 use serde::Serialize;
 
 use crate::analyze::bottleneck::{BottleneckScore, Cause};
-use crate::analyze::graph::{EdgeAgg, GraphAgg, NodeAgg, NodeId, NodeTable};
+use crate::analyze::graph::{EdgeAgg, GraphAgg, NodeAgg};
+use crate::analyze::hist::Hist;
+use crate::analyze::node::{NodeId, NodeTable};
 use crate::analyze::spof::SpofScore;
-use crate::findings::{Context, Evidence, Finding};
-use crate::hist::Hist;
 use crate::model::Interner;
+use crate::report::finding::{Context, Evidence, Finding};
+use crate::report::format::r3;
 
 /// Percentiles in milliseconds.
 #[derive(Serialize, Debug, Clone, PartialEq)]
@@ -22,22 +24,18 @@ impl Percentiles {
     fn of(h: &Hist) -> Option<Percentiles> {
         (h.count() > 0).then(|| Percentiles {
             count: h.count(),
-            mean: round3(h.mean_ns() / 1e6),
-            p50: round3(h.quantile_ms(0.5)),
-            p99: round3(h.quantile_ms(0.99)),
+            mean: r3(h.mean_ns() / 1e6),
+            p50: r3(h.quantile_ms(0.5)),
+            p99: r3(h.quantile_ms(0.99)),
         })
     }
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
 
 fn rate(part: u64, whole: u64) -> f64 {
     if whole == 0 {
         0.0
     } else {
-        round3(part as f64 / whole as f64)
+        r3(part as f64 / whole as f64)
     }
 }
 
@@ -502,13 +500,13 @@ fn outage_dto(f: &Finding) -> Option<OutageDto> {
     Some(match (by_status, &s.vanished) {
         (Some(w), _) => OutageDto {
             failed_requests: w.failed_requests,
-            failed_share: round3(w.rate),
+            failed_share: r3(w.rate),
             since: Some(rfc3339(w.since_ns)),
             until: w.until_ns.map(rfc3339),
         },
         (None, Some(v)) => OutageDto {
             failed_requests: v.requests,
-            failed_share: round3(v.rate),
+            failed_share: r3(v.rate),
             since: None,
             until: None,
         },
@@ -529,83 +527,83 @@ fn bottleneck_dto(b: &BottleneckScore, ctx: &Context<'_>) -> BottleneckEvidenceD
         },
         harm: b.harm,
         evidence_units: b.evidence_units,
-        consistency: round3(b.consistency),
-        critical_path_share: round3(s.share),
-        own_share: round3(s.own_share),
-        queueing_share: round3(s.queue_share),
-        dominance_over_next: round3(s.dominance),
+        consistency: r3(b.consistency),
+        critical_path_share: r3(s.share),
+        own_share: r3(s.own_share),
+        queueing_share: r3(s.queue_share),
+        dominance_over_next: r3(s.dominance),
         traces_on_path: s.traces_on_path,
         per_trace_ms: P50P99 {
-            p50: round3(s.per_trace_p50_ms),
-            p99: round3(s.per_trace_p99_ms),
+            p50: r3(s.per_trace_p50_ms),
+            p99: r3(s.per_trace_p99_ms),
         },
         per_operation: s
             .per_operation
             .iter()
             .map(|(op, share, traces)| OpShareDto {
                 operation: ctx.op_name(op),
-                share: round3(*share),
+                share: r3(*share),
                 traces: *traces,
             })
             .collect(),
         change: b.change.as_ref().map(|c| ChangeDto {
-            baseline_ms_per_request: round3(c.baseline_ms_per_request),
-            now_ms_per_request: round3(c.now_ms_per_request),
-            ratio: round3(c.ratio),
-            excess_ms_per_request: round3(c.excess_ms_per_request),
-            explains_share_of_latency: round3(c.explains_share_of_latency),
+            baseline_ms_per_request: r3(c.baseline_ms_per_request),
+            now_ms_per_request: r3(c.now_ms_per_request),
+            ratio: r3(c.ratio),
+            excess_ms_per_request: r3(c.excess_ms_per_request),
+            explains_share_of_latency: r3(c.explains_share_of_latency),
             compared_traces: c.compared_traces,
             by_operation_only: c.by_operation_only,
-            baseline_e2e_ms_per_request: round3(c.baseline_e2e_ms_per_request),
-            now_e2e_ms_per_request: round3(c.now_e2e_ms_per_request),
-            consistency: round3(c.consistency),
+            baseline_e2e_ms_per_request: r3(c.baseline_e2e_ms_per_request),
+            now_e2e_ms_per_request: r3(c.now_e2e_ms_per_request),
+            consistency: r3(c.consistency),
         }),
         waiting: b.waiting.as_ref().map(|w| WaitingDto {
-            gap_p50_ms: round3(w.gap_p50_ms),
-            typical_gap_ms: round3(w.typical_gap_ms),
-            ratio: round3(w.ratio),
-            excess_ms_per_request: round3(w.excess_ms_per_request),
+            gap_p50_ms: r3(w.gap_p50_ms),
+            typical_gap_ms: r3(w.typical_gap_ms),
+            ratio: r3(w.ratio),
+            excess_ms_per_request: r3(w.excess_ms_per_request),
             calls: w.calls,
-            consistency: round3(w.consistency),
+            consistency: r3(w.consistency),
             typical_from_baseline: w.typical_from_baseline,
         }),
         latency_vs_load: b.saturation.as_ref().map(|s| SaturationDto {
             buckets: s.buckets,
-            correlation: round3(s.correlation),
-            ms_per_extra_request_per_s: round3(s.ms_per_extra_request_per_s),
-            busy_over_quiet: round3(s.busy_over_quiet),
+            correlation: r3(s.correlation),
+            ms_per_extra_request_per_s: r3(s.ms_per_extra_request_per_s),
+            busy_over_quiet: r3(s.busy_over_quiet),
             saturating: s.saturating,
         }),
         what_if_2x_faster: b.what_if.as_ref().map(|w| WhatIfDto {
             sampled_traces: w.sampled_traces,
-            e2e_p50_ms_now: round3(w.p50_ms_now),
-            e2e_p99_ms_now: round3(w.p99_ms_now),
-            e2e_p50_ms_if_2x_faster: round3(w.p50_ms_if_2x_faster),
-            e2e_p99_ms_if_2x_faster: round3(w.p99_ms_if_2x_faster),
-            saves_p50_ms: round3(w.saves_p50_ms()),
-            saves_p99_ms: round3(w.saves_p99_ms()),
-            saves_share_of_median: round3(w.saves_share_of_median),
+            e2e_p50_ms_now: r3(w.p50_ms_now),
+            e2e_p99_ms_now: r3(w.p99_ms_now),
+            e2e_p50_ms_if_2x_faster: r3(w.p50_ms_if_2x_faster),
+            e2e_p99_ms_if_2x_faster: r3(w.p99_ms_if_2x_faster),
+            saves_p50_ms: r3(w.saves_p50_ms()),
+            saves_p99_ms: r3(w.saves_p99_ms()),
+            saves_share_of_median: r3(w.saves_share_of_median),
         }),
         backlog: b.backlog.as_ref().map(|q| BacklogDto {
             via: ctx.name(q.via),
             queue_delay_ms: P50P99 {
-                p50: round3(q.p50_ms),
-                p99: round3(q.p99_ms),
+                p50: r3(q.p50_ms),
+                p99: r3(q.p99_ms),
             },
             messages: q.messages,
-            growth_ms_per_s: round3(q.growth_ms_per_s),
-            growth_over_window_ms: round3(q.growth_over_window_ms),
+            growth_ms_per_s: r3(q.growth_ms_per_s),
+            growth_over_window_ms: r3(q.growth_over_window_ms),
             growing: q.growing,
-            baseline_queue_delay_p99_ms: q.baseline_p99_ms.map(round3),
+            baseline_queue_delay_p99_ms: q.baseline_p99_ms.map(r3),
         }),
     }
 }
 
 fn spof_dto(s: &SpofScore, ctx: &Context<'_>) -> SpofEvidenceDto {
     SpofEvidenceDto {
-        reach: round3(s.reach),
+        reach: r3(s.reach),
         reach_operation: ctx.op_name(&s.reach_operation),
-        reach_all_traffic: round3(s.reach_all_traffic),
+        reach_all_traffic: r3(s.reach_all_traffic),
         instances: s.instances,
         instances_seen_in_window: s.instances_seen,
         instances_more: s.instances_more,
@@ -616,23 +614,23 @@ fn spof_dto(s: &SpofScore, ctx: &Context<'_>) -> SpofEvidenceDto {
             Some(_) => "replicated",
         },
         failures_seen: s.failures_seen,
-        hardness: s.hardness.map(round3),
+        hardness: s.hardness.map(r3),
         fallback_seen: s.fallback_seen,
-        requests_lost_share: round3(s.requests_lost_share),
-        blast_radius: round3(s.blast_radius),
+        requests_lost_share: r3(s.requests_lost_share),
+        blast_radius: r3(s.blast_radius),
         dominated_nodes: s.dominated_nodes,
         fan_in: s.fan_in,
         failing_now: s.failing_now.as_ref().map(|f| FailingNowDto {
-            rate: round3(f.rate),
-            baseline_rate: f.baseline_rate.map(round3),
+            rate: r3(f.rate),
+            baseline_rate: f.baseline_rate.map(r3),
             failed_requests: f.failed_requests,
-            share_of_dependent: round3(f.share_of_dependent),
-            rate_while_failing: round3(f.rate_while_failing),
+            share_of_dependent: r3(f.share_of_dependent),
+            rate_while_failing: r3(f.rate_while_failing),
             since: rfc3339(f.since_ns),
             until: f.until_ns.map(rfc3339),
         }),
         calls_vanished_vs_baseline: s.vanished.as_ref().map(|v| VanishedDto {
-            rate: round3(v.rate),
+            rate: r3(v.rate),
             operation: ctx.op_name(&v.operation),
             as_caller: v.as_caller,
             calls: v
@@ -641,12 +639,12 @@ fn spof_dto(s: &SpofScore, ctx: &Context<'_>) -> SpofEvidenceDto {
                 .map(|(a, b, before, now)| VanishedCallDto {
                     from: ctx.name(*a),
                     to: ctx.name(*b),
-                    presence_before: round3(*before),
-                    presence_now: round3(*now),
+                    presence_before: r3(*before),
+                    presence_now: r3(*now),
                 })
                 .collect(),
-            spans_per_request_before: round3(v.spans_per_request_before),
-            spans_per_request_now: round3(v.spans_per_request_now),
+            spans_per_request_before: r3(v.spans_per_request_before),
+            spans_per_request_now: r3(v.spans_per_request_now),
         }),
     }
 }
@@ -742,7 +740,7 @@ impl FindingsDoc {
     pub fn new(
         cur: &GraphAgg,
         baseline: Option<&GraphAgg>,
-        report: &crate::findings::Report,
+        report: &crate::report::finding::Report,
         ctx: &Context<'_>,
         empty: (u64, u64),
     ) -> FindingsDoc {

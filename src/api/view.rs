@@ -7,12 +7,14 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::Serialize;
 
-use crate::analyze::graph::{GraphAgg, NodeId, NodeTable};
+use crate::analyze::graph::GraphAgg;
+use crate::analyze::hist::Hist;
 use crate::analyze::identity::Resolution;
+use crate::analyze::node::{NodeId, NodeTable};
 use crate::api::dto::{node_id, rfc3339, FindingDto, FindingsDoc, GraphDoc, NodeDetail, NodePoint};
-use crate::findings::Context;
-use crate::hist::Hist;
 use crate::model::{Interner, NodeType};
+use crate::report::finding::Context;
+use crate::report::format::r3;
 
 /// Everything the API serves for the default window, built once per refresh.
 #[derive(Debug, Clone, Serialize)]
@@ -36,7 +38,7 @@ pub struct View {
     /// The aggregates since start as series (empty unless `export.aggregates`), for
     /// remote-write; `/metrics` has them in `metrics` already.
     #[serde(skip)]
-    pub aggregates: std::sync::Arc<Vec<crate::exchange::Sample>>,
+    pub aggregates: std::sync::Arc<Vec<crate::api::prom::Sample>>,
 }
 
 impl View {
@@ -221,11 +223,7 @@ pub struct ViewInput<'a> {
     pub resolution: &'a Resolution,
     pub history: &'a FindingHistory,
     pub metrics: String,
-    pub aggregates: std::sync::Arc<Vec<crate::exchange::Sample>>,
-}
-
-fn r3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
+    pub aggregates: std::sync::Arc<Vec<crate::api::prom::Sample>>,
 }
 
 impl View {

@@ -6,7 +6,15 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 
 use super::otlp_wire::{count_spans, resource_spans_entries, WireError};
-use super::submit::span_count;
+
+/// Spans in decoded OTLP resources.
+pub fn span_count(spans: &[ResourceSpans]) -> u64 {
+    spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .map(|ss| ss.spans.len() as u64)
+        .sum()
+}
 
 /// The bytes of an `ExportTraceServiceRequest` (or `TracesData`) whose framing down to each
 /// span has been checked, with its span count: only [`WireBatch::new`] makes one, so a batch
@@ -62,36 +70,6 @@ impl WireBatch {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use prost::Message;
-
-    #[test]
-    fn a_split_request_is_its_resources_in_order() {
-        let cfg = crate::simulate::SimConfig {
-            traces: 50,
-            ..Default::default()
-        };
-        let req = ExportTraceServiceRequest {
-            resource_spans: crate::simulate::generate(&cfg)
-                .flat_map(|r| r.resource_spans)
-                .collect(),
-        };
-        let whole = WireBatch::new(req.encode_to_vec().into()).expect("valid");
-        let total = whole.spans();
-        let parts = whole.split(100);
-        assert!(parts.len() > 3);
-        assert_eq!(parts.iter().map(WireBatch::spans).sum::<u64>(), total);
-        let mut again = Vec::new();
-        for p in parts {
-            assert_eq!(count_spans(p.bytes()), Ok(p.spans()));
-            again.extend(Batch::Wire(p).into_resource_spans().expect("decodes"));
-        }
-        assert_eq!(again, req.resource_spans);
-    }
-}
-
 #[derive(Debug, Clone)]
 pub enum Batch {
     Decoded(Vec<ResourceSpans>),
@@ -121,5 +99,35 @@ impl Batch {
 impl From<Vec<ResourceSpans>> for Batch {
     fn from(rs: Vec<ResourceSpans>) -> Self {
         Batch::Decoded(rs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    #[test]
+    fn a_split_request_is_its_resources_in_order() {
+        let cfg = crate::simulate::SimConfig {
+            traces: 50,
+            ..Default::default()
+        };
+        let req = ExportTraceServiceRequest {
+            resource_spans: crate::simulate::generate(&cfg)
+                .flat_map(|r| r.resource_spans)
+                .collect(),
+        };
+        let whole = WireBatch::new(req.encode_to_vec().into()).expect("valid");
+        let total = whole.spans();
+        let parts = whole.split(100);
+        assert!(parts.len() > 3);
+        assert_eq!(parts.iter().map(WireBatch::spans).sum::<u64>(), total);
+        let mut again = Vec::new();
+        for p in parts {
+            assert_eq!(count_spans(p.bytes()), Ok(p.spans()));
+            again.extend(Batch::Wire(p).into_resource_spans().expect("decodes"));
+        }
+        assert_eq!(again, req.resource_spans);
     }
 }

@@ -22,8 +22,8 @@ use flate2::bufread::MultiGzDecoder;
 use serde::Deserialize;
 
 use super::batch::{Batch, WireBatch};
-use super::problem::BatchReport;
 use super::{jaeger, otlp_json, zipkin};
+use crate::model::problem::BatchReport;
 
 /// Largest single framed protobuf message accepted from a file; a length prefix past this is
 /// taken as corruption rather than an allocation request.

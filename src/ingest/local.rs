@@ -16,7 +16,7 @@ use rustc_hash::FxHashMap;
 
 use super::batch::Batch;
 use super::normalize::{Normalizer, TimeLimits};
-use super::problem::BatchReport;
+use crate::model::problem::BatchReport;
 use crate::model::{Interner, Span, Sym};
 
 /// Names a thread interned that the pipeline has not seen yet: `names[i]` is symbol

@@ -10,7 +10,7 @@ use opentelemetry_proto::tonic::trace::v1::{status::StatusCode, ResourceSpans, S
 use rustc_hash::FxHashMap;
 
 use super::otlp_wire::{self, SpanView, Value, WireError};
-use super::problem::{BatchReport, SpanError, SpanProblem};
+use crate::model::problem::{BatchReport, SpanError, SpanProblem};
 use crate::model::{Interner, Link, NodeKey, NodeType, Peer, Span, SpanId, SpanKind, Sym, TraceId};
 
 /// Links kept per span.

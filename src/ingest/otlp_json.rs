@@ -19,7 +19,7 @@ use opentelemetry_proto::tonic::trace::v1::{
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::problem::{BatchReport, SpanError, SpanProblem};
+use crate::model::problem::{BatchReport, SpanError, SpanProblem};
 
 /// A whole OTLP/JSON document: `ExportTraceServiceRequest`/`TracesData`, or Tempo's response.
 #[derive(Deserialize, Default)]

@@ -489,7 +489,7 @@ mod tests {
         let resource_spans = crate::simulate::generate(&cfg)
             .flat_map(|r| r.resource_spans)
             .collect::<Vec<_>>();
-        let want = crate::ingest::submit::span_count(&resource_spans);
+        let want = crate::ingest::batch::span_count(&resource_spans);
         let bytes = ExportTraceServiceRequest { resource_spans }.encode_to_vec();
         assert_eq!(count_spans(&bytes), Ok(want));
         for cut in 0..bytes.len() {

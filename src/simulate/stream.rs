@@ -20,7 +20,7 @@ pub fn parse_schedule(s: &str) -> Result<Vec<Step>, String> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (name, dur) = match part.split_once(':') {
-            Some((n, d)) => (n, Some(crate::config::parse_duration(d)?)),
+            Some((n, d)) => (n, Some(crate::clock::parse_duration(d)?)),
             None => (part, None),
         };
         out.push(Step {

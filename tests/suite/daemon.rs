@@ -508,7 +508,7 @@ fn bad_input_over_the_wire_gets_the_spec_status_and_good_spans_count() {
     // Garbage protobuf: 400 with a google.rpc.Status body.
     let r = post(&d, pb, None, b"\xff\xff\xff not protobuf".to_vec());
     assert_eq!(r.status(), 400);
-    let st = chokepoint::ingest::wire::RpcStatus::decode(r.bytes().unwrap()).unwrap();
+    let st = chokepoint::serve::receive::wire::RpcStatus::decode(r.bytes().unwrap()).unwrap();
     assert!(st.message.contains("not a valid OTLP"), "{}", st.message);
     // Wrong content type: 415.
     assert_eq!(
@@ -524,7 +524,7 @@ fn bad_input_over_the_wire_gets_the_spec_status_and_good_spans_count() {
     );
     // Some invalid spans: 200 with partial success; the good ones count.
     let mut req = shop(Scenario::Healthy, 1).remove(0);
-    let total = chokepoint::ingest::submit::span_count(&req.resource_spans);
+    let total = chokepoint::ingest::batch::span_count(&req.resource_spans);
     req.resource_spans[0].scope_spans[0].spans[0].trace_id = vec![1, 2, 3];
     let r = post(&d, pb, None, req.encode_to_vec());
     assert_eq!(r.status(), 200);
@@ -692,7 +692,9 @@ fn state_survives_kill_9_and_sigterm_drains_everything() {
 
 #[test]
 fn grpc_watch_streams_the_flip_from_healthy_to_single_db() {
-    use chokepoint::api::grpc::pb::{findings_client::FindingsClient, ListRequest, WatchRequest};
+    use chokepoint::serve::query::grpc::pb::{
+        findings_client::FindingsClient, ListRequest, WatchRequest,
+    };
     let d = Daemon::start(&["--window", "1m"]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -783,7 +785,7 @@ fn demo_mode_shows_live_findings_within_seconds() {
 
 #[test]
 fn grpc_backpressure_is_unavailable_with_retry_info() {
-    use chokepoint::ingest::wire::{RetryInfo, RpcStatus};
+    use chokepoint::serve::receive::wire::{RetryInfo, RpcStatus};
     let d = Daemon::start(&["--queue-batches", "1"]);
     let reqs = shop(Scenario::Healthy, 400);
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -851,7 +853,7 @@ fn grpc_accepts_zstd_and_gzip_compressed_requests() {
                 ..Default::default()
             };
             for r in generate(&cfg) {
-                sent += chokepoint::ingest::submit::span_count(&r.resource_spans);
+                sent += chokepoint::ingest::batch::span_count(&r.resource_spans);
                 c.export(r).await.unwrap();
             }
         }
@@ -903,7 +905,7 @@ fn hostile_input_is_refused_and_counted_not_harmful() {
     }
     let n_future: u64 = future
         .iter()
-        .map(|r| chokepoint::ingest::submit::span_count(&r.resource_spans))
+        .map(|r| chokepoint::ingest::batch::span_count(&r.resource_spans))
         .sum();
     for r in &future {
         assert_eq!(post(&d, pb, None, r.encode_to_vec()).status(), 200);
@@ -912,7 +914,7 @@ fn hostile_input_is_refused_and_counted_not_harmful() {
     let two = shop(Scenario::Healthy, 2);
     let n_two: u64 = two
         .iter()
-        .map(|r| chokepoint::ingest::submit::span_count(&r.resource_spans))
+        .map(|r| chokepoint::ingest::batch::span_count(&r.resource_spans))
         .sum();
     let mut body = gzip(&two[0].encode_to_vec());
     body.extend(gzip(&two[1].encode_to_vec()));
@@ -992,7 +994,7 @@ fn http_accepts_zstd_and_stops_a_zstd_bomb() {
     std::fs::write(&cfg, "[receivers]\nmax_request_bytes = 300000\n").unwrap();
     let d = Daemon::start(&["--config", cfg.to_str().unwrap()]);
     let req = shop(Scenario::Healthy, 2).remove(0);
-    let n = chokepoint::ingest::submit::span_count(&req.resource_spans);
+    let n = chokepoint::ingest::batch::span_count(&req.resource_spans);
     let body = zstd::encode_all(&req.encode_to_vec()[..], 3).unwrap();
     assert_eq!(
         post(&d, "application/x-protobuf", Some("zstd"), body).status(),

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use chokepoint::analyze::critical_path::CriticalPathConfig;
+use chokepoint::analyze::engine::{Engine, EngineConfig};
 use chokepoint::api::dto::FindingsDoc;
-use chokepoint::engine::{Engine, EngineConfig};
 use chokepoint::replay::load_files;
 
 use super::{ev, findings_of, graph_of, realdata, root, top};

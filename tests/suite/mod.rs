@@ -11,12 +11,13 @@ mod proto;
 mod realdata;
 mod scaleout;
 mod severity;
+mod tidy;
 mod tls;
 
 use std::path::PathBuf;
 
+use chokepoint::analyze::engine::{Engine, EngineConfig};
 use chokepoint::api::dto::{FindingDto, FindingsDoc, GraphDoc};
-use chokepoint::engine::{Engine, EngineConfig};
 use chokepoint::replay::{analyze, load_files, LoadSummary};
 
 /// The project root (where Cargo.toml is).

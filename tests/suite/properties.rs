@@ -13,7 +13,7 @@ proptest! {
         let mut batches = Vec::new();
         let mut sink = |_: chokepoint::ingest::Location,
                         rs: chokepoint::ingest::batch::Batch,
-                        _: chokepoint::ingest::BatchReport| batches.push(rs);
+                        _: chokepoint::model::problem::BatchReport| batches.push(rs);
         let _ = chokepoint::ingest::file::read_bytes(std::path::Path::new("prop"), &data, &mut sink);
         prop_assert_eq!(chokepoint::testkit::check_engine(&batches), Ok(()));
     }
@@ -48,9 +48,9 @@ proptest! {
     fn any_bytes_as_a_snapshot_are_refused_not_a_crash(
         data in proptest::collection::vec(any::<u8>(), 0..4096)
     ) {
-        let _ = chokepoint::state::check_snapshot(&data, 1000, 1000);
+        let _ = chokepoint::serve::state::check_snapshot(&data, 1000, 1000);
         // Behind a valid header and checksum, the payload decoder sees the same bytes.
-        let _ = chokepoint::state::check_snapshot(&chokepoint::state::frame(&data), 1000, 1000);
+        let _ = chokepoint::serve::state::check_snapshot(&chokepoint::serve::state::frame(&data), 1000, 1000);
     }
 }
 
@@ -65,9 +65,10 @@ fn valid_json_of_every_reader_shape_goes_through() {
     ];
     for d in docs {
         let mut batches = Vec::new();
-        let mut sink = |_: chokepoint::ingest::Location,
-                        rs: chokepoint::ingest::batch::Batch,
-                        _: chokepoint::ingest::BatchReport| batches.push(rs);
+        let mut sink =
+            |_: chokepoint::ingest::Location,
+             rs: chokepoint::ingest::batch::Batch,
+             _: chokepoint::model::problem::BatchReport| batches.push(rs);
         let _ = chokepoint::ingest::file::read_bytes(
             std::path::Path::new("doc"),
             d.as_bytes(),

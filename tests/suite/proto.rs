@@ -17,7 +17,7 @@ fn proto_code_is_up_to_date() {
         .compile_fds(fds)
         .expect("code generation");
     let got = fs::read_to_string(out.path().join("chokepoint.v1.rs")).unwrap();
-    let path = root().join("src/api/grpc/chokepoint.v1.rs");
+    let path = root().join("src/serve/query/grpc/chokepoint.v1.rs");
     if std::env::var_os("UPDATE_EXPECT").is_some() {
         fs::write(&path, &got).unwrap();
         return;

@@ -342,7 +342,7 @@ fn a_nezha_case_with_its_baseline_through_prometheus_matches_replay() {
     assert!(want["baseline"].is_object(), "the reference has a baseline");
     let p = Prometheus::start(&bin, RECEIVER_ONLY);
     let (a, b) = (instance(&p, "a"), instance(&p, "b"));
-    let now = || chokepoint::pipeline::now_ns() as f64 / 1e9;
+    let now = || chokepoint::clock::now_ns() as f64 / 1e9;
     let started = now();
     // The baseline period, then the incident: the store's time axis is when the instances
     // wrote, so the two are told apart by a quiet gap (with writes in it) between them.
@@ -440,7 +440,7 @@ fn the_aggregates_are_on_metrics_for_a_scrape_and_bounded_by_max_series() {
         .lines()
         .filter(|l| {
             !l.starts_with('#')
-                && chokepoint::exchange::METRICS
+                && chokepoint::scale::exchange::METRICS
                     .iter()
                     .any(|m| l.split(['{', ' ']).next() == Some(m.0))
         })

@@ -1,0 +1,288 @@
+//! The pipeline without its transport: normalize → assemble → analyze → windows. Replay drives
+//! it from files with span time as its clock; the daemon will drive the same code from its
+//! receivers with wall time.
+
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+
+use crate::analyze::assemble::{Assembler, AssemblerConfig, AssemblerStats};
+use crate::analyze::critical_path::{critical_path, CriticalPathConfig, Segment};
+use crate::analyze::graph::GraphAgg;
+use crate::analyze::identity::{self, Resolution};
+use crate::analyze::node::NodeTable;
+use crate::analyze::tree::Trace;
+use crate::analyze::window::Windows;
+use crate::ingest::batch::Batch;
+use crate::ingest::Normalizer;
+use crate::model::problem::BatchReport;
+use crate::model::{Interner, Span};
+
+#[derive(Debug, Clone, Copy)]
+pub struct EngineConfig {
+    pub assembler: AssemblerConfig,
+    /// Width of a time window; `u64::MAX` for one window over all input.
+    pub window_ns: u64,
+    pub max_windows: usize,
+    pub max_nodes: usize,
+    pub max_names: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            assembler: AssemblerConfig::default(),
+            window_ns: u64::MAX,
+            max_windows: 1440,
+            max_nodes: 10_000,
+            max_names: 200_000,
+        }
+    }
+}
+
+/// Structural problems found in completed traces (duplicate ids, cycles), bounded.
+#[derive(Debug, Default)]
+pub struct TraceIssues {
+    pub count: u64,
+    /// Spans discarded as repeats of a span id already in their trace.
+    pub spans_duplicate: u64,
+    pub details: Vec<String>,
+}
+
+impl TraceIssues {
+    pub const MAX_DETAILS: usize = 50;
+}
+
+/// Called with every completed trace and its critical path (the `critical-path` command
+/// prints them; the daemon keeps recent ones).
+pub type TraceObserver = Box<dyn FnMut(&Trace, &[Segment]) + Send>;
+
+/// Everything downstream of the assembler: the part that sees complete traces.
+pub struct Analyzer {
+    pub nodes: NodeTable,
+    pub windows: Windows,
+    pub issues: TraceIssues,
+    pub critical_path: CriticalPathConfig,
+    pub on_trace: Option<TraceObserver>,
+}
+
+impl Analyzer {
+    /// Folds a completed trace in; `names` are the symbols its spans were interned in.
+    pub fn complete(&mut self, spans: Vec<Span>, names: &Interner) {
+        if spans.is_empty() {
+            return;
+        }
+        let n = spans.len();
+        let trace = Trace::build(spans);
+        self.issues.spans_duplicate += (n - trace.len()) as u64;
+        self.issues.count += u64::from(trace.issue_count);
+        for (span, e) in &trace.issues {
+            if self.issues.details.len() < TraceIssues::MAX_DETAILS {
+                self.issues
+                    .details
+                    .push(format!("trace {}, span {span}: {e}", trace.id));
+            }
+        }
+        // Computed once: the facts and the observer both use it.
+        let path = critical_path(&trace, &self.critical_path);
+        self.windows
+            .add_trace(&trace, &path, &mut self.nodes, names);
+        if let Some(f) = &mut self.on_trace {
+            f(&trace, &path);
+        }
+    }
+}
+
+/// Moves replay's clock `watermark` to `end_ns`. One span with an absurd end time must not
+/// complete every pending trace: a jump of more than an hour counts only once a hundred spans
+/// in a row agree.
+fn advance(watermark: &mut u64, jumps: &mut u32, end_ns: u64) -> u64 {
+    if *watermark == 0 || end_ns <= watermark.saturating_add(Engine::MAX_JUMP_NS) {
+        *watermark = (*watermark).max(end_ns);
+        *jumps = 0;
+    } else {
+        *jumps += 1;
+        if *jumps >= 100 {
+            *watermark = end_ns;
+            *jumps = 0;
+        }
+    }
+    *watermark
+}
+
+pub struct Engine {
+    pub normalizer: Normalizer,
+    pub assembler: Assembler,
+    pub analyzer: Analyzer,
+    /// Latest span end seen: replay's clock.
+    watermark: u64,
+    /// Spans in a row that would have moved the watermark more than [`Engine::MAX_JUMP_NS`].
+    jumps: u32,
+    pub report: BatchReport,
+}
+
+impl Engine {
+    const MAX_JUMP_NS: u64 = 3_600_000_000_000;
+
+    pub fn new(cfg: EngineConfig) -> Self {
+        Engine {
+            normalizer: Normalizer::new(Interner::with_capacity_limit(cfg.max_names)),
+            assembler: Assembler::new(cfg.assembler),
+            analyzer: Analyzer {
+                nodes: NodeTable::new(cfg.max_nodes),
+                windows: Windows::new(cfg.window_ns, cfg.max_windows),
+                issues: TraceIssues::default(),
+                critical_path: CriticalPathConfig::default(),
+                on_trace: None,
+            },
+            watermark: 0,
+            jumps: 0,
+            report: BatchReport::default(),
+        }
+    }
+
+    /// Normalizes and assembles one batch, using span time as the clock. `report` receives the
+    /// batch's rejections (it may already hold some from decoding) and is added to the
+    /// engine's running total.
+    pub fn ingest(&mut self, resource_spans: &[ResourceSpans], report: &mut BatchReport) {
+        let mut spans = Vec::new();
+        self.normalizer
+            .normalize(resource_spans, &mut spans, report);
+        self.ingest_spans(spans, report);
+    }
+
+    /// [`Engine::ingest`] for either kind of batch.
+    pub fn ingest_batch(&mut self, batch: &Batch, report: &mut BatchReport) {
+        let mut spans = Vec::new();
+        self.normalizer.normalize_batch(batch, &mut spans, report);
+        self.ingest_spans(spans, report);
+    }
+
+    /// [`Engine::ingest`] for spans normalized elsewhere, already in this engine's symbols;
+    /// `report` is their normalization's.
+    pub fn ingest_spans(&mut self, spans: Vec<Span>, report: &BatchReport) {
+        self.push(spans, None);
+        let analyzer = &mut self.analyzer;
+        let names = &self.normalizer.interner;
+        self.assembler
+            .expire(self.watermark, &mut |t| analyzer.complete(t, names));
+        self.report.merge(report.clone());
+    }
+
+    /// Assembles spans normalized elsewhere (with this engine's symbols) on the caller's
+    /// clock (`now_ns`: monotonic, live).
+    pub fn assemble_at(&mut self, spans: Vec<Span>, now_ns: u64) {
+        self.push(spans, Some(now_ns));
+    }
+
+    /// Pushes each span on `clock` (or, without one, on the span-time watermark).
+    fn push(&mut self, spans: Vec<Span>, clock: Option<u64>) {
+        let (watermark, jumps) = (&mut self.watermark, &mut self.jumps);
+        let analyzer = &mut self.analyzer;
+        let names = &self.normalizer.interner;
+        self.assembler.push_batch_with(
+            spans,
+            |s| clock.unwrap_or_else(|| advance(watermark, jumps, s.end_ns)),
+            &mut |t| analyzer.complete(t, names),
+        );
+    }
+
+    /// Completes the traces idle at `now_ns` (live: called on a timer).
+    pub fn tick(&mut self, now_ns: u64) {
+        let analyzer = &mut self.analyzer;
+        let names = &self.normalizer.interner;
+        self.assembler
+            .expire(now_ns, &mut |t| analyzer.complete(t, names));
+    }
+
+    /// Completes every trace still in flight (end of input).
+    pub fn finish(&mut self) {
+        let analyzer = &mut self.analyzer;
+        let names = &self.normalizer.interner;
+        self.assembler.flush(&mut |t| analyzer.complete(t, names));
+    }
+
+    /// Hands over the windows so far and starts empty ones, keeping names and node ids: a
+    /// baseline loaded first stays comparable with what is loaded after.
+    pub fn take_windows(&mut self) -> Windows {
+        let w = &self.analyzer.windows;
+        let fresh = Windows::new(w.width_ns(), w.max_buckets());
+        std::mem::replace(&mut self.analyzer.windows, fresh)
+    }
+
+    /// Groups the raw backends of `aggs` into the nodes users know (see
+    /// [`crate::analyze::identity`]); everything shown together must be resolved together.
+    pub fn resolve(&mut self, aggs: &[&GraphAgg]) -> Resolution {
+        identity::resolve(
+            aggs,
+            &mut self.analyzer.nodes,
+            &mut self.normalizer.interner,
+        )
+    }
+
+    /// Everything kept, merged, with its backends resolved: the graph as shown.
+    pub fn graph(&mut self) -> GraphAgg {
+        let raw = self.analyzer.windows.merged();
+        self.resolve(&[&raw]).apply(&raw)
+    }
+
+    pub fn interner(&self) -> &Interner {
+        &self.normalizer.interner
+    }
+
+    pub fn assembler_stats(&self) -> AssemblerStats {
+        self.assembler.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ScopeSpans, Span as OtlpSpan};
+
+    fn batch(trace: u8, span: u8, parent: Option<u8>, start: u64, end: u64) -> Vec<ResourceSpans> {
+        vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![KeyValue {
+                    key: "service.name".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue("svc".into())),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![OtlpSpan {
+                    trace_id: vec![trace; 16],
+                    span_id: vec![span; 8],
+                    parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
+                    start_time_unix_nano: start,
+                    end_time_unix_nano: end,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }]
+    }
+
+    #[test]
+    fn one_absurd_end_time_does_not_split_every_pending_trace() {
+        let mut e = Engine::new(EngineConfig::default());
+        // The door would reject this span (too long); here the clock must hold on its own.
+        e.normalizer.time_limits.max_duration_ns = u64::MAX;
+        let t0 = 1_700_000_000_000_000_000u64;
+        let mut r = BatchReport::default();
+        e.ingest(&batch(1, 1, None, t0, t0 + 1_000), &mut r);
+        e.ingest(&batch(2, 9, None, t0, u64::MAX), &mut r);
+        e.ingest(&batch(1, 2, Some(1), t0 + 10, t0 + 500), &mut r);
+        e.finish();
+        let g = e.graph();
+        assert_eq!(
+            (g.traces, g.fragmented_traces),
+            (2, 0),
+            "trace 1 stayed whole"
+        );
+    }
+}

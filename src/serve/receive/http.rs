@@ -1,0 +1,262 @@
+//! OTLP/HTTP receiver: `POST /v1/traces`, protobuf or JSON, gzip, zstd or uncompressed.
+//!
+//! Status codes as the OTLP specification gives them: 200 with partial success for bad
+//! spans, 400 with a `google.rpc.Status` body for undecodable data, 413 for a body over the
+//! limit (checked after decompression), 415 for an unsupported type or encoding, and 503 with
+//! `Retry-After` when the pipeline is saturated, so exporters retry instead of dropping.
+
+use std::io::Read;
+use std::sync::atomic::Ordering;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use flate2::read::MultiGzDecoder;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+use prost::Message;
+
+use super::submit::{SubmitError, Submitter};
+use super::wire::{
+    export_response, retryable_status, RpcStatus, EMPTY_WARNING, INVALID_ARGUMENT,
+    RESOURCE_EXHAUSTED, UNAVAILABLE,
+};
+use crate::ingest::batch::{Batch, WireBatch};
+use crate::ingest::otlp_json::{self, JsonDocument};
+use crate::model::problem::BatchReport;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Protobuf,
+    Json,
+}
+
+impl Encoding {
+    fn content_type(self) -> &'static str {
+        match self {
+            Encoding::Protobuf => "application/x-protobuf",
+            Encoding::Json => "application/json",
+        }
+    }
+}
+
+pub fn router(sub: Submitter, token: Option<crate::serve::auth::Token>) -> Router {
+    // Compressed bodies can't be larger than their content; the decompressed size is
+    // checked separately.
+    let limit = sub.max_request_bytes;
+    Router::new()
+        .route("/v1/traces", post(export))
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            sub.stats.clone(),
+            within_deadline,
+        ))
+        // The token is checked before the body is read or anything counted.
+        .layer(axum::middleware::from_fn_with_state(
+            token,
+            crate::serve::auth::require_bearer,
+        ))
+        .with_state(sub)
+}
+
+/// How long a request may take, its body included: a client dribbling a body a byte at a
+/// time (which the idle timeout alone would let live) is cut off.
+pub const REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+async fn within_deadline(
+    State(stats): State<std::sync::Arc<crate::serve::stats::Stats>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match tokio::time::timeout(REQUEST_DEADLINE, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => {
+            stats
+                .receivers_conns
+                .timed_out
+                .fetch_add(1, Ordering::Relaxed);
+            (
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "request not received within {}s",
+                    REQUEST_DEADLINE.as_secs()
+                ),
+            )
+                .into_response()
+        }
+    }
+}
+
+fn status_body(enc: Encoding, st: &RpcStatus) -> Vec<u8> {
+    match enc {
+        Encoding::Protobuf => st.encode_to_vec(),
+        Encoding::Json => serde_json::json!({"code": st.code, "message": st.message})
+            .to_string()
+            .into_bytes(),
+    }
+}
+
+fn error(sub: &Submitter, code: StatusCode, enc: Encoding, grpc: i32, message: String) -> Response {
+    sub.stats.requests_invalid.fetch_add(1, Ordering::Relaxed);
+    let st = RpcStatus {
+        code: grpc,
+        message,
+        details: Vec::new(),
+    };
+    (
+        code,
+        [(header::CONTENT_TYPE, enc.content_type())],
+        status_body(enc, &st),
+    )
+        .into_response()
+}
+
+fn response_body(enc: Encoding, resp: &ExportTraceServiceResponse) -> Vec<u8> {
+    match enc {
+        Encoding::Protobuf => resp.encode_to_vec(),
+        Encoding::Json => {
+            let v = match &resp.partial_success {
+                Some(p) => serde_json::json!({"partialSuccess": {
+                    "rejectedSpans": p.rejected_spans.to_string(),
+                    "errorMessage": p.error_message,
+                }}),
+                None => serde_json::json!({}),
+            };
+            v.to_string().into_bytes()
+        }
+    }
+}
+
+async fn export(State(sub): State<Submitter>, headers: HeaderMap, body: Bytes) -> Response {
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let enc = match ctype.as_str() {
+        "application/x-protobuf" | "application/protobuf" => Encoding::Protobuf,
+        "application/json" => Encoding::Json,
+        other => {
+            return error(
+                &sub,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Encoding::Json,
+                INVALID_ARGUMENT,
+                format!(
+                    "unsupported Content-Type {other:?}: use application/x-protobuf or application/json"
+                ),
+            )
+        }
+    };
+    let coding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let max = sub.max_request_bytes;
+    let raw: Bytes = match coding.as_str() {
+        "" | "identity" => body,
+        "gzip" | "zstd" => {
+            // Inflated at most one byte past the limit: a decompression bomb stops there.
+            let mut out = Vec::new();
+            let read = if coding == "gzip" {
+                MultiGzDecoder::new(&body[..])
+                    .take(max as u64 + 1)
+                    .read_to_end(&mut out)
+            } else {
+                zstd::stream::read::Decoder::new(&body[..])
+                    .and_then(|d| d.take(max as u64 + 1).read_to_end(&mut out))
+            };
+            if let Err(e) = read {
+                return error(
+                    &sub,
+                    StatusCode::BAD_REQUEST,
+                    enc,
+                    INVALID_ARGUMENT,
+                    format!("invalid {coding} body: {e}"),
+                );
+            }
+            Bytes::from(out)
+        }
+        other => {
+            return error(
+                &sub,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                enc,
+                INVALID_ARGUMENT,
+                format!("unsupported Content-Encoding {other:?}: use gzip, zstd or none"),
+            )
+        }
+    };
+    if raw.len() > max {
+        return error(
+            &sub,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            enc,
+            RESOURCE_EXHAUSTED,
+            format!(
+                "request exceeds {max} bytes after decompression (receivers.max_request_bytes)"
+            ),
+        );
+    }
+    let mut report = BatchReport::default();
+    let raw_len = raw.len();
+    let spans = match enc {
+        Encoding::Protobuf => match WireBatch::new(raw) {
+            Ok(w) => Batch::Wire(w),
+            Err(e) => {
+                return error(
+                    &sub,
+                    StatusCode::BAD_REQUEST,
+                    enc,
+                    INVALID_ARGUMENT,
+                    format!("not a valid OTLP ExportTraceServiceRequest: {e}"),
+                )
+            }
+        },
+        Encoding::Json => match serde_json::from_slice::<JsonDocument>(&raw) {
+            Ok(doc) => Batch::Decoded(otlp_json::to_proto(&doc, &mut report)),
+            Err(e) => {
+                return error(
+                    &sub,
+                    StatusCode::BAD_REQUEST,
+                    enc,
+                    INVALID_ARGUMENT,
+                    format!("not valid OTLP/JSON: {e}"),
+                )
+            }
+        },
+    };
+    let empty = (raw_len > 0 && spans.span_count() == 0 && report.seen == 0).then(|| {
+        sub.stats.requests_empty.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(bytes = raw_len, "OTLP/HTTP request decoded to zero spans");
+        EMPTY_WARNING
+    });
+    match sub.submit(spans, report).await {
+        Ok(report) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, enc.content_type())],
+            response_body(enc, &export_response(&report, empty)),
+        )
+            .into_response(),
+        Err(e @ (SubmitError::Busy | SubmitError::Closed)) => {
+            let st = retryable_status(UNAVAILABLE, &e.to_string(), 1);
+            let mut r = (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::CONTENT_TYPE, enc.content_type())],
+                status_body(enc, &st),
+            )
+                .into_response();
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
+    }
+}
