@@ -203,7 +203,20 @@ pub fn stable_combine(h: u64, x: u64) -> u64 {
 
 /// OTLP's span kinds; `Unspecified` is common in converted data (Jaeger without `span.kind`,
 /// Zipkin without `kind`), and the graph then falls back on service boundaries.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default, PartialOrd, Ord)]
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Debug,
+    Default,
+    PartialOrd,
+    Ord,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
+#[strum(serialize_all = "lowercase")]
 pub enum SpanKind {
     #[default]
     Unspecified,
@@ -228,22 +241,27 @@ impl SpanKind {
     }
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            SpanKind::Unspecified => "unspecified",
-            SpanKind::Internal => "internal",
-            SpanKind::Server => "server",
-            SpanKind::Client => "client",
-            SpanKind::Producer => "producer",
-            SpanKind::Consumer => "consumer",
-        }
+        self.into()
     }
 }
 
 /// What a node in the call graph is. Only services report spans of their own; the others are
 /// seen from their callers' client spans.
 #[derive(
-    Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Debug,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
 )]
+#[strum(serialize_all = "lowercase")]
 pub enum NodeType {
     Service,
     Database,
@@ -253,12 +271,7 @@ pub enum NodeType {
 
 impl NodeType {
     pub fn as_str(self) -> &'static str {
-        match self {
-            NodeType::Service => "service",
-            NodeType::Database => "database",
-            NodeType::Messaging => "messaging",
-            NodeType::External => "external",
-        }
+        self.into()
     }
 
     pub fn is_virtual(self) -> bool {

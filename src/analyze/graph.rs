@@ -24,8 +24,20 @@ use crate::model::{NodeKey, NodeType, Span, SpanKind, Sym};
 /// How a caller reaches a callee; the names are those of Grafana's service graph
 /// (`connection_type` label).
 #[derive(
-    Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Debug,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
 )]
+#[strum(serialize_all = "lowercase")]
 pub enum ConnType {
     /// Synchronous request/response between instrumented services.
     Sync,
@@ -38,7 +50,16 @@ pub enum ConnType {
 }
 
 impl ConnType {
+    /// Our name (`sync`, `messaging`, `database`, `virtual`): the exported series' label, in
+    /// stores since scale-out shipped.
     pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// Grafana's value of `connection_type` for the same thing (empty for a plain call), for
+    /// `/metrics`' service-graph series, which Grafana's service-graph view reads. Another
+    /// product's vocabulary, not a second spelling of ours.
+    pub fn grafana_label(self) -> &'static str {
         match self {
             ConnType::Sync => "",
             ConnType::Messaging => "messaging_system",

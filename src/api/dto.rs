@@ -186,7 +186,7 @@ impl GraphDoc {
                 from_id: node_id(nodes.key(k.from).ty.as_str(), &name(k.from)),
                 to_id: node_id(nodes.key(k.to).ty.as_str(), &name(k.to)),
                 to_type: nodes.key(k.to).ty.as_str(),
-                connection_type: k.conn.as_str(),
+                connection_type: k.conn.grafana_label(),
                 calls: e.calls,
                 errors: e.errors,
                 error_rate: rate(e.errors, e.calls),

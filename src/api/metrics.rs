@@ -44,7 +44,7 @@ pub fn graph_metrics(
         [
             ("client", name(k.from)),
             ("server", name(k.to)),
-            ("connection_type", k.conn.as_str()),
+            ("connection_type", k.conn.grafana_label()),
         ]
     };
     let counters = [

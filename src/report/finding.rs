@@ -7,7 +7,10 @@ use crate::analyze::spof::SpofScore;
 use crate::analyze::thresholds::{CONFIDENCE_UNITS, CONSISTENT_HIGH, CONSISTENT_MEDIUM, SEVERITY};
 use crate::model::{Interner, NodeType, TraceId};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, strum::IntoStaticStr, strum::EnumString,
+)]
+#[strum(serialize_all = "lowercase")]
 pub enum FindingKind {
     Bottleneck,
     Spof,
@@ -15,14 +18,14 @@ pub enum FindingKind {
 
 impl FindingKind {
     pub fn as_str(self) -> &'static str {
-        match self {
-            FindingKind::Bottleneck => "bottleneck",
-            FindingKind::Spof => "spof",
-        }
+        self.into()
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, strum::IntoStaticStr, strum::EnumString,
+)]
+#[strum(serialize_all = "lowercase")]
 pub enum Severity {
     Low,
     Medium,
@@ -43,27 +46,18 @@ impl Severity {
     }
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
+        self.into()
     }
 
     pub fn parse(s: &str) -> Option<Severity> {
-        [
-            Severity::Low,
-            Severity::Medium,
-            Severity::High,
-            Severity::Critical,
-        ]
-        .into_iter()
-        .find(|v| v.as_str() == s)
+        s.parse().ok()
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, strum::IntoStaticStr, strum::EnumString,
+)]
+#[strum(serialize_all = "lowercase")]
 pub enum Confidence {
     Low,
     Medium,
@@ -91,11 +85,7 @@ impl Confidence {
     }
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Confidence::Low => "low",
-            Confidence::Medium => "medium",
-            Confidence::High => "high",
-        }
+        self.into()
     }
 }
 

@@ -31,7 +31,7 @@
 use std::collections::BTreeMap;
 
 use crate::analyze::facts::{ClassKey, OpKey};
-use crate::analyze::graph::{ConnType, EdgeKey, GraphAgg, UsageKey, LOAD_BUCKET_NS};
+use crate::analyze::graph::{EdgeKey, GraphAgg, UsageKey, LOAD_BUCKET_NS};
 use crate::analyze::hist::Hist;
 use crate::analyze::node::{NodeId, NodeTable};
 use crate::api::prom;
@@ -398,35 +398,6 @@ pub const METRICS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-fn conn_str(c: ConnType) -> &'static str {
-    match c {
-        ConnType::Sync => "sync",
-        ConnType::Messaging => "messaging",
-        ConnType::Database => "database",
-        ConnType::Virtual => "virtual",
-    }
-}
-
-fn parse_conn(s: &str) -> Option<ConnType> {
-    Some(match s {
-        "sync" => ConnType::Sync,
-        "messaging" => ConnType::Messaging,
-        "database" => ConnType::Database,
-        "virtual" => ConnType::Virtual,
-        _ => return None,
-    })
-}
-
-fn parse_type(s: &str) -> Option<NodeType> {
-    Some(match s {
-        "service" => NodeType::Service,
-        "database" => NodeType::Database,
-        "messaging" => NodeType::Messaging,
-        "external" => NodeType::External,
-        _ => return None,
-    })
-}
-
 fn hex(h: u64) -> String {
     format!("{h:016x}")
 }
@@ -615,7 +586,7 @@ pub fn encode(agg: &GraphAgg, nodes: &NodeTable, names: &Interner) -> Vec<Sample
     for (k, x) in edges {
         let l = cat(
             cat(e.node(&CALLER, k.from), e.node(&CALLEE, k.to)),
-            vec![("connection_type", conn_str(k.conn).to_owned())],
+            vec![("connection_type", k.conn.as_str().to_owned())],
         );
         e.push("chokepoint_edge_calls_total", l.clone(), x.calls as f64);
         e.push("chokepoint_edge_errors_total", l.clone(), x.errors as f64);
@@ -876,7 +847,7 @@ struct Decoder<'a> {
 impl Decoder<'_> {
     fn node(&mut self, s: &Series, l: &NodeLabelNames) -> Option<NodeId> {
         let name = s.labels.get(l[0])?;
-        let ty = parse_type(s.labels.get(l[1])?)?;
+        let ty: NodeType = s.labels.get(l[1])?.parse().ok()?;
         let mut opt = |k: &str| -> Option<Sym> {
             s.labels
                 .get(k)
@@ -915,7 +886,7 @@ impl Decoder<'_> {
         Some(EdgeKey {
             from: self.node(s, &CALLER)?,
             to: self.node(s, &CALLEE)?,
-            conn: parse_conn(s.labels.get("connection_type")?)?,
+            conn: s.labels.get("connection_type")?.parse().ok()?,
         })
     }
 

@@ -34,7 +34,8 @@ mod harm;
 use crate::ingest::otlp_json::key_value;
 
 /// The lab's systems.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::IntoStaticStr)]
+#[strum(serialize_all = "kebab-case")]
 pub enum Lab {
     TwoDatabases,
     BrokerCluster,
@@ -79,26 +80,7 @@ impl Lab {
     ];
 
     pub fn name(self) -> &'static str {
-        match self {
-            Lab::TwoDatabases => "two-databases",
-            Lab::BrokerCluster => "broker-cluster",
-            Lab::RedisCacheAndQueue => "redis-cache-and-queue",
-            Lab::BackgroundPoller => "background-poller",
-            Lab::ReplicaLost => "replica-lost",
-            Lab::AllSingleInstance => "all-single-instance",
-            Lab::BalancedChain => "balanced-chain",
-            Lab::StarvedCaller => "starved-caller",
-            Lab::SaturatingCallee => "saturating-callee",
-            Lab::AbsorbedFailures => "absorbed-failures",
-            Lab::QuotesHealthy => "quotes-healthy",
-            Lab::QuotesWrongAnswers => "quotes-wrong-answers",
-            Lab::TokenCheck => "token-check",
-            Lab::SyncBroker => "sync-broker",
-            Lab::SharedMysql => "shared-mysql",
-            Lab::DegradedForecast => "degraded-forecast",
-            Lab::ShortDominant => "short-dominant",
-            Lab::RefusedConnections => "refused-connections",
-        }
+        self.into()
     }
 }
 

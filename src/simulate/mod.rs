@@ -17,7 +17,8 @@ pub use rng::Rng;
 
 /// The shop's scenarios (one healthy baseline, and one per weak spot of DOMAIN.md), and the
 /// lab's systems.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::IntoStaticStr)]
+#[strum(serialize_all = "kebab-case")]
 pub enum Scenario {
     /// Everything replicated, latencies balanced, the odd error absorbed by a retry.
     Healthy,
@@ -51,13 +52,7 @@ impl Scenario {
     pub fn name(self) -> &'static str {
         match self {
             Scenario::Lab(l) => l.name(),
-            Scenario::Healthy => "healthy",
-            Scenario::SlowPayment => "slow-payment",
-            Scenario::EmailBacklog => "email-backlog",
-            Scenario::SingleDb => "single-db",
-            Scenario::SingleKafka => "single-kafka",
-            Scenario::SingleOrchestrator => "single-orchestrator",
-            Scenario::SlowOrchestratorDb => "slow-orchestrator-db",
+            shop => shop.into(),
         }
     }
 }
