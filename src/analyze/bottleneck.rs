@@ -312,7 +312,7 @@ fn waits(cur: &GraphAgg, base: Option<&GraphAgg>) -> Option<Waits> {
             k.to
         };
         let med = e.gap.quantile_ns(0.5) as f64;
-        let slow = e.gap.count() - e.gap.count_le_ns((2.0 * typical_ns) as u64);
+        let slow = e.gap.count() - e.gap.count_le_ns((WAIT_SLOW_RATIO * typical_ns) as u64);
         let excess = e.gap.count() as f64 * (med - typical_ns).max(0.0) / 1e6 / requests;
         let w = per_node.entry(target).or_insert(WaitEvidence {
             gap_p50_ms: 0.0,
@@ -707,7 +707,7 @@ fn share_evidence(
         }
     }
     ops.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    ops.truncate(5);
+    ops.truncate(SHARE_MAX_OPS);
     ShareEvidence {
         share: (cp.0 + cp.1) / total,
         own_share: cp.0 / total,

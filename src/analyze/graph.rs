@@ -17,6 +17,7 @@ use super::critical_path::Segment;
 use super::facts::{extract, FactsAgg};
 use super::node::{resolve_peer, waited_peer, NodeId, NodeTable};
 use super::stats::Moments;
+use super::thresholds::{GONE_AFTER_MISSED, MIN_QUIET_NS};
 use super::tree::{Ix, Trace};
 use crate::analyze::hist::Hist;
 use crate::model::{NodeKey, NodeType, Span, SpanKind, Sym};
@@ -109,12 +110,6 @@ pub struct InstanceSet {
     pub slots: BTreeMap<u64, u64>,
 }
 
-/// An instance is gone once it has missed this many of the sightings its share of the
-/// node's traffic predicts: missing ten in a row by chance has odds of about e⁻¹⁰.
-pub const GONE_AFTER_MISSED: f64 = 10.0;
-/// Quiet shorter than this never counts as gone (spans of the last seconds may still be in
-/// flight, and clocks of hosts differ).
-pub const MIN_QUIET_NS: u64 = 10_000_000_000;
 
 impl InstanceSet {
     pub const MAX: usize = 256;

@@ -184,7 +184,7 @@ fn vanished(cur: &GraphAgg, base: &GraphAgg) -> FxHashMap<NodeId, Vanished> {
             let caller_now = share(&c.present, class, *from, now_t);
             if before >= VANISH_BASELINE_PRESENCE
                 && before - now >= VANISH_DROP
-                && caller_now >= 0.5 * caller_before
+                && caller_now >= VANISH_CALLER_KEPT * caller_before
             {
                 dropped.entry(*from).or_default().push((*to, before, now));
             }
@@ -213,7 +213,7 @@ fn vanished(cur: &GraphAgg, base: &GraphAgg) -> FxHashMap<NodeId, Vanished> {
                 )
             });
             e.0 += drop * now_t as f64;
-            if e.1.calls.len() < 8 {
+            if e.1.calls.len() < VANISH_MAX_CALLS {
                 e.1.calls
                     .extend(calls.iter().map(|(to, b, n)| (caller, *to, *b, *n)));
             }
@@ -384,7 +384,7 @@ pub fn score(
         if active {
             // Biting now outranks what could happen: the more requests it fails, the higher.
             let r = rate.max(vanish.as_ref().map_or(0.0, |v| v.rate));
-            score = score.max(SEVERITY[3] + (1.0 - SEVERITY[3]) * (r / 0.5).min(1.0));
+            score = score.max(SEVERITY[3] + (1.0 - SEVERITY[3]) * (r / ACTIVE_FULL_RATE).min(1.0));
         }
         out.push(SpofScore {
             node: n,

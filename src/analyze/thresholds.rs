@@ -132,3 +132,28 @@ pub const OUTAGE_MIN_QUIET_NS: u64 = 10_000_000_000;
 pub const VANISH_BASELINE_PRESENCE: f64 = 0.5;
 /// ... and that now happen in this much less of them have vanished.
 pub const VANISH_DROP: f64 = 0.25;
+/// ... while their caller still makes at least this share of the requests it made then (a
+/// caller that itself stopped is not evidence against its callees).
+pub const VANISH_CALLER_KEPT: f64 = 0.5;
+/// Vanished calls kept as evidence on one finding.
+pub const VANISH_MAX_CALLS: usize = 8;
+/// A SPOF failing now is critical, and reaches the top score when this share of the
+/// requests fails.
+pub const ACTIVE_FULL_RATE: f64 = 0.5;
+
+/// Bottleneck by waiting: a request waited long when its gap exceeded this many times the
+/// system's typical gap.
+pub const WAIT_SLOW_RATIO: f64 = 2.0;
+/// Operations named as evidence of a bottleneck's share, the largest first.
+pub const SHARE_MAX_OPS: usize = 5;
+
+/// A baseline of fewer traces compares noise, so findings are computed without it (the
+/// daemon's baseline window and the global view's alike).
+pub const MIN_BASELINE_TRACES: u64 = 50;
+
+/// An instance is gone once it has missed this many of the sightings its share of the
+/// node's traffic predicts: missing ten in a row by chance has odds of about e⁻¹⁰.
+pub const GONE_AFTER_MISSED: f64 = 10.0;
+/// Quiet shorter than this never counts as gone (spans of the last seconds may still be in
+/// flight, and clocks of hosts differ).
+pub const MIN_QUIET_NS: u64 = 10_000_000_000;

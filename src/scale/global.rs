@@ -23,6 +23,7 @@ use hyper_util::rt::TokioExecutor;
 use crate::analyze::graph::GraphAgg;
 use crate::analyze::identity;
 use crate::analyze::node::NodeTable;
+use crate::analyze::thresholds::MIN_BASELINE_TRACES;
 use crate::api::dto::FindingsDoc;
 use crate::api::view::{FindingHistory, View, ViewInput};
 use crate::model::Interner;
@@ -322,8 +323,6 @@ fn score(
 
 /// Nodes a global view names at most.
 const MAX_NODES: usize = 100_000;
-/// A baseline smaller than this compares noise (as the daemon).
-const MIN_BASELINE_TRACES: u64 = 50;
 
 /// The windows of a global view, as the daemon's own (`analysis.*`) and `[source]` say.
 #[derive(Debug, Clone, Copy)]

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::analyze::critical_path::{CriticalPathConfig, PathRecord};
 use crate::analyze::engine::{Engine, EngineConfig};
 use crate::analyze::graph::GraphAgg;
+use crate::analyze::thresholds::MIN_BASELINE_TRACES;
 use crate::api::dto::{FindingsDoc, GraphDoc, NodeDetail, NodePoint};
 use crate::api::view::{FindingHistory, View, ViewInput};
 use crate::clock::now_ns;
@@ -321,7 +322,7 @@ impl Pipeline {
         let base = w.merged_range(0, from);
         let resolution = self.engine.resolve(&[&cur, &base]);
         let cur = resolution.apply(&cur);
-        let base = (base.facts.traces >= 50).then(|| resolution.apply(&base));
+        let base = (base.facts.traces >= MIN_BASELINE_TRACES).then(|| resolution.apply(&base));
         (cur, base)
     }
 
@@ -377,7 +378,8 @@ impl Pipeline {
         let resolution = self.engine.resolve(&[&cur_raw, &base_raw, &all_time]);
         // Owned: no second copy of the state when nothing is renamed.
         let cur = resolution.apply_owned(cur_raw);
-        let base = (base_raw.facts.traces >= 50).then(|| resolution.apply_owned(base_raw));
+        let base = (base_raw.facts.traces >= MIN_BASELINE_TRACES)
+            .then(|| resolution.apply_owned(base_raw));
         let all_time = resolution.apply_owned(all_time);
         let engine = &self.engine;
         let ctx = Context {

@@ -1,9 +1,13 @@
 use std::collections::BTreeMap;
 
+use super::decode::increases;
 use super::*;
 use crate::analyze::engine::{Engine, EngineConfig};
+use crate::analyze::graph::GraphAgg;
 use crate::analyze::identity;
+use crate::analyze::node::NodeTable;
 use crate::model::problem::BatchReport;
+use crate::model::Interner;
 use crate::report::finding::{Context, Report};
 use crate::report::findings;
 use crate::simulate::{generate, Scenario, SimConfig};
