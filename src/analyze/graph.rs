@@ -110,7 +110,6 @@ pub struct InstanceSet {
     pub slots: BTreeMap<u64, u64>,
 }
 
-
 impl InstanceSet {
     pub const MAX: usize = 256;
 

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
 
 use crate::analyze::engine::Engine;
 use crate::api::view::View;
@@ -24,7 +25,7 @@ use crate::serve::config::Config;
 use crate::serve::listener::{grpc_incoming, serve_http};
 use crate::serve::pipeline::{engine_config, Event, Pipeline};
 use crate::serve::query::http::ApiState;
-use crate::serve::receive::submit::Submitter;
+use crate::serve::receive::submit::{Submission, Submitter};
 use crate::serve::state::StateDir;
 use crate::serve::stats::Stats;
 use crate::serve::tls::{Reloading, ALPN_GRPC, ALPN_HTTP1};
@@ -46,8 +47,23 @@ pub enum DaemonError {
         what: &'static str,
         source: crate::serve::tls::TlsError,
     },
-    #[error("{what} server failed: {message}")]
-    Server { what: &'static str, message: String },
+    #[error("source server failed: {0}")]
+    Source(#[from] crate::scale::global::GlobalError),
+    #[error("{what} server failed: {source}")]
+    Server {
+        what: &'static str,
+        source: ServerError,
+    },
+}
+
+/// Why a server task ended in error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Transport(#[from] tonic::transport::Error),
+    /// The task panicked or was cancelled.
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// The bound addresses, known once listening (ports may have been 0).
@@ -59,14 +75,10 @@ pub struct Bound {
     pub api_grpc: SocketAddr,
 }
 
-async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, DaemonError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| DaemonError::Bind { addr, what, source })
-}
+type ServerTask = JoinHandle<Result<(), ServerError>>;
 
 /// A server that cannot fail once listening, typed like those that can.
-async fn ok(f: impl std::future::Future<Output = ()>) -> Result<(), String> {
+async fn ok(f: impl std::future::Future<Output = ()>) -> Result<(), ServerError> {
     f.await;
     Ok(())
 }
@@ -85,19 +97,94 @@ fn every(events: mpsc::Sender<Event>, period: Duration, make: fn() -> Event) {
 }
 
 /// Runs the daemon until `stop` resolves. `on_ready` is called once everything listens.
+///
+/// In phases: guard (tokens, TLS), restore (the engine from its snapshot), start the
+/// pipeline, bind the listeners, spawn the receivers, the APIs and the timers, serve until
+/// `stop`, drain.
 pub async fn run(
     cfg: Config,
     stop: impl std::future::Future<Output = ()>,
     on_ready: impl FnOnce(Bound),
 ) -> Result<(), DaemonError> {
-    let token = |f: &Option<std::path::PathBuf>| -> Result<Option<Token>, DaemonError> {
-        Ok(match f {
-            Some(p) => Some(Token::from_file(p)?),
-            None => None,
+    let guards = Guards::load(&cfg)?;
+    let stats = Arc::new(Stats::default());
+    let (engine, state) = restore(&cfg)?;
+    let (pipeline, batches) = start_pipeline(&cfg, engine, state, stats.clone()).await?;
+    let (listeners, bound) = Listeners::bind(&cfg).await?;
+    let receivers = spawn_receivers(
+        &cfg,
+        listeners.grpc,
+        listeners.http,
+        &guards,
+        batches,
+        &stats,
+    );
+    let ready = Arc::new(AtomicBool::new(false));
+    let api = spawn_api(
+        &cfg,
+        listeners.api,
+        listeners.api_grpc,
+        &guards,
+        &pipeline,
+        &stats,
+        ready.clone(),
+    );
+    spawn_timers(&cfg, &pipeline.events);
+    spawn_remote_write(&cfg, bound, &pipeline, &stats);
+    ready.store(true, Ordering::Relaxed);
+    on_ready(bound);
+
+    stop.await;
+    tracing::info!("stopping: receivers close, the pipeline drains");
+    ready.store(false, Ordering::Relaxed);
+    drain(receivers, pipeline, api).await
+}
+
+/// Who may talk to the daemon, and over what: bearer tokens and TLS for the receivers and
+/// the API, with a warning for each exposure that has no such guard.
+struct Guards {
+    ingest_token: Option<Token>,
+    api_token: Option<Token>,
+    grpc_tls: Option<Reloading>,
+    http_tls: Option<Reloading>,
+    api_grpc_tls: Option<Reloading>,
+    api_tls: Option<Reloading>,
+}
+
+impl Guards {
+    fn load(cfg: &Config) -> Result<Guards, DaemonError> {
+        let token = |f: &Option<std::path::PathBuf>| -> Result<Option<Token>, DaemonError> {
+            Ok(match f {
+                Some(p) => Some(Token::from_file(p)?),
+                None => None,
+            })
+        };
+        let ingest_token = token(&cfg.receivers_token_file)?;
+        let api_token = token(&cfg.api_token_file)?;
+        warn_exposed(cfg, &ingest_token, &api_token);
+        let tls = |files: &Option<crate::serve::tls::TlsFiles>,
+                   alpn: &'static [&'static [u8]],
+                   what: &'static str|
+         -> Result<Option<Reloading>, DaemonError> {
+            files
+                .clone()
+                .map(|f| Reloading::start(f, alpn, what))
+                .transpose()
+                .map_err(|source| DaemonError::Tls { what, source })
+        };
+        Ok(Guards {
+            grpc_tls: tls(&cfg.receivers_tls, ALPN_GRPC, "OTLP/gRPC")?,
+            http_tls: tls(&cfg.receivers_tls, ALPN_HTTP1, "OTLP/HTTP")?,
+            api_grpc_tls: tls(&cfg.api_tls, ALPN_GRPC, "gRPC query API")?,
+            api_tls: tls(&cfg.api_tls, ALPN_HTTP1, "API")?,
+            ingest_token,
+            api_token,
         })
-    };
-    let ingest_token = token(&cfg.receivers_token_file)?;
-    let api_token = token(&cfg.api_token_file)?;
+    }
+}
+
+/// Says loudly what listens beyond loopback without a token, or sends one in plain text.
+fn warn_exposed(cfg: &Config, ingest_token: &Option<Token>, api_token: &Option<Token>) {
     let exposed = |a: SocketAddr| !a.ip().is_loopback();
     if ingest_token.is_none() && (exposed(cfg.grpc_listen) || exposed(cfg.http_listen)) {
         tracing::warn!(
@@ -117,13 +204,13 @@ pub async fn run(
         (
             "receivers",
             &cfg.receivers_tls,
-            &ingest_token,
+            ingest_token,
             [cfg.grpc_listen, cfg.http_listen],
         ),
         (
             "api",
             &cfg.api_tls,
-            &api_token,
+            api_token,
             [cfg.api_listen, cfg.api_grpc_listen],
         ),
     ] {
@@ -135,22 +222,12 @@ pub async fn run(
             );
         }
     }
-    let tls = |files: &Option<crate::serve::tls::TlsFiles>,
-               alpn: &'static [&'static [u8]],
-               what: &'static str|
-     -> Result<Option<Reloading>, DaemonError> {
-        files
-            .clone()
-            .map(|f| Reloading::start(f, alpn, what))
-            .transpose()
-            .map_err(|source| DaemonError::Tls { what, source })
-    };
-    let grpc_tls = tls(&cfg.receivers_tls, ALPN_GRPC, "OTLP/gRPC")?;
-    let http_tls = tls(&cfg.receivers_tls, ALPN_HTTP1, "OTLP/HTTP")?;
-    let api_grpc_tls = tls(&cfg.api_tls, ALPN_GRPC, "gRPC query API")?;
-    let api_tls = tls(&cfg.api_tls, ALPN_HTTP1, "API")?;
-    let stats = Arc::new(Stats::default());
-    let ecfg = engine_config(&cfg);
+}
+
+/// The engine, from the state directory's snapshot when there is one. A bad snapshot must
+/// not keep the daemon down: it starts empty and says so loudly.
+fn restore(cfg: &Config) -> Result<(Engine, Option<StateDir>), DaemonError> {
+    let ecfg = engine_config(cfg);
     let mut engine = Engine::new(ecfg);
     let state = match &cfg.state_dir {
         Some(d) => {
@@ -158,7 +235,6 @@ pub async fn run(
             match dir.restore(&mut engine, ecfg.max_names, ecfg.max_nodes) {
                 Ok(true) => tracing::info!(path = %dir.path().display(), "state restored"),
                 Ok(false) => {}
-                // A bad snapshot must not keep the daemon down: start empty, say so loudly.
                 Err(e) => {
                     tracing::error!(%e, "state not restored; starting empty");
                     eprintln!("chokepoint: STATE NOT RESTORED, starting empty: {e}");
@@ -168,75 +244,134 @@ pub async fn run(
         }
         None => None,
     };
+    Ok((engine, state))
+}
+
+/// The pipeline task and the ends of its channels.
+struct PipelineHandles {
+    events: mpsc::Sender<Event>,
+    view: watch::Receiver<Arc<View>>,
+    task: JoinHandle<()>,
+}
+
+/// Spawns the one task that owns the engine, and asks it for a first view. The batch
+/// sender goes to the receivers alone: once they are gone, the queue closes.
+async fn start_pipeline(
+    cfg: &Config,
+    engine: Engine,
+    state: Option<StateDir>,
+    stats: Arc<Stats>,
+) -> Result<(PipelineHandles, mpsc::Sender<Submission>), DaemonError> {
     let (batch_tx, batch_rx) = mpsc::channel(cfg.queue_batches);
     let (event_tx, event_rx) = mpsc::channel(256);
     let (view_tx, view_rx) = watch::channel(Arc::new(View::empty()));
-    // The global view: the API reads what the store's series sum to; this daemon's own
-    // pipeline still runs (and keeps its books) but publishes where nobody reads.
-    let store = cfg
-        .source
-        .prometheus_url
-        .as_deref()
-        .map(crate::scale::global::Store::new)
-        .transpose()
-        .map_err(|e| DaemonError::Server {
-            what: "source",
-            message: e.to_string(),
-        })?;
-    let view_tx = match store {
-        Some(store) => {
-            tracing::info!(
-                url = ?cfg.source.prometheus_url,
-                "serving the global view: findings from the instances' aggregates in the store; \
-                 spans sent to this daemon's receivers are not in it"
-            );
-            tokio::spawn(crate::scale::global::publish(
-                store,
-                crate::scale::global::ViewSettings {
-                    window: cfg.window,
-                    history: cfg.history,
-                    bucket: cfg.bucket,
-                    refresh: cfg.refresh,
-                    silent_after: cfg.source.silent_after,
-                },
-                view_tx,
-            ));
-            watch::channel(Arc::new(View::empty())).0
-        }
-        None => view_tx,
-    };
-    let pipeline = Pipeline::new(engine, cfg.clone(), stats.clone(), view_tx, state);
-    let pipeline_task = tokio::spawn(pipeline.run(event_rx, batch_rx));
+    let view_tx = global_view(cfg, view_tx)?;
+    let pipeline = Pipeline::new(engine, cfg.clone(), stats, view_tx, state);
+    let task = tokio::spawn(pipeline.run(event_rx, batch_rx));
     let _ = event_tx.send(Event::Refresh).await;
-
-    let grpc_l = bind(cfg.grpc_listen, "OTLP/gRPC").await?;
-    let http_l = bind(cfg.http_listen, "OTLP/HTTP").await?;
-    let api_l = bind(cfg.api_listen, "API").await?;
-    let api_grpc_l = bind(cfg.api_grpc_listen, "gRPC query API").await?;
-    let local = |l: &TcpListener, a| l.local_addr().unwrap_or(a);
-    let bound = Bound {
-        grpc: local(&grpc_l, cfg.grpc_listen),
-        http: local(&http_l, cfg.http_listen),
-        api: local(&api_l, cfg.api_listen),
-        api_grpc: local(&api_grpc_l, cfg.api_grpc_listen),
+    let handles = PipelineHandles {
+        events: event_tx,
+        view: view_rx,
+        task,
     };
+    Ok((handles, batch_tx))
+}
 
-    let limits = crate::ingest::local::LocalLimits {
-        time: crate::serve::pipeline::time_limits(&cfg),
-        max_names: ecfg.max_names,
+/// With `[source] prometheus_url`, the API reads what the store's series sum to: the global
+/// view publishes to `view_tx`, and this daemon's own pipeline still runs (and keeps its
+/// books) but publishes where nobody reads. Returns where the pipeline publishes.
+fn global_view(
+    cfg: &Config,
+    view_tx: watch::Sender<Arc<View>>,
+) -> Result<watch::Sender<Arc<View>>, DaemonError> {
+    let Some(url) = cfg.source.prometheus_url.as_deref() else {
+        return Ok(view_tx);
     };
-    let sub = Submitter::new(batch_tx, stats.clone(), cfg.max_request_bytes, limits);
-    let (stop_rx_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
+    let store = crate::scale::global::Store::new(url)?;
+    tracing::info!(
+        url = ?cfg.source.prometheus_url,
+        "serving the global view: findings from the instances' aggregates in the store; \
+         spans sent to this daemon's receivers are not in it"
+    );
+    tokio::spawn(crate::scale::global::publish(
+        store,
+        crate::scale::global::ViewSettings {
+            window: cfg.window,
+            history: cfg.history,
+            bucket: cfg.bucket,
+            refresh: cfg.refresh,
+            silent_after: cfg.source.silent_after,
+        },
+        view_tx,
+    ));
+    Ok(watch::channel(Arc::new(View::empty())).0)
+}
+
+struct Listeners {
+    grpc: TcpListener,
+    http: TcpListener,
+    api: TcpListener,
+    api_grpc: TcpListener,
+}
+
+impl Listeners {
+    async fn bind(cfg: &Config) -> Result<(Listeners, Bound), DaemonError> {
+        let bind = |addr: SocketAddr, what: &'static str| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| DaemonError::Bind { addr, what, source })
+        };
+        let l = Listeners {
+            grpc: bind(cfg.grpc_listen, "OTLP/gRPC").await?,
+            http: bind(cfg.http_listen, "OTLP/HTTP").await?,
+            api: bind(cfg.api_listen, "API").await?,
+            api_grpc: bind(cfg.api_grpc_listen, "gRPC query API").await?,
+        };
+        let local = |l: &TcpListener, a| l.local_addr().unwrap_or(a);
+        let bound = Bound {
+            grpc: local(&l.grpc, cfg.grpc_listen),
+            http: local(&l.http, cfg.http_listen),
+            api: local(&l.api, cfg.api_listen),
+            api_grpc: local(&l.api_grpc, cfg.api_grpc_listen),
+        };
+        Ok((l, bound))
+    }
+}
+
+fn stopped(mut rx: watch::Receiver<bool>) -> impl std::future::Future<Output = ()> {
+    async move {
         let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+/// The OTLP receivers, and how to tell them to stop.
+struct Receivers {
+    grpc: ServerTask,
+    http: ServerTask,
+    stop: watch::Sender<bool>,
+}
+
+fn spawn_receivers(
+    cfg: &Config,
+    grpc_l: TcpListener,
+    http_l: TcpListener,
+    guards: &Guards,
+    batches: mpsc::Sender<Submission>,
+    stats: &Arc<Stats>,
+) -> Receivers {
+    let limits = crate::ingest::local::LocalLimits {
+        time: crate::serve::pipeline::time_limits(cfg),
+        max_names: engine_config(cfg).max_names,
     };
+    let sub = Submitter::new(batches, stats.clone(), cfg.max_request_bytes, limits);
+    let (stop, stop_rx) = watch::channel(false);
     let grpc = tokio::spawn({
-        let svc = crate::serve::receive::grpc::service(sub.clone(), ingest_token.clone());
+        let svc = crate::serve::receive::grpc::service(sub.clone(), guards.ingest_token.clone());
         let grpc_stats = stats.clone();
         let s = stopped(stop_rx.clone());
         let incoming = grpc_incoming(
             grpc_l,
-            grpc_tls,
+            guards.grpc_tls.clone(),
             cfg.receivers_limits,
             stats.receivers_conns.clone(),
             stop_rx.clone(),
@@ -255,41 +390,58 @@ pub async fn run(
                 .add_service(svc)
                 .serve_with_incoming_shutdown(incoming, s)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(ServerError::from)
         }
     });
     let http = tokio::spawn(ok(serve_http(
         http_l,
-        http_tls,
+        guards.http_tls.clone(),
         cfg.receivers_limits,
         stats.receivers_conns.clone(),
-        crate::serve::receive::http::router(sub.clone(), ingest_token.clone()),
-        stop_rx.clone(),
+        crate::serve::receive::http::router(sub, guards.ingest_token.clone()),
+        stop_rx,
     )));
-    drop(sub);
-    let ready = Arc::new(AtomicBool::new(false));
-    let (api_stop_tx, api_stop_rx) = watch::channel(false);
+    Receivers { grpc, http, stop }
+}
+
+/// The query APIs (HTTP with the dashboard, and gRPC), and how to tell them to stop.
+struct Apis {
+    http: ServerTask,
+    grpc: ServerTask,
+    stop: watch::Sender<bool>,
+}
+
+fn spawn_api(
+    cfg: &Config,
+    api_l: TcpListener,
+    api_grpc_l: TcpListener,
+    guards: &Guards,
+    pipeline: &PipelineHandles,
+    stats: &Arc<Stats>,
+    ready: Arc<AtomicBool>,
+) -> Apis {
+    let (stop, stop_rx) = watch::channel(false);
     let api_state = ApiState {
-        events: event_tx.clone(),
-        view: view_rx.clone(),
+        events: pipeline.events.clone(),
+        view: pipeline.view.clone(),
         stats: stats.clone(),
-        ready: ready.clone(),
+        ready,
         window: cfg.window,
         refresh: cfg.refresh,
         trace_url: cfg.trace_url.clone(),
-        token: api_token.clone(),
+        token: guards.api_token.clone(),
         hosts: cfg.api_hosts.clone(),
         cors_origins: cfg.api_cors_origins.clone(),
     };
-    let api_grpc = tokio::spawn({
+    let grpc = tokio::spawn({
         let svc = crate::serve::query::grpc::service(api_state.clone());
-        let s = stopped(api_stop_rx.clone());
+        let s = stopped(stop_rx.clone());
         let incoming = grpc_incoming(
             api_grpc_l,
-            api_grpc_tls,
+            guards.api_grpc_tls.clone(),
             cfg.api_limits,
             stats.api_conns.clone(),
-            api_stop_rx.clone(),
+            stop_rx.clone(),
         );
         async move {
             tonic::transport::Server::builder()
@@ -298,65 +450,80 @@ pub async fn run(
                 .add_service(svc)
                 .serve_with_incoming_shutdown(incoming, s)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(ServerError::from)
         }
     });
-    let api = tokio::spawn(ok(serve_http(
+    let http = tokio::spawn(ok(serve_http(
         api_l,
-        api_tls,
+        guards.api_tls.clone(),
         cfg.api_limits,
         stats.api_conns.clone(),
         crate::serve::query::http::router(api_state),
-        api_stop_rx,
+        stop_rx,
     )));
-    every(event_tx.clone(), Duration::from_millis(500), || Event::Tick);
-    every(event_tx.clone(), cfg.refresh, || Event::Refresh);
+    Apis { http, grpc, stop }
+}
+
+/// Ticks (complete idle traces), refreshes (publish the view) and snapshots.
+fn spawn_timers(cfg: &Config, events: &mpsc::Sender<Event>) {
+    every(events.clone(), Duration::from_millis(500), || Event::Tick);
+    every(events.clone(), cfg.refresh, || Event::Refresh);
     if cfg.state_dir.is_some() {
-        every(event_tx.clone(), cfg.snapshot_interval, || Event::Snapshot);
+        every(events.clone(), cfg.snapshot_interval, || Event::Snapshot);
     }
+}
+
+/// Remote-writes the published aggregates, unless this daemon serves the global view (which
+/// re-exported would count every instance twice).
+fn spawn_remote_write(cfg: &Config, bound: Bound, pipeline: &PipelineHandles, stats: &Stats) {
     let remote_write = cfg.export.remote_write_url.clone();
     if remote_write.is_some() && cfg.source.prometheus_url.is_some() {
         tracing::warn!("export.remote_write_url is ignored with source.prometheus_url: the global view re-exported would count every instance twice");
     }
-    if let Some(url) = remote_write.filter(|_| cfg.source.prometheus_url.is_none()) {
-        let instance = if cfg.export.instance.is_empty() {
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_owned())
-                .unwrap_or_else(|_| "chokepoint".into());
-            format!("{host}:{}", bound.grpc.port())
-        } else {
-            cfg.export.instance.clone()
-        };
-        tracing::info!(%url, %instance, "remote-writing the aggregates");
-        tokio::spawn(crate::scale::remote_write::run(
-            url,
-            instance,
-            cfg.export.remote_write_interval,
-            view_rx.clone(),
-            stats.remote_write.clone(),
-        ));
-    }
-    ready.store(true, Ordering::Relaxed);
-    on_ready(bound);
+    let Some(url) = remote_write.filter(|_| cfg.source.prometheus_url.is_none()) else {
+        return;
+    };
+    let instance = if cfg.export.instance.is_empty() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "chokepoint".into());
+        format!("{host}:{}", bound.grpc.port())
+    } else {
+        cfg.export.instance.clone()
+    };
+    tracing::info!(%url, %instance, "remote-writing the aggregates");
+    tokio::spawn(crate::scale::remote_write::run(
+        url,
+        instance,
+        cfg.export.remote_write_interval,
+        pipeline.view.clone(),
+        stats.remote_write.clone(),
+    ));
+}
 
-    stop.await;
-    tracing::info!("stopping: receivers close, the pipeline drains");
-    ready.store(false, Ordering::Relaxed);
-    let _ = stop_rx_tx.send(true);
+/// Stops in the order that loses nothing: receivers first (each finishes its requests, or
+/// is cut off after a grace period), then the pipeline drains what was queued, completes
+/// every trace in flight and snapshots; the API answers until then.
+async fn drain(
+    receivers: Receivers,
+    pipeline: PipelineHandles,
+    api: Apis,
+) -> Result<(), DaemonError> {
+    let _ = receivers.stop.send(true);
     let server = |what: &'static str| {
-        move |r: Result<Result<(), String>, tokio::task::JoinError>| match r {
+        move |r: Result<Result<(), ServerError>, tokio::task::JoinError>| match r {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => Err(DaemonError::Server { what, message }),
+            Ok(Err(source)) => Err(DaemonError::Server { what, source }),
             Err(e) => Err(DaemonError::Server {
                 what,
-                message: e.to_string(),
+                source: e.into(),
             }),
         }
     };
     // A client that stalls mid-request must not hold shutdown hostage: past the grace
     // period its connection is cut and the drain goes on.
     let grace = Duration::from_secs(10);
-    let finish = |task: tokio::task::JoinHandle<Result<(), String>>, what: &'static str| async move {
+    let finish = |task: ServerTask, what: &'static str| async move {
         let abort = task.abort_handle();
         match tokio::time::timeout(grace, task).await {
             Ok(r) => server(what)(r),
@@ -370,17 +537,17 @@ pub async fn run(
             }
         }
     };
-    let g = finish(grpc, "OTLP/gRPC").await;
-    let h = finish(http, "OTLP/HTTP").await;
+    let g = finish(receivers.grpc, "OTLP/gRPC").await;
+    let h = finish(receivers.http, "OTLP/HTTP").await;
     let (done_tx, done_rx) = oneshot::channel();
-    if event_tx.send(Event::Shutdown(done_tx)).await.is_ok() {
+    if pipeline.events.send(Event::Shutdown(done_tx)).await.is_ok() {
         let _ = done_rx.await;
     }
-    let _ = pipeline_task.await;
-    let _ = api_stop_tx.send(true);
-    let a = server("API")(api.await);
+    let _ = pipeline.task.await;
+    let _ = api.stop.send(true);
+    let a = server("API")(api.http.await);
     // Watch streams never end on their own; the shutdown drops them.
-    api_grpc.abort();
+    api.grpc.abort();
     g.and(h).and(a)
 }
 
