@@ -129,9 +129,9 @@ fn bench(c: &mut Criterion) {
             || (traces.clone(), Engine::new(EngineConfig::default())),
             |(traces, mut e)| {
                 for t in traces {
-                    e.analyzer.complete(t, &normalizer.interner);
+                    e.complete_trace(t, &normalizer.interner);
                 }
-                e.analyzer.windows.spans_added
+                e.windows().spans_added
             },
             BatchSize::LargeInput,
         )
@@ -153,7 +153,7 @@ fn bench(c: &mut Criterion) {
     e.finish();
     let window = e.graph();
     let ctx = Context {
-        nodes: &e.analyzer.nodes,
+        nodes: e.nodes(),
         names: e.interner(),
     };
     g.bench_function("score/shop_healthy_2000_traces", |b| {

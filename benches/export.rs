@@ -36,7 +36,7 @@ fn shop() -> Engine {
 
 /// Prints what one instance holding `engine`'s aggregates exports.
 fn describe(what: &str, engine: &Engine, all: &GraphAgg) {
-    let samples = encode(all, &engine.analyzer.nodes, engine.interner());
+    let samples = encode(all, engine.nodes(), engine.interner());
     let mut text = String::new();
     write_text(&samples, &mut text);
     let bodies = requests(&samples, "bench", 0);
@@ -57,14 +57,14 @@ fn describe(what: &str, engine: &Engine, all: &GraphAgg) {
 
 fn bench(c: &mut Criterion) {
     let shop = shop();
-    let all = shop.analyzer.windows.all_time();
+    let all = shop.windows().all_time();
     describe("shop (slow-payment, 5000 traces)", &shop, &all);
     let real = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/realdata/nezha-onlineboutique-baseline.otlp.jsonl.gz");
     if real.exists() {
         let mut e = Engine::new(EngineConfig::default());
         load_files(&mut e, &[real], &mut ());
-        let a = e.analyzer.windows.all_time();
+        let a = e.windows().all_time();
         describe(
             "nezha-onlineboutique-baseline (largest realdata file)",
             &e,
@@ -73,11 +73,11 @@ fn bench(c: &mut Criterion) {
     } else {
         println!("NOT RUN: {} is missing", real.display());
     }
-    let samples = encode(&all, &shop.analyzer.nodes, shop.interner());
+    let samples = encode(&all, shop.nodes(), shop.interner());
     let mut g = c.benchmark_group("export");
     g.sample_size(30);
     g.bench_function("encode/shop", |b| {
-        b.iter(|| black_box(encode(&all, &shop.analyzer.nodes, shop.interner())))
+        b.iter(|| black_box(encode(&all, shop.nodes(), shop.interner())))
     });
     g.bench_function("metrics_text/shop", |b| {
         b.iter(|| {

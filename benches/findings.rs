@@ -26,9 +26,9 @@ fn traces(scenario: Scenario, n: usize) -> (Vec<Vec<Span>>, Engine) {
     let mut engine = Engine::new(EngineConfig::default());
     let out: Arc<Mutex<Vec<Vec<Span>>>> = Arc::default();
     let sink = out.clone();
-    engine.analyzer.on_trace = Some(Box::new(move |t: &Trace, _: &[Segment]| {
+    engine.set_on_trace(Some(Box::new(move |t: &Trace, _: &[Segment]| {
         sink.lock().unwrap().push(t.spans.clone())
-    }));
+    })));
     let cfg = SimConfig {
         scenario,
         traces: n,
@@ -39,7 +39,7 @@ fn traces(scenario: Scenario, n: usize) -> (Vec<Vec<Span>>, Engine) {
         engine.ingest(&req.resource_spans, &mut BatchReport::default());
     }
     engine.finish();
-    engine.analyzer.on_trace = None;
+    engine.set_on_trace(None);
     let v = out.lock().unwrap().clone();
     (v, engine)
 }
@@ -64,7 +64,7 @@ fn bench(c: &mut Criterion) {
             let mut agg = FactsAgg::default();
             for t in &built {
                 let path = critical_path(t, &cfg);
-                if let Some(f) = extract(t, &path, &mut nodes, &engine.normalizer.interner) {
+                if let Some(f) = extract(t, &path, &mut nodes, engine.interner()) {
                     agg.add(&f);
                 }
             }
@@ -77,20 +77,15 @@ fn bench(c: &mut Criterion) {
             let mut agg = GraphAgg::default();
             for s in &spans {
                 let t = Trace::build(s.clone());
-                agg.add_trace(
-                    &t,
-                    &critical_path(&t, &cfg),
-                    &mut nodes,
-                    &engine.normalizer.interner,
-                );
+                agg.add_trace(&t, &critical_path(&t, &cfg), &mut nodes, engine.interner());
             }
             black_box(agg.traces)
         })
     });
     let window = engine.graph();
-    let names = std::mem::take(&mut engine.normalizer.interner);
+    let names = std::mem::take(engine.interner_mut());
     let ctx = Context {
-        nodes: &engine.analyzer.nodes,
+        nodes: engine.nodes(),
         names: &names,
     };
     g.throughput(Throughput::Elements(1));

@@ -60,7 +60,7 @@ pub fn load_files(
 ) -> LoadSummary {
     let mut out = load(engine, paths, obs);
     engine.finish();
-    for i in engine.analyzer.issues.details.drain(..) {
+    for i in engine.take_issue_details() {
         out.problem(i);
     }
     out
@@ -70,7 +70,7 @@ pub fn load_files(
 /// follow); structural problems are reported when [`load_files`] or `Engine::finish` runs.
 pub fn load_files_keep_open(engine: &mut Engine, paths: &[PathBuf]) -> LoadSummary {
     let mut out = load(engine, paths, &mut ());
-    for i in engine.analyzer.issues.details.drain(..) {
+    for i in engine.take_issue_details() {
         out.problem(i);
     }
     out
@@ -103,7 +103,7 @@ const GROUP_SPANS: usize = 4096;
 fn load(engine: &mut Engine, paths: &[PathBuf], obs: &mut dyn LoadObserver) -> LoadSummary {
     let mut out = LoadSummary::default();
     let limits = LocalLimits {
-        time: engine.normalizer.time_limits,
+        time: engine.time_limits(),
         max_names: engine.interner().capacity_limit(),
     };
     let mut spaces = Spaces::default();
@@ -157,7 +157,7 @@ fn load(engine: &mut Engine, paths: &[PathBuf], obs: &mut dyn LoadObserver) -> L
                     mut report,
                     bytes,
                 } => {
-                    spaces.renumber(names, &mut spans, &mut engine.normalizer.interner);
+                    spaces.renumber(names, &mut spans, engine.interner_mut());
                     engine.ingest_spans(spans, &report);
                     for p in &report.details {
                         batch_problems.push((location, p.to_string()));
@@ -234,7 +234,7 @@ pub fn analyze(
         (Some(engine.take_windows().merged()), Some(load))
     };
     let load = load_files(&mut engine, files, obs);
-    let current = engine.analyzer.windows.merged();
+    let current = engine.windows().merged();
     let mut all: Vec<&GraphAgg> = vec![&current];
     all.extend(baseline.as_ref());
     let resolution = engine.resolve(&all);
@@ -251,15 +251,13 @@ pub fn analyze(
 impl Analysis {
     /// All input as one window, resolved.
     pub fn whole(&self) -> GraphAgg {
-        self.resolution
-            .apply(&self.engine.analyzer.windows.merged())
+        self.resolution.apply(&self.engine.windows().merged())
     }
 
     /// Each window of the input, resolved.
     pub fn windows(&self) -> Vec<GraphAgg> {
         self.engine
-            .analyzer
-            .windows
+            .windows()
             .buckets()
             .map(|(_, g)| self.resolution.apply(g))
             .collect()
@@ -268,7 +266,7 @@ impl Analysis {
     /// The findings document of one (resolved) window.
     pub fn findings_doc(&self, g: &GraphAgg) -> FindingsDoc {
         let ctx = Context {
-            nodes: &self.engine.analyzer.nodes,
+            nodes: self.engine.nodes(),
             names: self.engine.interner(),
         };
         let findings = compute(g, self.baseline.as_ref(), &ctx);
@@ -286,20 +284,16 @@ impl Analysis {
         let mut history = FindingHistory::default();
         history.record(now_ns, &doc.findings, u64::MAX);
         let engine = &self.engine;
-        let all = self.resolution.apply(&engine.analyzer.windows.all_time());
-        let metrics = crate::api::metrics::graph_metrics(
-            &all,
-            &engine.analyzer.nodes,
-            engine.interner(),
-            &doc,
-        );
-        let w = &engine.analyzer.windows;
+        let all = self.resolution.apply(&engine.windows().all_time());
+        let metrics =
+            crate::api::metrics::graph_metrics(&all, engine.nodes(), engine.interner(), &doc);
+        let w = engine.windows();
         View::build(ViewInput {
             now_ns,
             cur: &cur,
             base: self.baseline.as_ref(),
             findings: doc,
-            nodes: &engine.analyzer.nodes,
+            nodes: engine.nodes(),
             names: engine.interner(),
             buckets: w.buckets().collect(),
             bucket_ns: w.width_ns(),

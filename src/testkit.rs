@@ -29,11 +29,11 @@ pub fn check_engine(batches: &[Batch]) -> Result<(), String> {
         seen += r.accepted;
     }
     e.finish();
-    let w = &e.analyzer.windows;
+    let w = e.windows();
     let dropped = e.assembler_stats().spans_dropped_trace_full
         + w.spans_dropped_old
         + w.spans_dropped_future
-        + e.analyzer.issues.spans_duplicate;
+        + e.issues().spans_duplicate;
     if w.spans_added + dropped != seen {
         return Err(format!(
             "accepted {seen} != analysed {} + dropped {dropped}",
@@ -42,7 +42,7 @@ pub fn check_engine(batches: &[Batch]) -> Result<(), String> {
     }
     let g = e.graph();
     let ctx = Context {
-        nodes: &e.analyzer.nodes,
+        nodes: e.nodes(),
         names: e.interner(),
     };
     let report = compute(&g, Some(&g), &ctx);

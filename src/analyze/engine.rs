@@ -12,6 +12,7 @@ use crate::analyze::node::NodeTable;
 use crate::analyze::tree::Trace;
 use crate::analyze::window::Windows;
 use crate::ingest::batch::Batch;
+use crate::ingest::normalize::TimeLimits;
 use crate::ingest::Normalizer;
 use crate::model::problem::BatchReport;
 use crate::model::{Interner, Span};
@@ -56,17 +57,17 @@ impl TraceIssues {
 pub type TraceObserver = Box<dyn FnMut(&Trace, &[Segment]) + Send>;
 
 /// Everything downstream of the assembler: the part that sees complete traces.
-pub struct Analyzer {
-    pub nodes: NodeTable,
-    pub windows: Windows,
-    pub issues: TraceIssues,
-    pub critical_path: CriticalPathConfig,
-    pub on_trace: Option<TraceObserver>,
+struct Analyzer {
+    nodes: NodeTable,
+    windows: Windows,
+    issues: TraceIssues,
+    critical_path: CriticalPathConfig,
+    on_trace: Option<TraceObserver>,
 }
 
 impl Analyzer {
     /// Folds a completed trace in; `names` are the symbols its spans were interned in.
-    pub fn complete(&mut self, spans: Vec<Span>, names: &Interner) {
+    fn complete(&mut self, spans: Vec<Span>, names: &Interner) {
         if spans.is_empty() {
             return;
         }
@@ -108,15 +109,17 @@ fn advance(watermark: &mut u64, jumps: &mut u32, end_ns: u64) -> u64 {
     *watermark
 }
 
+/// Spans in, windowed aggregates out: normalizer → assembler → analyzer, with the tables
+/// (names, nodes) they share. Its parts are its own; what callers need has a method.
 pub struct Engine {
-    pub normalizer: Normalizer,
-    pub assembler: Assembler,
-    pub analyzer: Analyzer,
+    normalizer: Normalizer,
+    assembler: Assembler,
+    analyzer: Analyzer,
     /// Latest span end seen: replay's clock.
     watermark: u64,
     /// Spans in a row that would have moved the watermark more than [`Engine::MAX_JUMP_NS`].
     jumps: u32,
-    pub report: BatchReport,
+    report: BatchReport,
 }
 
 impl Engine {
@@ -230,6 +233,70 @@ impl Engine {
 
     pub fn assembler_stats(&self) -> AssemblerStats {
         self.assembler.stats
+    }
+
+    /// Traces and spans held in assembly.
+    pub fn in_flight(&self) -> (usize, usize) {
+        (
+            self.assembler.traces_in_flight(),
+            self.assembler.spans_in_flight(),
+        )
+    }
+
+    pub fn interner_mut(&mut self) -> &mut Interner {
+        &mut self.normalizer.interner
+    }
+
+    /// What the normalizer accepts as span times.
+    pub fn time_limits(&self) -> TimeLimits {
+        self.normalizer.time_limits
+    }
+
+    pub fn nodes(&self) -> &NodeTable {
+        &self.analyzer.nodes
+    }
+
+    pub fn windows(&self) -> &Windows {
+        &self.analyzer.windows
+    }
+
+    pub fn windows_mut(&mut self) -> &mut Windows {
+        &mut self.analyzer.windows
+    }
+
+    /// Structural problems of the traces seen (repaired), and the first few described.
+    pub fn issues(&self) -> &TraceIssues {
+        &self.analyzer.issues
+    }
+
+    /// The described problems so far, handed over (the counts stay).
+    pub fn take_issue_details(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.analyzer.issues.details)
+    }
+
+    pub fn set_critical_path(&mut self, cfg: CriticalPathConfig) {
+        self.analyzer.critical_path = cfg;
+    }
+
+    /// Called with every completed trace and its critical path.
+    pub fn set_on_trace(&mut self, observer: Option<TraceObserver>) {
+        self.analyzer.on_trace = observer;
+    }
+
+    /// Folds in a trace assembled elsewhere, whose spans were interned in `names` (benches).
+    pub fn complete_trace(&mut self, spans: Vec<Span>, names: &Interner) {
+        self.analyzer.complete(spans, names);
+    }
+
+    /// Starts from restored tables: names (a fresh normalizer over them) and nodes.
+    pub fn restore_tables(&mut self, names: Interner, nodes: NodeTable) {
+        self.normalizer = Normalizer::new(names);
+        self.analyzer.nodes = nodes;
+    }
+
+    /// Everything normalization rejected or repaired so far.
+    pub fn report(&self) -> &BatchReport {
+        &self.report
     }
 }
 

@@ -20,11 +20,11 @@ pub fn run(a: CriticalPathArgs) -> Result<ExitCode> {
     let mut engine = engine_for(&a.engine, &a.analysis, None)?;
     let paths: Arc<Mutex<Vec<PathRecord>>> = Arc::default();
     let sink = paths.clone();
-    engine.analyzer.on_trace = Some(Box::new(move |t, path| {
+    engine.set_on_trace(Some(Box::new(move |t, path| {
         if let Ok(mut p) = sink.lock() {
             p.push(PathRecord::from_path(t, path));
         }
-    }));
+    })));
     let mut failed = false;
     let stdout = io::stdout();
     let mut w = BufWriter::new(stdout.lock());

@@ -24,7 +24,7 @@ pub fn run(a: GraphArgs) -> Result<ExitCode> {
         bail!("no trace file could be read");
     }
     let graph = engine.graph();
-    let doc = GraphDoc::new(&graph, &engine.analyzer.nodes, engine.interner());
+    let doc = GraphDoc::new(&graph, engine.nodes(), engine.interner());
     let out = match a.format {
         GraphFormat::Table => render::graph_table(&doc),
         GraphFormat::Json => serde_json::to_string_pretty(&doc)? + "\n",

@@ -125,7 +125,9 @@ pub fn engine_for(e: &EngineArgs, a: &AnalysisArgs, window_ns: Option<u64>) -> R
         cfg.max_windows = usize::MAX;
     }
     let mut engine = Engine::new(cfg);
-    engine.analyzer.critical_path.skew_tolerance = a.skew_tolerance;
+    engine.set_critical_path(chokepoint::analyze::critical_path::CriticalPathConfig {
+        skew_tolerance: a.skew_tolerance,
+    });
     Ok(engine)
 }
 

@@ -143,12 +143,11 @@ impl Pipeline {
         view_tx: watch::Sender<Arc<View>>,
         state: Option<crate::serve::state::StateDir>,
     ) -> Pipeline {
-        engine.analyzer.critical_path = CriticalPathConfig {
+        engine.set_critical_path(CriticalPathConfig {
             skew_tolerance: cfg.skew_tolerance,
-        };
+        });
         engine
-            .analyzer
-            .windows
+            .windows_mut()
             .set_budget(cfg.memory_budget_mb.saturating_mul(1 << 20));
         let paths = Arc::new(Mutex::new(PathStore {
             cap: cfg.keep_traces,
@@ -156,11 +155,11 @@ impl Pipeline {
             paths: FxHashMap::default(),
         }));
         let sink = paths.clone();
-        engine.analyzer.on_trace = Some(Box::new(move |t, path| {
+        engine.set_on_trace(Some(Box::new(move |t, path| {
             if let Ok(mut p) = sink.lock() {
                 p.push(PathRecord::from_path(t, path));
             }
-        }));
+        })));
         let p = Pipeline {
             engine,
             started: std::time::Instant::now(),
@@ -232,7 +231,7 @@ impl Pipeline {
             Event::Batch(sub) => self.batch(sub),
             Event::Query(q) => self.query(q),
             Event::Tick => {
-                self.engine.analyzer.windows.set_now(now_ns());
+                self.engine.windows_mut().set_now(now_ns());
                 self.engine.tick(self.mono_ns());
                 self.publish_counters();
             }
@@ -245,9 +244,9 @@ impl Pipeline {
     fn batch(&mut self, sub: Submission) {
         let report = sub.report;
         let mut spans = sub.spans;
-        self.engine.analyzer.windows.set_now(now_ns());
+        self.engine.windows_mut().set_now(now_ns());
         self.spaces
-            .renumber(sub.names, &mut spans, &mut self.engine.normalizer.interner);
+            .renumber(sub.names, &mut spans, self.engine.interner_mut());
         let now = self.mono_ns();
         self.engine.assemble_at(spans, now);
         self.stats
@@ -269,20 +268,16 @@ impl Pipeline {
             .store(a.traces_completed, Ordering::Relaxed);
         s.traces_completed_early
             .store(a.traces_completed_early, Ordering::Relaxed);
-        s.traces_in_flight.store(
-            self.engine.assembler.traces_in_flight() as u64,
-            Ordering::Relaxed,
-        );
-        s.spans_in_flight.store(
-            self.engine.assembler.spans_in_flight() as u64,
-            Ordering::Relaxed,
-        );
-        let w = &self.engine.analyzer.windows;
+        s.traces_in_flight
+            .store(self.engine.in_flight().0 as u64, Ordering::Relaxed);
+        s.spans_in_flight
+            .store(self.engine.in_flight().1 as u64, Ordering::Relaxed);
+        let w = self.engine.windows();
         s.spans_analysed.store(w.spans_added, Ordering::Relaxed);
         s.names_overflowed
             .store(self.engine.interner().overflowed, Ordering::Relaxed);
         s.nodes_overflowed
-            .store(self.engine.analyzer.nodes.overflowed, Ordering::Relaxed);
+            .store(self.engine.nodes().overflowed, Ordering::Relaxed);
         s.aggregate_bytes.store(w.bytes as u64, Ordering::Relaxed);
         s.aggregate_entries_dropped
             .store(w.entries_dropped(), Ordering::Relaxed);
@@ -296,7 +291,7 @@ impl Pipeline {
             a.spans_dropped_trace_full
                 + w.spans_dropped_old
                 + w.spans_dropped_future
-                + self.engine.analyzer.issues.spans_duplicate,
+                + self.engine.issues().spans_duplicate,
             Ordering::Relaxed,
         );
     }
@@ -305,7 +300,7 @@ impl Pipeline {
     /// history before it when there is enough of it.
     /// Backends are resolved over both, so they name nodes alike.
     fn windows(&mut self, window: Range) -> (GraphAgg, Option<GraphAgg>) {
-        let w = &self.engine.analyzer.windows;
+        let w = self.engine.windows();
         let now = now_ns();
         let (from, to) = match window {
             // History is all there is: a longer window is the whole of it.
@@ -329,7 +324,7 @@ impl Pipeline {
     fn findings_doc(&mut self, window: Range) -> FindingsDoc {
         let (cur, base) = self.windows(window);
         let ctx = Context {
-            nodes: &self.engine.analyzer.nodes,
+            nodes: self.engine.nodes(),
             names: self.engine.interner(),
         };
         let findings = compute(&cur, base.as_ref(), &ctx);
@@ -344,7 +339,7 @@ impl Pipeline {
     /// Recomputes the default window and publishes the view every read serves from.
     fn refresh(&mut self) {
         let started = std::time::Instant::now();
-        self.engine.analyzer.windows.enforce_budget();
+        self.engine.windows_mut().enforce_budget();
         self.build_view();
         let ms = started.elapsed().as_secs_f64() * 1e3;
         tracing::debug!(ms, "view refreshed");
@@ -353,7 +348,7 @@ impl Pipeline {
     fn build_view(&mut self) {
         let now = now_ns();
         let window = self.cfg.window.min(self.cfg.history);
-        let w = &self.engine.analyzer.windows;
+        let w = self.engine.windows();
         let from = w.bucket_of(now.saturating_sub(window.as_nanos() as u64));
         let cur_raw = w.merged_range(from, u64::MAX);
         let base_raw = w.merged_range(0, from);
@@ -364,7 +359,7 @@ impl Pipeline {
         let aggregates = if self.cfg.export.aggregates {
             let mut s = crate::scale::exchange::encode(
                 &all_time,
-                &self.engine.analyzer.nodes,
+                self.engine.nodes(),
                 self.engine.interner(),
             );
             s.insert(0, crate::scale::exchange::heard(now as f64 / 1e9));
@@ -383,7 +378,7 @@ impl Pipeline {
         let all_time = resolution.apply_owned(all_time);
         let engine = &self.engine;
         let ctx = Context {
-            nodes: &engine.analyzer.nodes,
+            nodes: engine.nodes(),
             names: engine.interner(),
         };
         let report = compute(&cur, base.as_ref(), &ctx);
@@ -391,21 +386,17 @@ impl Pipeline {
         let doc = FindingsDoc::new(&cur, base.as_ref(), &report, &ctx, empty);
         self.history
             .record(now, &doc.findings, self.cfg.history.as_nanos() as u64);
-        let mut metrics = crate::api::metrics::graph_metrics(
-            &all_time,
-            &engine.analyzer.nodes,
-            engine.interner(),
-            &doc,
-        );
+        let mut metrics =
+            crate::api::metrics::graph_metrics(&all_time, engine.nodes(), engine.interner(), &doc);
         crate::scale::exchange::write_text(&aggregates, &mut metrics);
         drop(all_time);
-        let w = &engine.analyzer.windows;
+        let w = engine.windows();
         let view = View::build(ViewInput {
             now_ns: now,
             cur: &cur,
             base: base.as_ref(),
             findings: doc,
-            nodes: &engine.analyzer.nodes,
+            nodes: engine.nodes(),
             names: engine.interner(),
             buckets: w.buckets().collect(),
             bucket_ns: w.width_ns(),
@@ -453,7 +444,7 @@ impl Pipeline {
             }
             Query::Graph { window, reply } => {
                 let (cur, _) = self.windows(window);
-                let doc = GraphDoc::new(&cur, &self.engine.analyzer.nodes, self.engine.interner());
+                let doc = GraphDoc::new(&cur, self.engine.nodes(), self.engine.interner());
                 let _ = reply.send(doc);
             }
             Query::Node {
@@ -477,21 +468,20 @@ impl Pipeline {
 
     fn node(&mut self, name: &str, window: Range) -> Option<NodeDetail> {
         let (cur, _) = self.windows(window);
-        let doc = GraphDoc::new(&cur, &self.engine.analyzer.nodes, self.engine.interner());
+        let doc = GraphDoc::new(&cur, self.engine.nodes(), self.engine.interner());
         let node = doc.node(name)?.clone();
-        let nodes = &self.engine.analyzer.nodes;
+        let nodes = self.engine.nodes();
         let id = (0..nodes.len() as u32)
             .map(crate::analyze::node::NodeId)
             .find(|id| {
                 let k = nodes.key(*id);
                 !k.is_raw() && self.engine.interner().resolve(k.name) == name
             })?;
-        let all = self.engine.analyzer.windows.merged();
+        let all = self.engine.windows().merged();
         let resolution = self.engine.resolve(&[&all]);
         let history: Vec<NodePoint> = self
             .engine
-            .analyzer
-            .windows
+            .windows()
             .buckets()
             .filter_map(|(start, g)| {
                 let g = resolution.apply(g);

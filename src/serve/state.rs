@@ -19,7 +19,6 @@ use serde::{Deserialize, Serialize};
 use crate::analyze::engine::Engine;
 use crate::analyze::graph::GraphAgg;
 use crate::analyze::node::NodeTable;
-use crate::ingest::Normalizer;
 use crate::model::{Interner, NodeKey};
 
 const FILE: &str = "state.bin";
@@ -97,10 +96,10 @@ impl StateDir {
     /// hand the slow part, [`StateDir::write`], to a blocking thread.
     pub fn encode(&self, engine: &Engine) -> Result<Vec<u8>, StateError> {
         use bincode::Options;
-        let (buckets, retired) = engine.analyzer.windows.parts();
+        let (buckets, retired) = engine.windows().parts();
         let snap = SnapshotRef {
             names: engine.interner().names().collect(),
-            nodes: engine.analyzer.nodes.keys(),
+            nodes: engine.nodes().keys(),
             buckets,
             retired,
         };
@@ -146,12 +145,11 @@ impl StateDir {
         };
         match decode(&bytes, max_names, max_nodes) {
             Ok(snap) => {
-                engine.normalizer = Normalizer::new(Interner::from_names(
-                    snap.names.iter().map(String::as_str),
-                    max_names,
-                ));
-                engine.analyzer.nodes = NodeTable::from_keys(&snap.nodes, max_nodes);
-                engine.analyzer.windows.restore(snap.buckets, snap.retired);
+                engine.restore_tables(
+                    Interner::from_names(snap.names.iter().map(String::as_str), max_names),
+                    NodeTable::from_keys(&snap.nodes, max_nodes),
+                );
+                engine.windows_mut().restore(snap.buckets, snap.retired);
                 Ok(true)
             }
             Err(message) => {

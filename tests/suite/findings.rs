@@ -317,10 +317,10 @@ fn crisp_case18_exclusive_critical_path_times_with_tolerance() {
     let mut engine = Engine::new(EngineConfig::default());
     let totals: std::sync::Arc<std::sync::Mutex<BTreeMap<String, u64>>> = Default::default();
     let sink = totals.clone();
-    engine.analyzer.critical_path = CriticalPathConfig {
+    engine.set_critical_path(CriticalPathConfig {
         skew_tolerance: 0.01,
-    };
-    engine.analyzer.on_trace = Some(Box::new(move |t, path| {
+    });
+    engine.set_on_trace(Some(Box::new(move |t, path| {
         for seg in path {
             let Some(i) = seg.span else { continue };
             let s = t.span(i);
@@ -328,7 +328,7 @@ fn crisp_case18_exclusive_critical_path_times_with_tolerance() {
             let key = format!("{}:{}", s.service.0, s.name.0);
             *sink.lock().unwrap().entry(key).or_default() += seg.len_ns();
         }
-    }));
+    })));
     load_files(&mut engine, &[p], &mut ());
     let names = engine.interner();
     let by_name: BTreeMap<String, u64> = totals

@@ -35,7 +35,7 @@ pub fn load(paths: &[PathBuf]) -> (Engine, LoadSummary) {
 pub fn graph_of(paths: &[PathBuf]) -> (GraphDoc, LoadSummary) {
     let (mut engine, summary) = load(paths);
     let graph = engine.graph();
-    let doc = GraphDoc::new(&graph, &engine.analyzer.nodes, engine.interner());
+    let doc = GraphDoc::new(&graph, engine.nodes(), engine.interner());
     (doc, summary)
 }
 

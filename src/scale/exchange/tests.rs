@@ -90,8 +90,8 @@ fn run(scenario: Scenario, traces: usize, shards: usize) -> (Engine, Vec<Store>)
     let mut next_scrape: Option<f64> = None;
     let scrape = |parts: &mut Vec<Engine>, stores: &mut Vec<Store>, t: f64| {
         for (e, st) in parts.iter_mut().zip(stores.iter_mut()) {
-            let agg = e.analyzer.windows.merged();
-            st.scrape(t, encode(&agg, &e.analyzer.nodes, e.interner()));
+            let agg = e.windows().merged();
+            st.scrape(t, encode(&agg, e.nodes(), e.interner()));
         }
     };
     for req in generate(&cfg) {
@@ -127,7 +127,7 @@ fn findings_of_engine(e: &mut Engine) -> Report {
         &shown,
         None,
         &Context {
-            nodes: &e.analyzer.nodes,
+            nodes: e.nodes(),
             names: e.interner(),
         },
     )
@@ -174,7 +174,7 @@ fn global(stores: &[Store]) -> (Decoded, NodeTable, Interner) {
 #[test]
 fn one_instance_read_back_from_its_series_gives_the_same_findings() {
     let (mut whole, stores) = run(Scenario::SlowPayment, 600, 1);
-    let raw = whole.analyzer.windows.merged();
+    let raw = whole.windows().merged();
     let want = findings_of_engine(&mut whole);
     let (d, mut gn, mut gi) = global(&stores);
     assert_eq!(d.skipped, 0);
@@ -197,7 +197,7 @@ fn two_instances_sharded_by_trace_id_sum_to_the_findings_of_one_fed_everything()
         Scenario::Lab(crate::simulate::Lab::RefusedConnections),
     ] {
         let (mut whole, stores) = run(scenario, 600, 2);
-        let raw = whole.analyzer.windows.merged();
+        let raw = whole.windows().merged();
         let want = findings_of_engine(&mut whole);
         let (d, mut gn, mut gi) = global(&stores);
         assert_eq!(d.agg.traces, raw.traces, "{scenario:?}");
