@@ -27,21 +27,29 @@ use super::thresholds::*;
 use crate::analyze::hist::Hist;
 use crate::model::NodeType;
 
-/// What made a node a bottleneck.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What made a node a bottleneck, with the evidence that decided it (a cause cannot be
+/// without its evidence). `name` is its spelling on the wire.
+#[derive(Debug, Clone, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum Cause {
     /// Its critical-path time jumped against the baseline.
-    Change,
+    Change(ChangeEvidence),
     /// Callers wait long outside its spans: it queues (saturated, starved, a slow network).
-    Waiting,
+    Waiting(WaitEvidence),
     /// It waits long on all its callees: its own process is slow to send and receive.
-    SlowCaller,
+    SlowCaller(WaitEvidence),
     /// Its latency climbs with load.
-    Saturation,
-    /// It holds the largest part of request time.
+    Saturation(Saturation),
+    /// It holds the largest part of request time ([`BottleneckScore::share`]).
     Share,
     /// As a consumer, it can't keep up with its queue.
-    Backlog,
+    Backlog(Backlog),
+}
+
+impl Cause {
+    pub fn name(&self) -> &'static str {
+        self.into()
+    }
 }
 
 /// A node's part of the critical path.
@@ -164,11 +172,54 @@ pub struct BottleneckScore {
     pub evidence_units: u64,
     pub consistency: f64,
     pub share: ShareEvidence,
-    pub change: Option<ChangeEvidence>,
-    pub waiting: Option<WaitEvidence>,
-    pub saturation: Option<Saturation>,
     pub what_if: Option<WhatIf>,
-    pub backlog: Option<Backlog>,
+    /// Signals seen beside the cause (the cause's own evidence is in [`Cause`]); read them
+    /// through the methods, which see both.
+    change: Option<ChangeEvidence>,
+    waiting: Option<WaitEvidence>,
+    saturation: Option<Saturation>,
+    backlog: Option<Backlog>,
+}
+
+impl BottleneckScore {
+    pub fn change(&self) -> Option<&ChangeEvidence> {
+        match &self.cause {
+            Cause::Change(c) => Some(c),
+            _ => self.change.as_ref(),
+        }
+    }
+
+    pub fn waiting(&self) -> Option<&WaitEvidence> {
+        match &self.cause {
+            Cause::Waiting(w) | Cause::SlowCaller(w) => Some(w),
+            _ => self.waiting.as_ref(),
+        }
+    }
+
+    pub fn saturation(&self) -> Option<&Saturation> {
+        match &self.cause {
+            Cause::Saturation(s) => Some(s),
+            _ => self.saturation.as_ref(),
+        }
+    }
+
+    pub fn backlog(&self) -> Option<&Backlog> {
+        match &self.cause {
+            Cause::Backlog(q) => Some(q),
+            _ => self.backlog.as_ref(),
+        }
+    }
+
+    /// Makes `cause` the cause; the old one's evidence stays, beside it.
+    fn recause(&mut self, cause: Cause) {
+        match std::mem::replace(&mut self.cause, cause) {
+            Cause::Change(c) => self.change = Some(c),
+            Cause::Waiting(w) | Cause::SlowCaller(w) => self.waiting = Some(w),
+            Cause::Saturation(s) => self.saturation = Some(s),
+            Cause::Share => {}
+            Cause::Backlog(q) => self.backlog = Some(q),
+        }
+    }
 }
 
 /// A ratio as a score: tanh of its log2 over [`LOG2_RATIO_SCALE`], so 2× scores 0.25, 4×
@@ -793,32 +844,36 @@ pub fn score(
                 own
             };
             let is_sick = sick.contains_key(&node);
-            let (cause, units, consistency) =
-                if change_fires && change_score >= OWN_SIGNALS_WITH_BASELINE * own {
-                    let c = change
-                        .as_ref()
-                        .map_or((0, 0.0), |c| (c.compared_traces, c.consistency));
-                    (Cause::Change, c.0, c.1)
-                } else if wait_fires && wait_score >= share_score.max(sat_score) {
-                    let w = waiting
-                        .as_ref()
-                        .map_or((0, 0.0), |w| (w.calls, w.consistency));
-                    let cause = if is_sick {
-                        Cause::SlowCaller
+            let saturating = saturation.as_ref().is_some_and(|s| s.saturating);
+            // The deciding signal's evidence moves into the cause; the rest stays beside it.
+            let mut change = change;
+            let mut saturation = saturation;
+            let decided = if change_fires && change_score >= OWN_SIGNALS_WITH_BASELINE * own {
+                change.take().map(Cause::Change)
+            } else if wait_fires && wait_score >= share_score.max(sat_score) {
+                waiting.take().map(|w| {
+                    if is_sick {
+                        Cause::SlowCaller(w)
                     } else {
-                        Cause::Waiting
-                    };
-                    (cause, w.0, w.1)
-                } else if sat_score > share_score {
-                    let requests = cur.nodes.get(&node).map_or(0, |n| n.requests);
-                    (Cause::Saturation, requests, 1.0)
-                } else {
-                    (
-                        Cause::Share,
-                        f.traces,
-                        share_ev.traces_on_path as f64 / f.traces.max(1) as f64,
-                    )
-                };
+                        Cause::Waiting(w)
+                    }
+                })
+            } else if sat_score > share_score {
+                saturation.take().map(Cause::Saturation)
+            } else {
+                None
+            };
+            let cause = decided.unwrap_or(Cause::Share);
+            let (units, consistency) = match &cause {
+                Cause::Change(c) => (c.compared_traces, c.consistency),
+                Cause::Waiting(w) | Cause::SlowCaller(w) => (w.calls, w.consistency),
+                Cause::Saturation(_) => (cur.nodes.get(&node).map_or(0, |n| n.requests), 1.0),
+                Cause::Share => (
+                    f.traces,
+                    share_ev.traces_on_path as f64 / f.traces.max(1) as f64,
+                ),
+                Cause::Backlog(q) => (q.messages, 1.0),
+            };
             let what_if = what_if(cur, node);
             let saves = what_if.as_ref().is_some_and(|w| {
                 w.saves_p50_ms() >= WHAT_IF_P50_MS
@@ -826,10 +881,7 @@ pub fn score(
                     || (w.saves_share_of_median >= WHAT_IF_RELATIVE
                         && w.saves_median_ms >= WHAT_IF_RELATIVE_MIN_MS)
             });
-            let harm = change_fires
-                || wait_fires
-                || saturation.as_ref().is_some_and(|s| s.saturating)
-                || saves;
+            let harm = change_fires || wait_fires || saturating || saves;
             out.insert(
                 node,
                 BottleneckScore {
@@ -905,11 +957,10 @@ fn backlogs(
             }
             Some(c) => {
                 c.score = score;
-                c.cause = Cause::Backlog;
                 c.harm |= growing;
                 c.evidence_units = backlog.messages;
                 c.consistency = 1.0;
-                c.backlog = Some(backlog);
+                c.recause(Cause::Backlog(backlog));
             }
             None => {
                 out.insert(
@@ -917,17 +968,17 @@ fn backlogs(
                     BottleneckScore {
                         node: k.to,
                         score,
-                        cause: Cause::Backlog,
                         active: false,
                         harm: growing,
                         evidence_units: backlog.messages,
                         consistency: 1.0,
+                        cause: Cause::Backlog(backlog),
                         share: ShareEvidence::default(),
                         change: None,
                         waiting: None,
                         saturation: None,
                         what_if: None,
-                        backlog: Some(backlog),
+                        backlog: None,
                     },
                 );
             }

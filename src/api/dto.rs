@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::analyze::bottleneck::{BottleneckScore, Cause};
+use crate::analyze::bottleneck::BottleneckScore;
 use crate::analyze::graph::{EdgeAgg, GraphAgg, NodeAgg};
 use crate::analyze::hist::Hist;
 use crate::analyze::node::{NodeId, NodeTable};
@@ -517,14 +517,7 @@ fn outage_dto(f: &Finding) -> Option<OutageDto> {
 fn bottleneck_dto(b: &BottleneckScore, ctx: &Context<'_>) -> BottleneckEvidenceDto {
     let s = &b.share;
     BottleneckEvidenceDto {
-        cause: match b.cause {
-            Cause::Change => "change",
-            Cause::Waiting => "waiting",
-            Cause::SlowCaller => "slow_caller",
-            Cause::Saturation => "saturation",
-            Cause::Share => "share",
-            Cause::Backlog => "backlog",
-        },
+        cause: b.cause.name(),
         harm: b.harm,
         evidence_units: b.evidence_units,
         consistency: r3(b.consistency),
@@ -546,7 +539,7 @@ fn bottleneck_dto(b: &BottleneckScore, ctx: &Context<'_>) -> BottleneckEvidenceD
                 traces: *traces,
             })
             .collect(),
-        change: b.change.as_ref().map(|c| ChangeDto {
+        change: b.change().map(|c| ChangeDto {
             baseline_ms_per_request: r3(c.baseline_ms_per_request),
             now_ms_per_request: r3(c.now_ms_per_request),
             ratio: r3(c.ratio),
@@ -558,7 +551,7 @@ fn bottleneck_dto(b: &BottleneckScore, ctx: &Context<'_>) -> BottleneckEvidenceD
             now_e2e_ms_per_request: r3(c.now_e2e_ms_per_request),
             consistency: r3(c.consistency),
         }),
-        waiting: b.waiting.as_ref().map(|w| WaitingDto {
+        waiting: b.waiting().map(|w| WaitingDto {
             gap_p50_ms: r3(w.gap_p50_ms),
             typical_gap_ms: r3(w.typical_gap_ms),
             ratio: r3(w.ratio),
@@ -567,7 +560,7 @@ fn bottleneck_dto(b: &BottleneckScore, ctx: &Context<'_>) -> BottleneckEvidenceD
             consistency: r3(w.consistency),
             typical_from_baseline: w.typical_from_baseline,
         }),
-        latency_vs_load: b.saturation.as_ref().map(|s| SaturationDto {
+        latency_vs_load: b.saturation().map(|s| SaturationDto {
             buckets: s.buckets,
             correlation: r3(s.correlation),
             ms_per_extra_request_per_s: r3(s.ms_per_extra_request_per_s),
@@ -584,7 +577,7 @@ fn bottleneck_dto(b: &BottleneckScore, ctx: &Context<'_>) -> BottleneckEvidenceD
             saves_p99_ms: r3(w.saves_p99_ms()),
             saves_share_of_median: r3(w.saves_share_of_median),
         }),
-        backlog: b.backlog.as_ref().map(|q| BacklogDto {
+        backlog: b.backlog().map(|q| BacklogDto {
             via: ctx.name(q.via),
             queue_delay_ms: P50P99 {
                 p50: r3(q.p50_ms),
@@ -707,31 +700,142 @@ pub struct NodePoint {
     pub p99_ms: f64,
 }
 
-/// A critical path as `chokepoint critical-path --format json` prints it.
-pub fn path_json(
-    p: &crate::analyze::critical_path::PathRecord,
-    names: &Interner,
-) -> serde_json::Value {
-    let segs: Vec<serde_json::Value> = p
-        .segments
-        .iter()
-        .map(|s| {
-            serde_json::json!({
-                "span_id": s.span_id.to_string(),
-                "node": names.resolve(s.node),
-                "service": names.resolve(s.service),
-                "operation": names.resolve(s.operation),
-                "part": s.part,
-                "start_unix_nano": s.start_ns,
-                "end_unix_nano": s.end_ns,
-            })
-        })
-        .collect();
-    serde_json::json!({
-        "trace_id": p.trace_id.to_string(),
-        "duration_ns": p.duration_ns,
-        "segments": segs,
-    })
+// The replies below were JSON objects built by hand before they had types, whose keys came
+// out in alphabetical order; their fields are declared in that order so the bytes on the
+// wire stay the same.
+
+/// A critical path, as `/traces/{id}/critical-path` answers and `chokepoint critical-path
+/// --format json` prints it.
+#[derive(Serialize, Debug, Clone)]
+pub struct PathDoc {
+    pub duration_ns: u64,
+    pub segments: Vec<SegmentDoc>,
+    pub trace_id: String,
+}
+
+/// One segment of a critical path: whose time it was, and when.
+#[derive(Serialize, Debug, Clone)]
+pub struct SegmentDoc {
+    pub end_unix_nano: u64,
+    pub node: String,
+    pub operation: String,
+    pub part: &'static str,
+    pub service: String,
+    pub span_id: String,
+    pub start_unix_nano: u64,
+}
+
+impl PathDoc {
+    pub fn new(p: &crate::analyze::critical_path::PathRecord, names: &Interner) -> Self {
+        PathDoc {
+            duration_ns: p.duration_ns,
+            segments: p
+                .segments
+                .iter()
+                .map(|s| SegmentDoc {
+                    end_unix_nano: s.end_ns,
+                    node: names.resolve(s.node).to_owned(),
+                    operation: names.resolve(s.operation).to_owned(),
+                    part: s.part,
+                    service: names.resolve(s.service).to_owned(),
+                    span_id: s.span_id.to_string(),
+                    start_unix_nano: s.start_ns,
+                })
+                .collect(),
+            trace_id: p.trace_id.to_string(),
+        }
+    }
+}
+
+/// An error answer: `{"error": "..."}`.
+#[derive(Serialize, Debug, Clone)]
+pub struct ErrorDoc {
+    pub error: String,
+}
+
+/// What the dashboard needs to know of the daemon's settings (`/ui-config`).
+#[derive(Serialize, Debug, Clone)]
+pub struct UiConfigDoc {
+    pub refresh_ms: u64,
+    pub trace_url: Option<String>,
+    pub window_seconds: f64,
+}
+
+/// Ingest health (`/health`): the books of the pipeline.
+#[derive(Serialize, Debug, Clone)]
+pub struct HealthDoc {
+    pub export_requests: u64,
+    pub names_overflowed: u64,
+    pub nodes_overflowed: u64,
+    pub queue_depth: u64,
+    pub ready: bool,
+    pub requests_invalid: u64,
+    pub spans_analysed: u64,
+    pub spans_dropped: u64,
+    pub spans_in_flight: u64,
+    pub spans_received: u64,
+    pub spans_refused: u64,
+    pub spans_rejected: u64,
+    pub traces_completed: u64,
+    pub traces_in_flight: u64,
+    pub view_refreshed_at: String,
+}
+
+/// The `refresh` server-sent event: each finding's id, severity, score and whether it is
+/// active, for the dashboard to update from.
+#[derive(Serialize, Debug, Clone)]
+pub struct RefreshEvent {
+    pub findings: Vec<RefreshFinding>,
+    pub refreshed_at: String,
+    pub traces: u64,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct RefreshFinding {
+    pub active: bool,
+    pub id: String,
+    pub score: f64,
+    pub severity: &'static str,
+}
+
+/// Grafana's Node Graph panel: both frames (`/node-graph`).
+#[derive(Serialize, Debug, Clone)]
+pub struct NodeGraphDoc {
+    pub edges: Vec<NodeGraphEdge>,
+    pub nodes: Vec<NodeGraphNode>,
+}
+
+/// A node of Grafana's Node Graph frame; the field names are the panel's.
+#[derive(Serialize, Debug, Clone)]
+pub struct NodeGraphNode {
+    #[serde(rename = "arc__critical")]
+    pub arc_critical: f64,
+    #[serde(rename = "arc__high")]
+    pub arc_high: f64,
+    #[serde(rename = "arc__medium")]
+    pub arc_medium: f64,
+    #[serde(rename = "arc__ok")]
+    pub arc_ok: f64,
+    pub color: &'static str,
+    #[serde(rename = "detail__active")]
+    pub detail_active: bool,
+    #[serde(rename = "detail__severity")]
+    pub detail_severity: &'static str,
+    pub id: String,
+    pub mainstat: String,
+    pub secondarystat: String,
+    pub subtitle: String,
+    pub title: String,
+}
+
+/// An edge of Grafana's Node Graph frame.
+#[derive(Serialize, Debug, Clone)]
+pub struct NodeGraphEdge {
+    pub id: String,
+    pub mainstat: String,
+    pub secondarystat: String,
+    pub source: String,
+    pub target: String,
 }
 
 impl FindingsDoc {

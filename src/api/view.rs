@@ -436,6 +436,25 @@ fn operations(
     out
 }
 
+// Fields in alphabetical order, as the hand-built JSON of these replies had them.
+
+/// A node's time series (`/series/nodes/{id}`).
+#[derive(Serialize, Debug, Clone)]
+pub struct NodeSeriesDoc {
+    pub bucket_seconds: f64,
+    pub node_id: String,
+    pub points: Vec<NodeSeriesPoint>,
+}
+
+/// An edge's time series (`/series/edges/{caller}/{callee}`).
+#[derive(Serialize, Debug, Clone)]
+pub struct EdgeSeriesDoc {
+    pub bucket_seconds: f64,
+    pub from_id: String,
+    pub points: Vec<EdgeSeriesPoint>,
+    pub to_id: String,
+}
+
 /// A range of a series: points with `from <= t < to` (Unix ms), merged into steps of
 /// `step_ms` (a multiple of the bucket; counts add, rates are the mean of the step's
 /// buckets, percents and p50 are weighted by traffic, p99 is the largest of the merged

@@ -58,7 +58,8 @@ fn print_path(
 ) -> Result<()> {
     match format {
         PathFormat::Json => {
-            writeln!(w, "{}", chokepoint::api::dto::path_json(p, names))?;
+            let doc = chokepoint::api::dto::PathDoc::new(p, names);
+            writeln!(w, "{}", serde_json::to_string(&doc)?)?;
         }
         PathFormat::Table => {
             writeln!(

@@ -14,30 +14,30 @@ pub fn system_of(name: &str) -> &str {
 }
 
 /// The cure, fitted to the node's type, its system and why it is a bottleneck.
-pub fn bottleneck_cure(ty: NodeType, system: &str, cause: Cause, name: &str) -> String {
-    if cause == Cause::Backlog {
+pub fn bottleneck_cure(ty: NodeType, system: &str, cause: &Cause, name: &str) -> String {
+    if matches!(cause, Cause::Backlog(_)) {
         return "The consumer can't keep up: scale it out (more instances, and enough \
                 partitions or queues for them), process messages in batches or with background \
                 workers, and alert on consumer lag."
             .into();
     }
     match (ty, cause) {
-        (NodeType::Service, Cause::SlowCaller) => format!(
+        (NodeType::Service, Cause::SlowCaller(_)) => format!(
             "{name}'s own process is starved: give it CPU (raise or remove its CPU limit, move \
              it off a noisy node), look for GC pauses or a blocked event loop, size its thread \
              and connection pools, or run more instances."
         ),
-        (NodeType::Service, Cause::Waiting) => format!(
+        (NodeType::Service, Cause::Waiting(_)) => format!(
             "Requests queue before {name} serves them: add instances or worker threads, raise \
              its CPU limit if it is throttled, check its connection and thread pools, and the \
              network path to it."
         ),
-        (NodeType::Service, Cause::Saturation) => format!(
+        (NodeType::Service, Cause::Saturation(_)) => format!(
             "{name} runs out of capacity as load rises: scale it out (or autoscale on its \
              latency), raise its concurrency limits if it has idle CPU, and shed or queue load \
              it can't take."
         ),
-        (NodeType::Service, Cause::Change) => format!(
+        (NodeType::Service, Cause::Change(_)) => format!(
             "Find what changed in {name} (a deploy, a dependency, data growth, a noisy \
              neighbour), then profile its hot path; scale it out or cache while you do."
         ),

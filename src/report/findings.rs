@@ -123,7 +123,7 @@ fn bottleneck_finding(cur: &GraphAgg, b: BottleneckScore, ctx: &Context<'_>) -> 
     let ty = ctx.node_type(node);
     let confidence = Confidence::of(b.evidence_units, b.consistency);
     let summary = bottleneck_summary(&b, &name, ctx);
-    let remediation = bottleneck_cure(ty, system_of(&name), b.cause, &name);
+    let remediation = bottleneck_cure(ty, system_of(&name), &b.cause, &name);
     let exemplars = cur
         .facts
         .slowest

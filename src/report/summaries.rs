@@ -12,21 +12,16 @@ pub fn bottleneck_summary(b: &BottleneckScore, name: &str, ctx: &Context<'_>) ->
         "{name} holds {} of end-to-end request time on the critical path",
         pct(b.share.share)
     );
-    match b.cause {
-        Cause::Change => {
-            let c = b.change.as_ref();
-            c.map_or(share.clone(), |c| {
-                format!(
-                    "{name}'s critical-path time per request rose from {} to {} ({:.1}×) for \
-                     requests of the same kind, {} of today's end-to-end latency",
-                    human_ms(c.baseline_ms_per_request),
-                    human_ms(c.now_ms_per_request),
-                    c.ratio,
-                    pct(c.explains_share_of_latency.max(0.0))
-                )
-            })
-        }
-        Cause::Waiting => b.waiting.as_ref().map_or(share.clone(), |w| {
+    match &b.cause {
+        Cause::Change(c) => format!(
+            "{name}'s critical-path time per request rose from {} to {} ({:.1}×) for \
+             requests of the same kind, {} of today's end-to-end latency",
+            human_ms(c.baseline_ms_per_request),
+            human_ms(c.now_ms_per_request),
+            c.ratio,
+            pct(c.explains_share_of_latency.max(0.0))
+        ),
+        Cause::Waiting(w) => {
             format!(
                 "Callers wait {} (median) outside {name}'s own spans, {:.0}× the system's \
                  typical {}: requests queue before it starts on them (saturated, starved or \
@@ -36,8 +31,8 @@ pub fn bottleneck_summary(b: &BottleneckScore, name: &str, ctx: &Context<'_>) ->
                 human_ms(w.typical_gap_ms),
                 human_ms(w.excess_ms_per_request)
             )
-        }),
-        Cause::SlowCaller => b.waiting.as_ref().map_or(share.clone(), |w| {
+        }
+        Cause::SlowCaller(w) => {
             format!(
                 "{name} waits {} (median) on every one of its callees, {:.0}× the system's \
                  typical {}: its own process is slow to send and receive (CPU starved, \
@@ -46,8 +41,8 @@ pub fn bottleneck_summary(b: &BottleneckScore, name: &str, ctx: &Context<'_>) ->
                 w.ratio,
                 human_ms(w.typical_gap_ms)
             )
-        }),
-        Cause::Backlog => b.backlog.as_ref().map_or(share.clone(), |q| {
+        }
+        Cause::Backlog(q) => {
             format!(
                 "{name} can't keep up: messages wait {} (p50) / {} (p99) in {} before it starts \
                  on them{}; no entry request waits on it, so end-to-end latency doesn't show it",
@@ -63,15 +58,15 @@ pub fn bottleneck_summary(b: &BottleneckScore, name: &str, ctx: &Context<'_>) ->
                     String::new()
                 }
             )
-        }),
-        Cause::Saturation => b.saturation.as_ref().map_or(share.clone(), |s| {
+        }
+        Cause::Saturation(s) => {
             format!(
                 "{name}'s latency climbs with load: {:.1}x slower in its busiest periods than \
                  in its quietest (correlation {:.2} over {} periods of 10 s); it is running \
                  out of capacity",
                 s.busy_over_quiet, s.correlation, s.buckets
             )
-        }),
+        }
         Cause::Share => {
             let mut s = share;
             if b.share.queue_share > 0.05 * b.share.share && b.share.share > 0.0 {

@@ -108,7 +108,9 @@ pub async fn require_bearer(
             return (
                 axum::http::StatusCode::UNAUTHORIZED,
                 [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
-                axum::Json(serde_json::json!({"error": "a bearer token is required"})),
+                axum::Json(crate::api::dto::ErrorDoc {
+                    error: "a bearer token is required".into(),
+                }),
             )
                 .into_response();
         }

@@ -51,7 +51,7 @@ pub enum Query {
     },
     CriticalPath {
         trace: TraceId,
-        reply: oneshot::Sender<Option<serde_json::Value>>,
+        reply: oneshot::Sender<Option<crate::api::dto::PathDoc>>,
     },
 }
 
@@ -459,7 +459,7 @@ impl Pipeline {
                 let v = self.paths.lock().ok().and_then(|p| {
                     p.paths
                         .get(&trace)
-                        .map(|r| crate::api::dto::path_json(r, names))
+                        .map(|r| crate::api::dto::PathDoc::new(r, names))
                 });
                 let _ = reply.send(v);
             }

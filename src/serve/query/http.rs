@@ -15,8 +15,11 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::api::dto::FindingsDoc;
-use crate::api::view::{edge_key, edge_range, node_range, View};
+use crate::api::dto::{
+    ErrorDoc, FindingsDoc, HealthDoc, NodeGraphDoc, NodeGraphEdge, NodeGraphNode, RefreshEvent,
+    RefreshFinding, UiConfigDoc,
+};
+use crate::api::view::{edge_key, edge_range, node_range, EdgeSeriesDoc, NodeSeriesDoc, View};
 use crate::clock::parse_duration;
 use crate::model::TraceId;
 use crate::report::finding::Severity;
@@ -172,7 +175,7 @@ pub(crate) struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(serde_json::json!({"error": self.1}))).into_response()
+        (self.0, Json(ErrorDoc { error: self.1 })).into_response()
     }
 }
 
@@ -392,11 +395,11 @@ async fn readyz(State(s): State<ApiState>) -> Response {
 }
 
 async fn ui_config(State(s): State<ApiState>) -> Response {
-    Json(serde_json::json!({
-        "trace_url": s.trace_url,
-        "window_seconds": s.window.as_secs_f64(),
-        "refresh_ms": s.refresh.as_millis() as u64,
-    }))
+    Json(UiConfigDoc {
+        refresh_ms: s.refresh.as_millis() as u64,
+        trace_url: s.trace_url.clone(),
+        window_seconds: s.window.as_secs_f64(),
+    })
     .into_response()
 }
 
@@ -468,11 +471,11 @@ async fn node_series(
     let view = s.view();
     let id = view.graph.node(&id).map_or(id.clone(), |n| n.id.clone());
     match view.series.nodes.get(&id) {
-        Some(pts) => Json(serde_json::json!({
-            "node_id": id,
-            "bucket_seconds": view.series.bucket_seconds,
-            "points": node_range(pts, from, to, step),
-        }))
+        Some(pts) => Json(NodeSeriesDoc {
+            bucket_seconds: view.series.bucket_seconds,
+            points: node_range(pts, from, to, step),
+            node_id: id,
+        })
         .into_response(),
         None => problem(StatusCode::NOT_FOUND, format!("no series for node {id:?}")),
     }
@@ -489,12 +492,12 @@ async fn edge_series(
     };
     let view = s.view();
     match view.series.edges.get(&edge_key(&from_id, &to_id)) {
-        Some(pts) => Json(serde_json::json!({
-            "from_id": from_id,
-            "to_id": to_id,
-            "bucket_seconds": view.series.bucket_seconds,
-            "points": edge_range(pts, from, to, step),
-        }))
+        Some(pts) => Json(EdgeSeriesDoc {
+            bucket_seconds: view.series.bucket_seconds,
+            points: edge_range(pts, from, to, step),
+            from_id,
+            to_id,
+        })
         .into_response(),
         None => problem(
             StatusCode::NOT_FOUND,
@@ -507,23 +510,23 @@ async fn edge_series(
 async fn health(State(s): State<ApiState>) -> Response {
     let st = &s.stats;
     let g = |c: &std::sync::atomic::AtomicU64| Stats::get(c);
-    Json(serde_json::json!({
-        "ready": s.ready.load(Ordering::Relaxed),
-        "export_requests": g(&st.requests),
-        "spans_received": g(&st.spans_received),
-        "spans_analysed": g(&st.spans_analysed),
-        "spans_rejected": g(&st.spans_rejected),
-        "spans_dropped": g(&st.spans_dropped),
-        "spans_refused": g(&st.spans_refused),
-        "spans_in_flight": g(&st.spans_in_flight),
-        "traces_in_flight": g(&st.traces_in_flight),
-        "traces_completed": g(&st.traces_completed),
-        "requests_invalid": g(&st.requests_invalid),
-        "queue_depth": g(&st.queue_depth),
-        "names_overflowed": g(&st.names_overflowed),
-        "nodes_overflowed": g(&st.nodes_overflowed),
-        "view_refreshed_at": s.view().refreshed_at,
-    }))
+    Json(HealthDoc {
+        export_requests: g(&st.requests),
+        names_overflowed: g(&st.names_overflowed),
+        nodes_overflowed: g(&st.nodes_overflowed),
+        queue_depth: g(&st.queue_depth),
+        ready: s.ready.load(Ordering::Relaxed),
+        requests_invalid: g(&st.requests_invalid),
+        spans_analysed: g(&st.spans_analysed),
+        spans_dropped: g(&st.spans_dropped),
+        spans_in_flight: g(&st.spans_in_flight),
+        spans_received: g(&st.spans_received),
+        spans_refused: g(&st.spans_refused),
+        spans_rejected: g(&st.spans_rejected),
+        traces_completed: g(&st.traces_completed),
+        traces_in_flight: g(&st.traces_in_flight),
+        view_refreshed_at: s.view().refreshed_at.clone(),
+    })
     .into_response()
 }
 
@@ -533,16 +536,23 @@ async fn events(State(s): State<ApiState>) -> Response {
     use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
     use tokio_stream::StreamExt as _;
     let stream = tokio_stream::wrappers::WatchStream::new(s.view.clone()).map(|v: Arc<View>| {
-        let data = serde_json::json!({
-            "refreshed_at": v.refreshed_at,
-            "traces": v.findings.traces,
-            "findings": v.findings.findings.iter().map(|f| serde_json::json!({
-                "id": f.id, "severity": f.severity, "score": f.score, "active": f.active,
-            })).collect::<Vec<_>>(),
-        });
-        Ok::<_, std::convert::Infallible>(
-            SseEvent::default().event("refresh").data(data.to_string()),
-        )
+        let data = RefreshEvent {
+            findings: v
+                .findings
+                .findings
+                .iter()
+                .map(|f| RefreshFinding {
+                    active: f.active,
+                    id: f.id.clone(),
+                    score: f.score,
+                    severity: f.severity,
+                })
+                .collect(),
+            refreshed_at: v.refreshed_at.clone(),
+            traces: v.findings.traces,
+        };
+        let data = serde_json::to_string(&data).unwrap_or_default();
+        Ok::<_, std::convert::Infallible>(SseEvent::default().event("refresh").data(data))
     });
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
@@ -552,7 +562,7 @@ async fn events(State(s): State<ApiState>) -> Response {
 /// Grafana's Node Graph panel frames: nodes (`id`, `title`, `subtitle`, `mainstat`,
 /// `secondarystat`, `arc__*`, `color`) and edges (`id`, `source`, `target`, `mainstat`,
 /// `secondarystat`), for a JSON data source.
-fn node_graph_frames(v: &View) -> (serde_json::Value, serde_json::Value) {
+fn node_graph_frames(v: &View) -> NodeGraphDoc {
     let worst = |id: &str| {
         v.findings
             .findings
@@ -561,7 +571,7 @@ fn node_graph_frames(v: &View) -> (serde_json::Value, serde_json::Value) {
             .map(|f| (f.severity, f.active))
             .max_by_key(|(s, a)| (*a, crate::report::finding::Severity::parse(s)))
     };
-    let nodes: Vec<serde_json::Value> = v
+    let nodes = v
         .graph
         .nodes
         .iter()
@@ -574,51 +584,56 @@ fn node_graph_frames(v: &View) -> (serde_json::Value, serde_json::Value) {
                 "medium" => (0.0, 0.0, 1.0, 0.0),
                 _ => (0.0, 0.0, 0.0, 1.0),
             };
-            serde_json::json!({
-                "id": n.id,
-                "title": n.name,
-                "subtitle": format!("{} · {}", n.node_type, n.instances.map_or("instances unknown".to_owned(), |k| format!("{k} instance{}", if k == 1 { "" } else { "s" }))),
-                "mainstat": format!("{} req", n.requests),
-                "secondarystat": n.latency_ms.as_ref().map_or(String::new(), |l| format!("p99 {} ms", l.p99)),
-                "arc__critical": critical,
-                "arc__high": high,
-                "arc__medium": medium,
-                "arc__ok": ok,
-                "color": match sev { "critical" => "red", "high" => "orange", "medium" => "yellow", _ => "green" },
-                "detail__severity": sev,
-                "detail__active": w.is_some_and(|w| w.1),
-            })
+            let instances = n.instances.map_or("instances unknown".to_owned(), |k| {
+                format!("{k} instance{}", if k == 1 { "" } else { "s" })
+            });
+            NodeGraphNode {
+                arc_critical: critical,
+                arc_high: high,
+                arc_medium: medium,
+                arc_ok: ok,
+                color: match sev {
+                    "critical" => "red",
+                    "high" => "orange",
+                    "medium" => "yellow",
+                    _ => "green",
+                },
+                detail_active: w.is_some_and(|w| w.1),
+                detail_severity: sev,
+                id: n.id.clone(),
+                mainstat: format!("{} req", n.requests),
+                secondarystat: n
+                    .latency_ms
+                    .as_ref()
+                    .map_or(String::new(), |l| format!("p99 {} ms", l.p99)),
+                subtitle: format!("{} · {instances}", n.node_type),
+                title: n.name.clone(),
+            }
         })
         .collect();
-    let edges: Vec<serde_json::Value> = v
+    let edges = v
         .graph
         .edges
         .iter()
-        .map(|e| {
-            serde_json::json!({
-                "id": edge_key(&e.from_id, &e.to_id),
-                "source": e.from_id,
-                "target": e.to_id,
-                "mainstat": format!("{} calls", e.calls),
-                "secondarystat": format!("{:.1}% errors", e.error_rate * 100.0),
-            })
+        .map(|e| NodeGraphEdge {
+            id: edge_key(&e.from_id, &e.to_id),
+            mainstat: format!("{} calls", e.calls),
+            secondarystat: format!("{:.1}% errors", e.error_rate * 100.0),
+            source: e.from_id.clone(),
+            target: e.to_id.clone(),
         })
         .collect();
-    (
-        serde_json::Value::Array(nodes),
-        serde_json::Value::Array(edges),
-    )
+    NodeGraphDoc { edges, nodes }
 }
 
 async fn node_graph(State(s): State<ApiState>) -> Response {
-    let (nodes, edges) = node_graph_frames(&s.view());
-    Json(serde_json::json!({"nodes": nodes, "edges": edges})).into_response()
+    Json(node_graph_frames(&s.view())).into_response()
 }
 
 async fn node_graph_nodes(State(s): State<ApiState>) -> Response {
-    Json(node_graph_frames(&s.view()).0).into_response()
+    Json(node_graph_frames(&s.view()).nodes).into_response()
 }
 
 async fn node_graph_edges(State(s): State<ApiState>) -> Response {
-    Json(node_graph_frames(&s.view()).1).into_response()
+    Json(node_graph_frames(&s.view()).edges).into_response()
 }

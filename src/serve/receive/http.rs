@@ -89,12 +89,39 @@ async fn within_deadline(
     }
 }
 
+/// OTLP/JSON's `google.rpc.Status`.
+#[derive(serde::Serialize)]
+struct StatusJson<'a> {
+    code: i32,
+    message: &'a str,
+}
+
+/// OTLP/JSON's `ExportTraceServiceResponse`: `{}`, or the partial success.
+#[derive(serde::Serialize)]
+struct ExportJson<'a> {
+    #[serde(rename = "partialSuccess", skip_serializing_if = "Option::is_none")]
+    partial_success: Option<PartialJson<'a>>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PartialJson<'a> {
+    error_message: &'a str,
+    /// int64, which OTLP/JSON writes as a string.
+    rejected_spans: String,
+}
+
+fn json_bytes(v: &impl serde::Serialize) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
 fn status_body(enc: Encoding, st: &RpcStatus) -> Vec<u8> {
     match enc {
         Encoding::Protobuf => st.encode_to_vec(),
-        Encoding::Json => serde_json::json!({"code": st.code, "message": st.message})
-            .to_string()
-            .into_bytes(),
+        Encoding::Json => json_bytes(&StatusJson {
+            code: st.code,
+            message: &st.message,
+        }),
     }
 }
 
@@ -116,16 +143,12 @@ fn error(sub: &Submitter, code: StatusCode, enc: Encoding, grpc: i32, message: S
 fn response_body(enc: Encoding, resp: &ExportTraceServiceResponse) -> Vec<u8> {
     match enc {
         Encoding::Protobuf => resp.encode_to_vec(),
-        Encoding::Json => {
-            let v = match &resp.partial_success {
-                Some(p) => serde_json::json!({"partialSuccess": {
-                    "rejectedSpans": p.rejected_spans.to_string(),
-                    "errorMessage": p.error_message,
-                }}),
-                None => serde_json::json!({}),
-            };
-            v.to_string().into_bytes()
-        }
+        Encoding::Json => json_bytes(&ExportJson {
+            partial_success: resp.partial_success.as_ref().map(|p| PartialJson {
+                error_message: &p.error_message,
+                rejected_spans: p.rejected_spans.to_string(),
+            }),
+        }),
     }
 }
 
