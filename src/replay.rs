@@ -1,5 +1,5 @@
 //! Feeding trace files through the [`Engine`]: the offline half of the pipeline, shared by
-//! the `graph` and (later) `replay` commands, the tests and the benches.
+//! the `graph`, `replay` and `critical-path` commands, the tests and the benches.
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
-//! The pipeline without its transport: normalize → assemble → analyze → windows. Replay drives
-//! it from files with span time as its clock; the daemon will drive the same code from its
-//! receivers with wall time.
+//! The pipeline without its transport: normalize → assemble → analyze → windows. Replay
+//! drives it from files with span time as its clock; the daemon's pipeline task drives the
+//! same code from its receivers, with a monotonic clock for assembly.
 
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 

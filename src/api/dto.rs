@@ -1,4 +1,8 @@
-//! Wire types for the service graph (CLI `--format json` now, the HTTP API later).
+//! The shapes chokepoint answers in: the graph document, the findings document with each
+//! finding's evidence, critical paths, and the replies of the HTTP API (`openapi.json`
+//! documents them). Every `--format json`, HTTP and dashboard reply is one of these types,
+//! converted from the internal aggregates here, once; the gRPC API maps the same documents to
+//! its protobuf messages.
 
 use serde::Serialize;
 

@@ -615,7 +615,9 @@ fn code_map(root: &Path) -> (BTreeSet<String>, BTreeSet<String>) {
         };
         for n in &named[1..] {
             let n = n.trim();
-            if n.ends_with(".rs") && !n.contains(' ') {
+            if n.ends_with(".rs") && n.starts_with("src/") {
+                files.insert(n.to_owned());
+            } else if n.ends_with(".rs") && !n.contains(' ') {
                 files.insert(format!("{folder}{n}"));
             } else if n.ends_with('/') && !n.contains(' ') && !n.starts_with("src/") {
                 folders.insert(format!("{folder}{n}"));
