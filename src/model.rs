@@ -203,20 +203,9 @@ pub fn stable_combine(h: u64, x: u64) -> u64 {
 
 /// OTLP's span kinds; `Unspecified` is common in converted data (Jaeger without `span.kind`,
 /// Zipkin without `kind`), and the graph then falls back on service boundaries.
-#[derive(
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Debug,
-    Default,
-    PartialOrd,
-    Ord,
-    strum::IntoStaticStr,
-    strum::EnumString,
-)]
+#[derive(strum::IntoStaticStr, strum::EnumString)]
 #[strum(serialize_all = "lowercase")]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default, PartialOrd, Ord)]
 pub enum SpanKind {
     #[default]
     Unspecified,
@@ -247,21 +236,11 @@ impl SpanKind {
 
 /// What a node in the call graph is. Only services report spans of their own; the others are
 /// seen from their callers' client spans.
-#[derive(
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Debug,
-    PartialOrd,
-    Ord,
-    serde::Serialize,
-    serde::Deserialize,
-    strum::IntoStaticStr,
-    strum::EnumString,
-)]
+#[derive(strum::IntoStaticStr, strum::EnumString)]
 #[strum(serialize_all = "lowercase")]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum NodeType {
     Service,
     Database,

@@ -24,21 +24,11 @@ use crate::model::{NodeKey, NodeType, Span, SpanKind, Sym};
 
 /// How a caller reaches a callee; the names are those of Grafana's service graph
 /// (`connection_type` label).
-#[derive(
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Debug,
-    PartialOrd,
-    Ord,
-    serde::Serialize,
-    serde::Deserialize,
-    strum::IntoStaticStr,
-    strum::EnumString,
-)]
+#[derive(strum::IntoStaticStr, strum::EnumString)]
 #[strum(serialize_all = "lowercase")]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum ConnType {
     /// Synchronous request/response between instrumented services.
     Sync,

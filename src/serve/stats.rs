@@ -205,45 +205,46 @@ pub fn stats_metrics(s: &Stats) -> String {
         "Samples not delivered: their request failed for good, or the queue was full.",
         &s.remote_write.dropped,
     );
-    prom::header(
+    counters(
         &mut out,
         "chokepoint_budget_folds_total",
-        "counter",
         "State folded to stay within the memory budget: least-used nodes into the overflow \
          node, old buckets merged, old buckets retired early.",
+        [
+            ([("what", "nodes")], &s.budget_nodes_folded),
+            ([("what", "buckets_merged")], &s.budget_buckets_merged),
+            ([("what", "buckets_retired")], &s.budget_buckets_retired),
+        ],
     );
-    for (what, v) in [
-        ("nodes", &s.budget_nodes_folded),
-        ("buckets_merged", &s.budget_buckets_merged),
-        ("buckets_retired", &s.budget_buckets_retired),
-    ] {
-        prom::line(
-            &mut out,
-            "chokepoint_budget_folds_total",
-            [("what", what)],
-            Stats::get(v),
-        );
-    }
-    prom::header(
+    let closed = [("receivers", &s.receivers_conns), ("api", &s.api_conns)]
+        .into_iter()
+        .flat_map(|(listener, c)| {
+            [
+                ("refused", &c.refused),
+                ("timed_out", &c.timed_out),
+                ("tls_failed", &c.tls_failed),
+            ]
+            .map(|(reason, v)| ([("listener", listener), ("reason", reason)], v))
+        });
+    counters(
         &mut out,
         "chokepoint_connections_closed_total",
-        "counter",
         "Connections the listeners closed: refused past max_connections, timed out (slow \
          handshake or head, or idle), failed TLS handshakes.",
+        closed,
     );
-    for (listener, c) in [("receivers", &s.receivers_conns), ("api", &s.api_conns)] {
-        for (reason, v) in [
-            ("refused", &c.refused),
-            ("timed_out", &c.timed_out),
-            ("tls_failed", &c.tls_failed),
-        ] {
-            prom::line(
-                &mut out,
-                "chokepoint_connections_closed_total",
-                [("listener", listener), ("reason", reason)],
-                Stats::get(v),
-            );
-        }
-    }
     out
+}
+
+/// One counter family, a series per label set.
+fn counters<'a, const N: usize>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = ([(&'a str, &'a str); N], &'a AtomicU64)>,
+) {
+    prom::header(out, name, "counter", help);
+    for (labels, v) in series {
+        prom::line(out, name, labels, Stats::get(v));
+    }
 }
