@@ -1,6 +1,6 @@
 //! The web dashboard, embedded in the binary: plain HTML, CSS and JavaScript in
-//! `dashboards/web/`, no build step and no CDN, so it works offline and `cargo build` needs
-//! nothing but Rust. It reads the same API as everyone else (`/graph`, `/findings`,
+//! `dashboards/web/` (the script as ES modules, `main.js` importing the rest), no build step
+//! and no CDN, so it works offline and `cargo build` needs nothing but Rust. It reads the same API as everyone else (`/graph`, `/findings`,
 //! `/nodes/{id}`, `/series/...`, `/operations`, `/events`).
 
 use axum::extract::Path;
@@ -8,7 +8,14 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 const INDEX: &str = include_str!("../../dashboards/web/index.html");
-const APP_JS: &str = include_str!("../../dashboards/web/app.js");
+/// The script, as ES modules by role (loaded by `main.js`, no bundler).
+const MODULES: [(&str, &str); 5] = [
+    ("main.js", include_str!("../../dashboards/web/main.js")),
+    ("api.js", include_str!("../../dashboards/web/api.js")),
+    ("format.js", include_str!("../../dashboards/web/format.js")),
+    ("map.js", include_str!("../../dashboards/web/map.js")),
+    ("panels.js", include_str!("../../dashboards/web/panels.js")),
+];
 const STYLE_CSS: &str = include_str!("../../dashboards/web/style.css");
 
 pub async fn index() -> Response {
@@ -23,9 +30,10 @@ pub async fn index() -> Response {
 }
 
 pub async fn asset(Path(file): Path<String>) -> Response {
-    let (ty, body) = match file.as_str() {
-        "app.js" => ("text/javascript; charset=utf-8", APP_JS),
-        "style.css" => ("text/css; charset=utf-8", STYLE_CSS),
+    let module = MODULES.iter().find(|(name, _)| *name == file);
+    let (ty, body) = match (file.as_str(), module) {
+        (_, Some((_, js))) => ("text/javascript; charset=utf-8", *js),
+        ("style.css", None) => ("text/css; charset=utf-8", STYLE_CSS),
         _ => return (StatusCode::NOT_FOUND, "no such file\n").into_response(),
     };
     (

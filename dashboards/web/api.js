@@ -1,0 +1,34 @@
+// The daemon's HTTP API, and its answers as the page keeps them.
+
+const SEV_RANK = { none: 0, low: 1, medium: 2, high: 3, critical: 4 };
+
+export const state = {
+  config: { trace_url: null, refresh_ms: 5000 },
+  graph: null, findings: null, operations: [], history: {},
+  selected: null, window: '', hideIdle: false, search: '',
+  pos: {}, view: null, fetching: false,
+};
+
+// With api.bearer_token_file set, data needs the token: asked once, kept for the session.
+export function token() { return sessionStorage.getItem('chokepoint-token'); }
+
+export async function getJSON(path) {
+  const headers = token() ? { Authorization: 'Bearer ' + token() } : {};
+  let r = await fetch(path, { headers });
+  if (r.status === 401) {
+    const t = window.prompt('This chokepoint needs its API token (api.bearer_token_file):');
+    if (t) { sessionStorage.setItem('chokepoint-token', t.trim()); return getJSON(path); }
+  }
+  if (!r.ok) throw new Error(path + ': ' + r.status);
+  return r.json();
+}
+
+export function worstFinding(nodeId) {
+  let best = null;
+  for (const f of state.findings ? state.findings.findings : []) {
+    if (f.node_id !== nodeId) continue;
+    const k = [f.active ? 1 : 0, SEV_RANK[f.severity], f.score];
+    if (!best || k[0] > best.k[0] || (k[0] === best.k[0] && (k[1] > best.k[1] || (k[1] === best.k[1] && k[2] > best.k[2])))) best = { f, k };
+  }
+  return best ? best.f : null;
+}
