@@ -22,8 +22,8 @@ use super::tree::{Ix, Trace};
 use crate::analyze::hist::Hist;
 use crate::model::{NodeKey, NodeType, Span, SpanKind, Sym};
 
-/// How a caller reaches a callee; the names are those of Grafana's service graph
-/// (`connection_type` label).
+/// How a caller reaches a callee. Spelled ours (`sync`, `messaging`, ...) on the exported
+/// series, Grafana's on its service graph ([`ConnType::grafana_label`]).
 #[derive(strum::IntoStaticStr, strum::EnumString)]
 #[strum(serialize_all = "lowercase")]
 #[derive(

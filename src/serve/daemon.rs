@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::analyze::engine::Engine;
+use crate::analyze::engine::{Engine, EngineConfig};
 use crate::api::view::View;
 use crate::serve::auth::Token;
 use crate::serve::config::Config;
@@ -108,7 +108,8 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     let guards = Guards::load(&cfg)?;
     let stats = Arc::new(Stats::default());
-    let (engine, state) = restore(&cfg)?;
+    let ecfg = engine_config(&cfg);
+    let (engine, state) = restore(&cfg, ecfg)?;
     let (pipeline, batches) = start_pipeline(&cfg, engine, state, stats.clone()).await?;
     let (listeners, bound) = Listeners::bind(&cfg).await?;
     let receivers = spawn_receivers(
@@ -118,6 +119,7 @@ pub async fn run(
         &guards,
         batches,
         &stats,
+        ecfg.max_names,
     );
     let ready = Arc::new(AtomicBool::new(false));
     let api = spawn_api(
@@ -226,8 +228,7 @@ fn warn_exposed(cfg: &Config, ingest_token: &Option<Token>, api_token: &Option<T
 
 /// The engine, from the state directory's snapshot when there is one. A bad snapshot must
 /// not keep the daemon down: it starts empty and says so loudly.
-fn restore(cfg: &Config) -> Result<(Engine, Option<StateDir>), DaemonError> {
-    let ecfg = engine_config(cfg);
+fn restore(cfg: &Config, ecfg: EngineConfig) -> Result<(Engine, Option<StateDir>), DaemonError> {
     let mut engine = Engine::new(ecfg);
     let state = match &cfg.state_dir {
         Some(d) => {
@@ -356,10 +357,11 @@ fn spawn_receivers(
     guards: &Guards,
     batches: mpsc::Sender<Submission>,
     stats: &Arc<Stats>,
+    max_names: usize,
 ) -> Receivers {
     let limits = crate::ingest::local::LocalLimits {
         time: crate::serve::pipeline::time_limits(cfg),
-        max_names: engine_config(cfg).max_names,
+        max_names,
     };
     let sub = Submitter::new(batches, stats.clone(), cfg.max_request_bytes, limits);
     let (stop, stop_rx) = watch::channel(false);
