@@ -348,6 +348,10 @@ pub struct Span {
     /// failed span: its exception events or status message. A refused connection often makes
     /// no client span; this is then the only sign of which backend failed.
     pub fault_addrs: [Option<Sym>; 2],
+    /// How many spans this one stands for: 1, unless probability sampling upstream kept one
+    /// in n and said so (`tracestate` `ot=th:...`), when rates and counts of work done are
+    /// scaled by it (its adjusted count).
+    pub weight: f32,
 }
 
 impl Span {

@@ -113,6 +113,7 @@ pub fn spans_from_bytes(data: &[u8]) -> Vec<Span> {
                 links: Vec::new(),
                 proxy: false,
                 fault_addrs: [None; 2],
+                weight: 1.0,
             }
         })
         .collect()

@@ -261,6 +261,7 @@ mod tests {
             links: Vec::new(),
             proxy: false,
             fault_addrs: [None; 2],
+            weight: 1.0,
         }
     }
 

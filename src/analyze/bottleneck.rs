@@ -16,10 +16,12 @@
 //!   problem: it scores at most [`SHARE_WEIGHT`] of itself.
 //!
 //! Asynchronous hops have their own signal: a consumer whose queue delay is long and growing
-//! can't keep up ([`Backlog`]).
+//! can't keep up ([`Backlog`]). And a node running near its capacity
+//! ([`super::capacity`]) is one whatever the rest says: more load and it gives out.
 
 use rustc_hash::FxHashMap;
 
+use super::capacity::{self, Capacity, Certainty};
 use super::facts::OpKey;
 use super::graph::{ConnType, EdgeAgg, GraphAgg, LOAD_BUCKET_NS};
 use super::node::NodeId;
@@ -44,6 +46,8 @@ pub enum Cause {
     Share,
     /// As a consumer, it can't keep up with its queue.
     Backlog(Backlog),
+    /// It runs within [`CAPACITY_NEAR`] of its capacity, or beyond it.
+    Capacity(Capacity),
 }
 
 impl Cause {
@@ -179,9 +183,17 @@ pub struct BottleneckScore {
     waiting: Option<WaitEvidence>,
     saturation: Option<Saturation>,
     backlog: Option<Backlog>,
+    capacity: Option<Capacity>,
 }
 
 impl BottleneckScore {
+    pub fn capacity(&self) -> Option<&Capacity> {
+        match &self.cause {
+            Cause::Capacity(c) => Some(c),
+            _ => self.capacity.as_ref(),
+        }
+    }
+
     pub fn change(&self) -> Option<&ChangeEvidence> {
         match &self.cause {
             Cause::Change(c) => Some(c),
@@ -218,6 +230,7 @@ impl BottleneckScore {
             Cause::Saturation(s) => self.saturation = Some(s),
             Cause::Share => {}
             Cause::Backlog(q) => self.backlog = Some(q),
+            Cause::Capacity(c) => self.capacity = Some(c),
         }
     }
 }
@@ -692,8 +705,13 @@ fn saturation(cur: &GraphAgg, node: NodeId) -> Option<Saturation> {
     let load = &cur.nodes.get(&node)?.load;
     let mut pts: Vec<(f64, f64)> = load
         .values()
-        .filter(|(c, _)| *c > 0)
-        .map(|(c, sum)| (*c as f64, *sum as f64 / *c as f64 / 1e6))
+        .filter(|l| l.requests > 0)
+        .map(|l| {
+            (
+                l.requests as f64,
+                l.latency_ns as f64 / l.requests as f64 / 1e6,
+            )
+        })
         .collect();
     // The first and last buckets are usually cut by the window's edges: few requests, at
     // whatever latency the moment had. Left out when enough remain.
@@ -873,6 +891,7 @@ pub fn score(
                     share_ev.traces_on_path as f64 / f.traces.max(1) as f64,
                 ),
                 Cause::Backlog(q) => (q.messages, 1.0),
+                Cause::Capacity(_) => (0, 1.0),
             };
             let what_if = what_if(cur, node);
             let saves = what_if.as_ref().is_some_and(|w| {
@@ -898,11 +917,13 @@ pub fn score(
                     saturation,
                     what_if,
                     backlog: None,
+                    capacity: None,
                 },
             );
         }
     }
     backlogs(cur, base, ty, &mut out);
+    capacities(cur, &mut out);
     let mut v: Vec<BottleneckScore> = out.into_values().collect();
     v.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.node.cmp(&b.node)));
     v
@@ -979,6 +1000,59 @@ fn backlogs(
                         saturation: None,
                         what_if: None,
                         backlog: None,
+                        capacity: None,
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// Nodes near or beyond their capacity: high, and critical (active) when asked more than
+/// they complete now. The capacity becomes the cause; what else was seen stays beside it.
+fn capacities(cur: &GraphAgg, out: &mut FxHashMap<NodeId, BottleneckScore>) {
+    for c in capacity::estimate(cur) {
+        let Some(headroom) = c.headroom() else {
+            continue;
+        };
+        if headroom > CAPACITY_NEAR || c.certainty == Certainty::Low {
+            continue;
+        }
+        let beyond = headroom * CAPACITY_BEYOND < 1.0 || c.queue_growing;
+        let score = if beyond {
+            CAPACITY_BEYOND_SCORE
+        } else {
+            CAPACITY_NEAR_SCORE
+        };
+        let units = cur.nodes.get(&c.node).map_or(0, |n| n.requests);
+        let node = c.node;
+        match out.get_mut(&node) {
+            Some(b) => {
+                b.score = b.score.max(score);
+                b.harm = true;
+                b.active |= beyond;
+                b.evidence_units = units;
+                b.consistency = 1.0;
+                b.recause(Cause::Capacity(c));
+            }
+            None => {
+                out.insert(
+                    node,
+                    BottleneckScore {
+                        node,
+                        score,
+                        active: beyond,
+                        harm: true,
+                        evidence_units: units,
+                        consistency: 1.0,
+                        cause: Cause::Capacity(c),
+                        share: ShareEvidence::default(),
+                        change: None,
+                        waiting: None,
+                        saturation: None,
+                        what_if: None,
+                        backlog: None,
+                        capacity: None,
                     },
                 );
             }

@@ -17,7 +17,7 @@ use super::critical_path::Segment;
 use super::facts::{extract, FactsAgg};
 use super::node::{resolve_peer, waited_peer, NodeId, NodeTable};
 use super::stats::Moments;
-use super::thresholds::{GONE_AFTER_MISSED, MIN_QUIET_NS};
+use super::thresholds::{GONE_AFTER_MISSED, MIN_QUIET_NS, QUEUED_MIN_NS, QUEUED_MIN_SHARE};
 use super::tree::{Ix, Trace};
 use crate::analyze::hist::Hist;
 use crate::model::{NodeKey, NodeType, Span, SpanKind, Sym};
@@ -209,10 +209,57 @@ pub struct NodeAgg {
     /// Per request, time spent in the service's own spans, excluding time waiting on callees.
     pub self_time: Hist,
     pub instances: InstanceSet,
-    /// Requests and their summed latency per [`LOAD_BUCKET_NS`] of span time, for
-    /// latency-versus-load (saturation); the last [`MAX_LOAD_BUCKETS`] are kept. For
-    /// services the latency is their own time per request (not waiting on callees).
-    pub load: BTreeMap<u64, (u64, u64)>,
+    /// What the node did per [`LOAD_BUCKET_NS`] of span time (the last [`MAX_LOAD_BUCKETS`]):
+    /// latency against load (saturation) and throughput, concurrency and waits (capacity).
+    pub load: BTreeMap<u64, LoadBucket>,
+}
+
+/// One [`LOAD_BUCKET_NS`] of a node's work. Everything adds up, so buckets merge across
+/// windows, instances and shards. Counts of work done are adjusted counts (a span sampled
+/// at one in n counts n, [`Span::weight`]); `requests` and `latency_ns` are raw, for
+/// latency against load.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LoadBucket {
+    /// Requests by when they started, and their summed latency (for services their own
+    /// time, not waiting on callees).
+    pub requests: u64,
+    pub latency_ns: u64,
+    /// Requests completed in the bucket (by when they ended).
+    pub done: f64,
+    /// Time spent serving them (the part of each request's span in the bucket): over the
+    /// bucket's width, the time average of requests in flight (Little's law), from
+    /// intervals of every trace without keeping any.
+    pub busy_ns: f64,
+    /// Requests sent to the node in the bucket, by when the caller sent them (a client
+    /// span's start, a message's publication).
+    pub arrived: f64,
+    /// Requests whose wait before their span started is known (a client span around a
+    /// server span, a producer before a consumer), how many of them waited, and the total
+    /// wait.
+    pub wait_known: f64,
+    pub waited: f64,
+    pub wait_ns: f64,
+    /// Spans counted here that carried a sampling threshold (weight above 1).
+    pub sampled: u64,
+}
+
+impl LoadBucket {
+    fn merge(&mut self, o: &LoadBucket) {
+        self.latency_ns = self.latency_ns.saturating_add(o.latency_ns);
+        self.merge_counts(o);
+    }
+
+    /// Adds everything but the latency sum (which a total may need wider than `u64`).
+    pub fn merge_counts(&mut self, o: &LoadBucket) {
+        self.requests += o.requests;
+        self.done += o.done;
+        self.busy_ns += o.busy_ns;
+        self.arrived += o.arrived;
+        self.wait_known += o.wait_known;
+        self.waited += o.waited;
+        self.wait_ns += o.wait_ns;
+        self.sampled += o.sampled;
+    }
 }
 
 /// Width of a load bucket.
@@ -230,24 +277,73 @@ impl NodeAgg {
         self.latency.add(&n.latency);
         self.self_time.add(&n.self_time);
         self.instances.merge(&n.instances);
-        for (b, (c, sum)) in &n.load {
-            let e = self.load.entry(*b).or_default();
-            e.0 += c;
-            e.1 = e.1.saturating_add(*sum);
+        for (b, l) in &n.load {
+            self.load.entry(*b).or_default().merge(l);
         }
+        self.trim_load();
+    }
+
+    fn trim_load(&mut self) {
         while self.load.len() > MAX_LOAD_BUCKETS {
             self.load.pop_first();
         }
     }
 
+    fn bucket(&mut self, t_ns: u64) -> &mut LoadBucket {
+        let b = t_ns / LOAD_BUCKET_NS;
+        if self.load.len() >= MAX_LOAD_BUCKETS && !self.load.contains_key(&b) {
+            self.load.entry(b).or_default();
+            self.trim_load();
+        }
+        self.load.entry(b).or_default()
+    }
+
     fn record_load(&mut self, t_ns: u64, latency_ns: u64) {
-        let e = self.load.entry(t_ns / LOAD_BUCKET_NS).or_default();
-        e.0 += 1;
-        e.1 = e.1.saturating_add(latency_ns);
-        while self.load.len() > MAX_LOAD_BUCKETS {
-            self.load.pop_first();
+        let e = self.bucket(t_ns);
+        e.requests += 1;
+        e.latency_ns = e.latency_ns.saturating_add(latency_ns);
+    }
+
+    /// One request served from `start_ns` to `end_ns`, sent at `arrived_ns`, standing for
+    /// `weight` requests; `wait_ns` is how long it waited before it started, when known.
+    fn record_work(
+        &mut self,
+        (start_ns, end_ns): (u64, u64),
+        arrived_ns: u64,
+        wait_ns: Option<u64>,
+        weight: f32,
+    ) {
+        let w = f64::from(weight.max(1.0));
+        let sampled = u64::from(weight > 1.0);
+        let e = self.bucket(end_ns);
+        e.done += w;
+        e.sampled += sampled;
+        let a = self.bucket(arrived_ns);
+        a.arrived += w;
+        if let Some(wait) = wait_ns {
+            a.wait_known += w;
+            a.wait_ns += w * wait as f64;
+            if waited(wait, end_ns - start_ns) {
+                a.waited += w;
+            }
+        }
+        // Busy time, split over the buckets the request spans (most fit in one).
+        let mut t = start_ns;
+        while t < end_ns {
+            let edge = (t / LOAD_BUCKET_NS + 1).saturating_mul(LOAD_BUCKET_NS);
+            let to = edge.min(end_ns);
+            self.bucket(t).busy_ns += w * (to - t) as f64;
+            t = to;
         }
     }
+}
+
+/// Did a request queue before it started, rather than only cross the network? A wait of at
+/// least [`QUEUED_MIN_NS`] and [`QUEUED_MIN_SHARE`] of its own service time: network and
+/// framework overhead are a millisecond or so, while a request that found every worker busy
+/// waits for one to finish, a sizeable part of a service time.
+fn waited(wait_ns: u64, service_ns: u64) -> bool {
+    wait_ns as f64 >= QUEUED_MIN_NS.max(QUEUED_MIN_SHARE * service_ns as f64)
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -382,7 +478,7 @@ impl GraphAgg {
                     + n.self_time.heap_bytes()
                     + n.instances.known.len() * (size_of::<(Sym, Seen)>() + 16)
                     + n.instances.slots.len() * 32
-                    + n.load.len() * 40
+                    + n.load.len() * (size_of::<(u64, LoadBucket)>() + 16)
             })
             .sum();
         let per_edge: usize = self
@@ -492,6 +588,8 @@ impl GraphAgg {
                 );
                 n.errors += u64::from(s.error);
                 n.latency.record_ns(s.duration_ns());
+                let (arrived, wait) = arrival(t, i);
+                n.record_work((s.start_ns, s.end_ns), arrived, wait, s.weight);
             }
             let own = owner[i as usize];
             local.push((own, s.start_ns, s.end_ns, false));
@@ -642,6 +740,7 @@ impl GraphAgg {
             if !peer.idle {
                 v.latency.record_ns(s.duration_ns());
                 v.record_load(s.start_ns, s.duration_ns());
+                v.record_work((s.start_ns, s.end_ns), s.start_ns, None, s.weight);
             }
         }
     }
@@ -654,6 +753,31 @@ impl GraphAgg {
         } else {
             self.usage_dropped += 1;
         }
+    }
+}
+
+/// When the request that entry span `i` serves was sent, and how long it waited before
+/// the span started, when the trace says: a message from its publication (the producer's
+/// end), a call from its client span's start; otherwise it arrived when it started.
+fn arrival(t: &Trace, i: Ix) -> (u64, Option<u64>) {
+    let s = t.span(i);
+    let parent = t.parent[i as usize];
+    if s.kind == SpanKind::Consumer {
+        let producer = parent
+            .filter(|&p| t.span(p).kind == SpanKind::Producer)
+            .or_else(|| linked_producer(t, s));
+        if let Some(p) = producer {
+            let sent = t.span(p).end_ns.min(s.start_ns);
+            return (sent, Some(s.start_ns - sent));
+        }
+        return (s.start_ns, None);
+    }
+    match parent {
+        Some(p) if t.span(p).service != s.service && t.is_client_like(p) => {
+            let sent = t.span(p).start_ns.min(s.start_ns);
+            (sent, Some(s.start_ns - sent))
+        }
+        _ => (s.start_ns, None),
     }
 }
 

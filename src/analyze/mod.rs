@@ -9,6 +9,7 @@
 
 pub mod assemble;
 pub mod bottleneck;
+pub mod capacity;
 pub mod critical_path;
 pub mod engine;
 pub mod facts;

@@ -157,3 +157,50 @@ pub const GONE_AFTER_MISSED: f64 = 10.0;
 /// Quiet shorter than this never counts as gone (spans of the last seconds may still be in
 /// flight, and clocks of hosts differ).
 pub const MIN_QUIET_NS: u64 = 10_000_000_000;
+
+// --- Capacity ------------------------------------------------------------------------------
+
+/// A request queued before its span started when it waited at least this long (ns): a
+/// millisecond or two is network and framework overhead...
+pub const QUEUED_MIN_NS: f64 = 2_000_000.0;
+/// ... and at least this part of its own service time: a request that found every worker
+/// busy waits for one to finish, a good part of a service time.
+pub const QUEUED_MIN_SHARE: f64 = 0.2;
+/// The current rate is over this many load buckets (half a minute: recent enough to follow a
+/// ramp, long enough for a few hundred requests at modest rates) ending before the last one
+/// in which the node was asked for anything.
+pub const CAPACITY_CURRENT_BUCKETS: usize = 3;
+/// A load bucket is saturated when at least this part of its requests queued...
+pub const CAPACITY_SATURATED_WAITED: f64 = 0.7;
+/// ... waiting on average at least this many service times (a queue several deep, where a
+/// moderately busy pool keeps waits below one or two).
+pub const CAPACITY_SATURATED_WAIT_SERVICES: f64 = 3.0;
+/// Saturated buckets needed for a measured capacity (one could be a burst).
+pub const CAPACITY_SATURATED_MIN_BUCKETS: usize = 2;
+/// The busiest saturated buckets, those completing at least this part of the most any did,
+/// give the capacity (buckets at the edge of saturation complete less).
+pub const CAPACITY_TOP_BUCKETS: f64 = 0.9;
+/// A saturated node is busy: at least this many requests in flight per instance.
+pub const CAPACITY_SATURATED_MIN_IN_FLIGHT: f64 = 0.8;
+/// Requests whose wait is known, and how many of them queued, before the queueing model
+/// is fitted: a probability of waiting from fewer is noise.
+pub const CAPACITY_MODEL_MIN_KNOWN: f64 = 200.0;
+pub const CAPACITY_MODEL_MIN_WAITED: f64 = 10.0;
+/// The model's probability of waiting and the one seen must agree within this factor.
+pub const CAPACITY_MODEL_MAX_MISFIT: f64 = 2.0;
+/// Latency against load is fitted over at least this many buckets...
+pub const CAPACITY_FIT_MIN_BUCKETS: usize = 5;
+/// ... whose rates span at least this factor...
+pub const CAPACITY_FIT_MIN_SPREAD: f64 = 1.5;
+/// ... and `1/latency` must fall with the rate at least this closely (|r|).
+pub const CAPACITY_FIT_MIN_CORRELATION: f64 = 0.8;
+/// Seen at this part of its capacity or more, an estimate is of medium certainty; below,
+/// low (extrapolated).
+pub const CAPACITY_SEEN_MEDIUM: f64 = 0.5;
+/// A node whose headroom is at most this (within 20% of capacity) is a high bottleneck...
+pub const CAPACITY_NEAR: f64 = 1.25;
+/// ... and one asked this much more than it completes is beyond it: its queue grows now.
+pub const CAPACITY_BEYOND: f64 = 1.05;
+/// Scores of a node near and beyond its capacity (high and critical, [`SEVERITY`]).
+pub const CAPACITY_NEAR_SCORE: f64 = 0.5;
+pub const CAPACITY_BEYOND_SCORE: f64 = 0.7;

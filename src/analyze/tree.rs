@@ -223,6 +223,7 @@ mod tests {
             links: Vec::new(),
             proxy: false,
             fault_addrs: [None; 2],
+            weight: 1.0,
         }
     }
 

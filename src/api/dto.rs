@@ -7,6 +7,7 @@
 use serde::Serialize;
 
 use crate::analyze::bottleneck::BottleneckScore;
+use crate::analyze::capacity::Capacity;
 use crate::analyze::graph::{EdgeAgg, GraphAgg, NodeAgg};
 use crate::analyze::hist::Hist;
 use crate::analyze::node::{NodeId, NodeTable};
@@ -238,6 +239,168 @@ pub struct FindingsDoc {
     /// Background work (traces whose root serves no user), kept out of the findings.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub background_operations: Vec<BackgroundOpDto>,
+    /// Every node's capacity and headroom (`capacity_rps` null when unknown).
+    pub capacity: Vec<CapacityDto>,
+    /// The node whose capacity entry traffic reaches first as it grows, and at which factor;
+    /// null when no capacity is known.
+    pub first_to_saturate: Option<FirstToSaturateDto>,
+    /// With a what-if load (`replay --load`): every node with a known capacity at it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub what_if_load: Option<WhatIfAtLoad>,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct WhatIfAtLoad {
+    /// The factor on today's entry traffic.
+    pub load: f64,
+    /// Most loaded first.
+    pub nodes: Vec<WhatIfLoadDto>,
+}
+
+/// One node's capacity (`GET /capacity`, and every findings document).
+#[derive(Serialize, Debug, Clone)]
+pub struct CapacityDto {
+    pub node: String,
+    pub node_id: String,
+    pub node_type: &'static str,
+    /// Requests sent to it per second, over the last half minute it was asked.
+    pub rate_rps: f64,
+    /// Requests it completed per second, over the same half minute.
+    pub completed_rps: f64,
+    pub capacity_rps: Option<f64>,
+    /// capacity ÷ rate: the factor its load can grow by (below 1: beyond it now).
+    pub headroom: Option<f64>,
+    /// What bounds it: `concurrency`, `consumer`, `latency` or `unknown`.
+    pub limit: &'static str,
+    /// `high` (seen at capacity), `medium` (at half of it or more), `low` (extrapolated).
+    pub confidence: &'static str,
+    /// How the estimate was made, or why there is none.
+    pub reason: String,
+    pub instances: Option<usize>,
+    pub slots_per_instance: Option<f64>,
+    pub service_time_ms: Option<f64>,
+    /// Requests in flight per instance, on average over the same half minute.
+    pub concurrency: Option<f64>,
+    /// Asked faster than it completes: its queue grows now.
+    pub queue_growing: bool,
+    /// Spans were counted by their adjusted count (a sampling threshold in `tracestate`).
+    pub sampled: bool,
+    #[serde(skip)]
+    pub model: Option<crate::analyze::capacity::Model>,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct FirstToSaturateDto {
+    pub node: String,
+    pub node_id: String,
+    /// Entry traffic multiplied by this makes it reach its capacity.
+    pub at_load_factor: f64,
+}
+
+/// `GET /capacity`: the capacity of every node and, for a what-if load, the nodes over
+/// capacity at it.
+#[derive(Serialize, Debug, Clone)]
+pub struct CapacityDoc {
+    pub window: WindowDto,
+    pub capacity: Vec<CapacityDto>,
+    pub first_to_saturate: Option<FirstToSaturateDto>,
+    /// The what-if factor on entry traffic (`?load=`), when asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load: Option<f64>,
+    /// At that load, every node with a known capacity, most loaded first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub what_if: Option<Vec<WhatIfLoadDto>>,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct WhatIfLoadDto {
+    pub node: String,
+    pub node_id: String,
+    pub rate_rps: f64,
+    pub capacity_rps: f64,
+    /// rate ÷ capacity at that load.
+    pub utilisation: f64,
+    pub over_capacity: bool,
+    /// Expected latency at that load, waiting included; null over capacity (the queue grows
+    /// without bound).
+    pub expected_latency_ms: Option<f64>,
+}
+
+impl CapacityDoc {
+    /// The findings document's capacity, and what `load` × today's entry traffic would do.
+    pub fn new(doc: &FindingsDoc, load: Option<f64>) -> CapacityDoc {
+        CapacityDoc {
+            window: doc.window.clone(),
+            capacity: doc.capacity.clone(),
+            first_to_saturate: doc.first_to_saturate.clone(),
+            load,
+            what_if: load.map(|f| what_if_at(&doc.capacity, f)),
+        }
+    }
+}
+
+impl FindingsDoc {
+    /// Adds what `load` × today's entry traffic would do to each node with a capacity.
+    pub fn with_load(mut self, load: f64) -> FindingsDoc {
+        self.what_if_load = Some(WhatIfAtLoad {
+            load,
+            nodes: what_if_at(&self.capacity, load),
+        });
+        self
+    }
+}
+
+/// Every node with a known capacity at `load` × today's rate (a node's load grows with the
+/// entry traffic by its calls per entry request, so its rate scales by the same factor),
+/// most loaded first.
+pub fn what_if_at(capacity: &[CapacityDto], load: f64) -> Vec<WhatIfLoadDto> {
+    let mut v: Vec<WhatIfLoadDto> = capacity
+        .iter()
+        .filter_map(|c| {
+            let cap = c.capacity_rps?;
+            let rate = c.rate_rps * load;
+            let latency = c.model.and_then(|m| m.latency_s(rate));
+            Some(WhatIfLoadDto {
+                node: c.node.clone(),
+                node_id: c.node_id.clone(),
+                rate_rps: r3(rate),
+                capacity_rps: cap,
+                utilisation: r3(rate / cap.max(1e-9)),
+                over_capacity: rate >= cap,
+                expected_latency_ms: latency.map(|l| r3(l * 1e3)),
+            })
+        })
+        .collect();
+    v.sort_by(|a, b| {
+        b.utilisation
+            .total_cmp(&a.utilisation)
+            .then(a.node.cmp(&b.node))
+    });
+    v
+}
+
+fn capacity_dto(c: &Capacity, ctx: &Context<'_>) -> CapacityDto {
+    let name = ctx.name(c.node);
+    let ty = ctx.node_type(c.node).as_str();
+    CapacityDto {
+        node_id: node_id(ty, &name),
+        node: name,
+        node_type: ty,
+        rate_rps: r3(c.rate_rps),
+        completed_rps: r3(c.done_rps),
+        capacity_rps: c.capacity_rps.map(r3),
+        headroom: c.headroom().map(r3),
+        limit: c.limit.as_str(),
+        confidence: c.certainty.as_str(),
+        reason: c.reason.clone(),
+        instances: c.instances,
+        slots_per_instance: c.slots.map(r3),
+        service_time_ms: c.service_time_ms.map(r3),
+        concurrency: c.concurrency.map(r3),
+        queue_growing: c.queue_growing,
+        sampled: c.sampled,
+        model: c.model,
+    }
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -307,7 +470,8 @@ pub enum EvidenceDto {
 
 #[derive(Serialize, Debug, Clone)]
 pub struct BottleneckEvidenceDto {
-    /// What decided: "change", "waiting", "slow_caller", "saturation", "share", "backlog".
+    /// What decided: "change", "waiting", "slow_caller", "saturation", "share", "backlog",
+    /// "capacity".
     pub cause: &'static str,
     /// Evidence that it slows the system, beyond being where time goes.
     pub harm: bool,
@@ -331,6 +495,9 @@ pub struct BottleneckEvidenceDto {
     pub what_if_2x_faster: Option<WhatIfDto>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backlog: Option<BacklogDto>,
+    /// Rate, capacity, headroom, limit and confidence (the same entry as in `capacity`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<CapacityDto>,
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -593,6 +760,7 @@ fn bottleneck_dto(b: &BottleneckScore, ctx: &Context<'_>) -> BottleneckEvidenceD
             growing: q.growing,
             baseline_queue_delay_p99_ms: q.baseline_p99_ms.map(r3),
         }),
+        capacity: b.capacity().map(|c| capacity_dto(c, ctx)),
     }
 }
 
@@ -884,6 +1052,21 @@ impl FindingsDoc {
                     p99_ms: b.p99_ms,
                 })
                 .collect(),
+            capacity: report
+                .capacity
+                .iter()
+                .filter(|c| c.node != NodeTable::OVERFLOW)
+                .map(|c| capacity_dto(c, ctx))
+                .collect(),
+            first_to_saturate: report.first_to_saturate.map(|(n, f)| {
+                let name = ctx.name(n);
+                FirstToSaturateDto {
+                    node_id: node_id(ctx.node_type(n).as_str(), &name),
+                    node: name,
+                    at_load_factor: r3(f),
+                }
+            }),
+            what_if_load: None,
         }
     }
 
@@ -898,6 +1081,9 @@ impl FindingsDoc {
             findings: Vec::new(),
             notes: Vec::new(),
             background_operations: Vec::new(),
+            capacity: Vec::new(),
+            first_to_saturate: None,
+            what_if_load: None,
         }
     }
 }

@@ -103,5 +103,32 @@ pub fn graph_metrics(
             f.score,
         );
     }
+    for (metric, help) in [
+        (
+            "chokepoint_capacity_rps",
+            "Requests a second each node can complete, where known (see GET /capacity).",
+        ),
+        (
+            "chokepoint_headroom",
+            "Capacity over the current rate: the factor its load can grow by (below 1: beyond it).",
+        ),
+    ] {
+        prom::header(&mut out, metric, "gauge", help);
+        for c in &findings.capacity {
+            let v = if metric == "chokepoint_headroom" {
+                c.headroom
+            } else {
+                c.capacity_rps
+            };
+            if let Some(v) = v {
+                prom::line(
+                    &mut out,
+                    metric,
+                    [("node", c.node.as_str()), ("limit", c.limit)],
+                    v,
+                );
+            }
+        }
+    }
     out
 }

@@ -237,7 +237,83 @@ pub fn findings_table(doc: &FindingsDoc) -> String {
         let _ = writeln!(out, "{}. {}", i + 1, f.summary);
         let _ = writeln!(out, "   cure: {}", f.remediation);
     }
+    capacity_table(doc, &mut out);
     out
+}
+
+/// Nodes with a known capacity, least headroom first, the first to saturate, and the
+/// what-if load when asked.
+fn capacity_table(doc: &FindingsDoc, out: &mut String) {
+    let mut known: Vec<_> = doc
+        .capacity
+        .iter()
+        .filter(|c| c.capacity_rps.is_some())
+        .collect();
+    if known.is_empty() {
+        return;
+    }
+    known.sort_by(|a, b| {
+        a.headroom
+            .unwrap_or(f64::MAX)
+            .total_cmp(&b.headroom.unwrap_or(f64::MAX))
+    });
+    let n = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
+    let rows: Vec<Vec<String>> = known
+        .iter()
+        .map(|c| {
+            vec![
+                c.node.clone(),
+                format!("{:.2}", c.rate_rps),
+                n(c.capacity_rps),
+                n(c.headroom),
+                c.limit.to_owned(),
+                c.confidence.to_owned(),
+            ]
+        })
+        .collect();
+    out.push_str("\nCapacity (requests/s):\n");
+    out.push_str(&table(
+        &[
+            "node",
+            "rate",
+            "capacity",
+            "headroom",
+            "limit",
+            "confidence",
+        ],
+        &rows,
+        1,
+    ));
+    if let Some(f) = &doc.first_to_saturate {
+        let _ = writeln!(
+            out,
+            "First to saturate: {} at {:.2}× today's entry traffic.",
+            f.node, f.at_load_factor
+        );
+    }
+    if let Some(w) = &doc.what_if_load {
+        let _ = writeln!(out, "\nAt {}× today's entry traffic:", w.load);
+        for c in &w.nodes {
+            let latency = c
+                .expected_latency_ms
+                .map_or("its queue grows without bound".to_owned(), |l| {
+                    format!("expected latency {l:.1} ms")
+                });
+            let _ = writeln!(
+                out,
+                "  {}: {:.2}/s of {:.2}/s ({:.0}%){}, {latency}",
+                c.node,
+                c.rate_rps,
+                c.capacity_rps,
+                100.0 * c.utilisation,
+                if c.over_capacity {
+                    ", OVER CAPACITY"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
 }
 
 fn evidence_lines(v: &serde_json::Value, prefix: &str, out: &mut String) {

@@ -104,6 +104,10 @@ pub struct ReplayArgs {
     /// review without a daemon); stops on Ctrl-C.
     #[arg(long)]
     pub serve: bool,
+    /// What if entry traffic were this many times today's (e.g. 2): list every node with a
+    /// known capacity at that load, those over it, and their expected latency.
+    #[arg(long, value_parser = parse_load)]
+    pub load: Option<f64>,
     /// With --serve: where to listen.
     #[arg(long, default_value = "127.0.0.1:8787")]
     pub api_listen: String,
@@ -269,9 +273,10 @@ pub struct SimulateArgs {
     /// Seed: the same seed gives the same traces, byte for byte.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Number of entry requests (traces).
-    #[arg(long, default_value_t = 300)]
-    pub traces: usize,
+    /// Number of entry requests (traces) [default: 300; the capacity labs, which need minutes
+    /// of span time: worker-slots 4000, worker-slots-light 2000, slow-consumer 1600].
+    #[arg(long)]
+    pub traces: Option<usize>,
     /// Entry requests per second of span time.
     #[arg(long, default_value_t = 10.0)]
     pub rate: f64,
@@ -307,5 +312,15 @@ mod tests {
         assert_eq!(parse_duration_ns("1.5").unwrap(), 1_500_000_000);
         assert!(parse_duration_ns("ten").is_err());
         assert!(parse_duration_ns("3 weeks").is_err());
+    }
+}
+
+/// A what-if factor on entry traffic: positive and finite.
+fn parse_load(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if f.is_finite() && f > 0.0 => Ok(f),
+        _ => Err(format!(
+            "{s:?} is not a positive factor on today's entry traffic (2 = twice)"
+        )),
     }
 }

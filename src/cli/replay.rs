@@ -75,7 +75,10 @@ pub fn run(a: ReplayArgs) -> Result<ExitCode> {
     };
     let mut out = String::new();
     for g in &windows {
-        let doc = analysis.findings_doc(g);
+        let mut doc = analysis.findings_doc(g);
+        if let Some(f) = a.load {
+            doc = doc.with_load(f);
+        }
         match a.format {
             ReportFormat::Json => {
                 out.push_str(&serde_json::to_string(&doc)?);

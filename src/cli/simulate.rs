@@ -24,13 +24,17 @@ pub fn run(a: SimulateArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let scenario: Scenario = a.scenario.parse().map_err(|e: String| anyhow::anyhow!(e))?;
-    if a.traces == 0 || a.rate.is_nan() || a.rate <= 0.0 {
+    let traces = a.traces.unwrap_or(match scenario {
+        Scenario::Lab(l) => l.default_traces(),
+        _ => SimConfig::default().traces,
+    });
+    if traces == 0 || a.rate.is_nan() || a.rate <= 0.0 {
         bail!("--traces and --rate must be positive");
     }
     let cfg = SimConfig {
         scenario,
         seed: a.seed,
-        traces: a.traces,
+        traces,
         rate_per_s: a.rate,
         ..Default::default()
     };

@@ -54,6 +54,9 @@ pub fn encode_line(req: &ExportTraceServiceRequest) -> String {
                             if !s.parent_span_id.is_empty() {
                                 m.insert("parentSpanId".into(), hex(&s.parent_span_id).into());
                             }
+                            if !s.trace_state.is_empty() {
+                                m.insert("traceState".into(), s.trace_state.clone().into());
+                            }
                             m.insert("name".into(), s.name.clone().into());
                             m.insert("kind".into(), s.kind.into());
                             m.insert(

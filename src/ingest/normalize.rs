@@ -204,6 +204,40 @@ impl<'a> ResourceAttrs<'a> {
     }
 }
 
+/// How many spans one stands for, from the OpenTelemetry probability-sampling threshold in
+/// its W3C `tracestate` (`ot=th:<hex>`): the threshold `T` (up to 14 hex digits, padded
+/// with zeros to 56 bits) rejects traces whose randomness is below it, so a span was kept
+/// with probability `(2^56 - T) / 2^56` and counts for the inverse. 1 without a threshold,
+/// or with one that is malformed (a span never counts for less than itself).
+pub fn adjusted_count(trace_state: &str) -> f32 {
+    if trace_state.is_empty() {
+        return 1.0;
+    }
+    let ot = trace_state
+        .split(',')
+        .filter_map(|m| m.trim().split_once('='))
+        .find(|(k, _)| *k == "ot")
+        .map(|(_, v)| v);
+    let th = ot.and_then(|v| {
+        v.split(';')
+            .filter_map(|kv| kv.split_once(':'))
+            .find(|(k, _)| *k == "th")
+            .map(|(_, v)| v)
+    });
+    let Some(th) = th.filter(|t| !t.is_empty() && t.len() <= 14) else {
+        return 1.0;
+    };
+    let Ok(t) = u64::from_str_radix(th, 16) else {
+        return 1.0;
+    };
+    let threshold = t << (4 * (14 - th.len()));
+    let keep = (1u64 << 56) - threshold;
+    if keep == 0 {
+        return 1.0;
+    }
+    ((1u64 << 56) as f64 / keep as f64) as f32
+}
+
 /// One span's fields as the normalizer reads them, whichever decoder found them.
 struct SpanInput<'a> {
     trace_id: &'a [u8],
@@ -218,6 +252,8 @@ struct SpanInput<'a> {
     links: Vec<Link>,
     /// For a failed span only: its status message and its first exception's message.
     fault_text: [Option<&'a str>; 2],
+    /// The W3C `tracestate`, for the sampling threshold.
+    trace_state: &'a str,
 }
 
 impl<'a> SpanInput<'a> {
@@ -237,6 +273,7 @@ impl<'a> SpanInput<'a> {
             attrs: SpanAttrs::read(&s.attributes),
             links: links(s.links.iter().map(|l| (&l.trace_id[..], &l.span_id[..]))),
             fault_text: [None; 2],
+            trace_state: &s.trace_state,
         }
         .with_fault_text(|| {
             let status = s.status.as_ref().map(|st| st.message.as_str());
@@ -288,6 +325,7 @@ impl<'a> SpanInput<'a> {
             attrs,
             links: links(ids.into_iter()),
             fault_text: [None; 2],
+            trace_state: std::str::from_utf8(v.trace_state).unwrap_or(""),
         };
         if input.failed() {
             let status = std::str::from_utf8(v.status_message).ok();
@@ -611,6 +649,7 @@ impl Normalizer {
             links: s.links,
             proxy: attrs.proxy,
             fault_addrs,
+            weight: adjusted_count(s.trace_state),
         };
         Ok((span, repaired))
     }

@@ -81,6 +81,9 @@ struct JsonSpan {
     span_id: Leaf,
     #[serde(default)]
     parent_span_id: Leaf,
+    /// The W3C `tracestate` (its sampling threshold scales the span's counts).
+    #[serde(default)]
+    trace_state: Leaf,
     #[serde(default)]
     name: Leaf,
     #[serde(default)]
@@ -490,6 +493,10 @@ fn span(s: &JsonSpan) -> Result<Span, SpanError> {
         trace_id: id_field(&s.trace_id, 16, "traceId")?,
         span_id: id_field(&s.span_id, 8, "spanId")?,
         parent_span_id: id_field(&s.parent_span_id, 8, "parentSpanId")?,
+        trace_state: match &s.trace_state {
+            Leaf::Str(t) => t.clone(),
+            _ => String::new(),
+        },
         name: match &s.name {
             Leaf::Str(n) => n.clone(),
             Leaf::Null => String::new(),

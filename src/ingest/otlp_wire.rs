@@ -354,6 +354,8 @@ pub struct SpanView<'a> {
     pub trace_id: &'a [u8],
     pub span_id: &'a [u8],
     pub parent_span_id: &'a [u8],
+    /// The W3C `tracestate`, not checked for UTF-8 yet.
+    pub trace_state: &'a [u8],
     /// Not checked for UTF-8 yet.
     pub name: &'a [u8],
     pub kind: i32,
@@ -384,6 +386,7 @@ impl<'a> SpanView<'a> {
             match (f, v) {
                 (1, Wire::Len(b)) => s.trace_id = b,
                 (2, Wire::Len(b)) => s.span_id = b,
+                (3, Wire::Len(b)) => s.trace_state = b,
                 (4, Wire::Len(b)) => s.parent_span_id = b,
                 (5, Wire::Len(b)) => s.name = b,
                 (6, Wire::Varint(k)) => s.kind = k as i32,
@@ -397,7 +400,7 @@ impl<'a> SpanView<'a> {
                 (9, Wire::Len(_)) => attrs = (attrs.0.min(start), fields.pos),
                 (13, Wire::Len(_)) => links = (links.0.min(start), fields.pos),
                 (11, Wire::Len(_)) => events = (events.0.min(start), fields.pos),
-                (1 | 2 | 4 | 5 | 6 | 7 | 8 | 9 | 11 | 13 | 15, _) => {
+                (1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 | 11 | 13 | 15, _) => {
                     return Err(fields.err("span field of the wrong wire type"))
                 }
                 _ => {}

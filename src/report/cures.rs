@@ -2,7 +2,9 @@
 //! Redis, ...) and, for a bottleneck, its cause.
 
 use crate::analyze::bottleneck::Cause;
+use crate::analyze::capacity::{Capacity, Limit};
 use crate::model::NodeType;
+use crate::report::format::rate;
 
 /// The system named in a backend's name (`orders (postgresql)` → `postgresql`), or the
 /// name itself for a backend named after its system (`kafka`).
@@ -15,6 +17,9 @@ pub fn system_of(name: &str) -> &str {
 
 /// The cure, fitted to the node's type, its system and why it is a bottleneck.
 pub fn bottleneck_cure(ty: NodeType, system: &str, cause: &Cause, name: &str) -> String {
+    if let Cause::Capacity(c) = cause {
+        return capacity_cure(c, name);
+    }
     if matches!(cause, Cause::Backlog(_)) {
         return "The consumer can't keep up: scale it out (more instances, and enough \
                 partitions or queues for them), process messages in batches or with background \
@@ -126,5 +131,38 @@ pub fn spof_cure(ty: NodeType, system: &str, active: bool) -> String {
         )
     } else {
         cure.to_owned()
+    }
+}
+
+/// What more instances or slots would give a node near its capacity.
+fn capacity_cure(c: &Capacity, name: &str) -> String {
+    let cap = c.capacity_rps.unwrap_or(0.0);
+    let n = c.instances.unwrap_or(1).max(1);
+    let per = cap / n as f64;
+    let need = (c.rate_rps * 1.25 / per.max(1e-9))
+        .ceil()
+        .max(n as f64 + 1.0) as usize;
+    let scale = format!(
+        "each instance adds about {}/s: {need} instances would carry today's {}/s with 25% \
+         to spare",
+        rate(per),
+        rate(c.rate_rps)
+    );
+    match (c.limit, c.slots) {
+        (Limit::Concurrency, Some(k)) => format!(
+            "{name} serves at most {k:.0} request(s) at a time per instance: raise its workers \
+             or threads per instance if its CPU is idle (each adds about {}/s per instance), \
+             or add instances ({scale}); shed or queue what it cannot take.",
+            rate(per / k.max(1.0))
+        ),
+        (Limit::Consumer, _) => format!(
+            "{name} can't keep up with its queue: add consumers ({scale}, given enough \
+             partitions or queues for them), batch the work, or lift the limit it waits on \
+             (a provider's rate limit, a pool)."
+        ),
+        _ => format!(
+            "{name} is near the rate where its latency diverges: scale it out ({scale}), \
+             cache or batch what it is asked, and shed load it can't take."
+        ),
     }
 }

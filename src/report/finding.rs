@@ -2,6 +2,7 @@
 //! ([`Evidence`]), and the [`Report`] a window's analysis gives.
 
 use crate::analyze::bottleneck::BottleneckScore;
+use crate::analyze::capacity::Capacity;
 use crate::analyze::node::{NodeId, NodeTable};
 use crate::analyze::spof::SpofScore;
 use crate::analyze::thresholds::{CONFIDENCE_UNITS, CONSISTENT_HIGH, CONSISTENT_MEDIUM, SEVERITY};
@@ -155,4 +156,7 @@ pub struct Report {
     pub findings: Vec<Finding>,
     pub notes: Vec<String>,
     pub background: Vec<BackgroundOp>,
+    /// Every node's capacity and headroom, and the first to saturate as traffic grows.
+    pub capacity: Vec<Capacity>,
+    pub first_to_saturate: Option<(NodeId, f64)>,
 }

@@ -5,6 +5,7 @@
 //! baseline's) alone.
 
 use crate::analyze::bottleneck::{self, BottleneckScore};
+use crate::analyze::capacity;
 use crate::analyze::graph::GraphAgg;
 use crate::analyze::node::{NodeId, NodeTable};
 use crate::analyze::spof::{self, SpofScore};
@@ -78,10 +79,14 @@ pub fn compute(cur: &GraphAgg, baseline: Option<&GraphAgg>, ctx: &Context<'_>) -
         })
         .collect();
     background.sort_by(|a, b| b.traces.cmp(&a.traces).then(a.operation.cmp(&b.operation)));
+    let capacity = capacity::estimate(cur);
+    let first_to_saturate = capacity::first_to_saturate(&capacity);
     Report {
         findings: all,
         notes,
         background,
+        capacity,
+        first_to_saturate,
     }
 }
 

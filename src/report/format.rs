@@ -45,3 +45,15 @@ pub fn table_ms(v: f64) -> String {
         format!("{v:.0}")
     }
 }
+
+/// A rate per second as people read it: whole numbers from 10 up, one decimal below, two
+/// under 1 (an e-mail provider's 100 a minute is 1.67/s).
+pub fn rate(per_s: f64) -> String {
+    if per_s >= 10.0 {
+        format!("{per_s:.0}")
+    } else if per_s >= 1.0 {
+        format!("{per_s:.1}")
+    } else {
+        format!("{per_s:.2}")
+    }
+}

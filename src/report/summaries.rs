@@ -4,7 +4,7 @@
 use crate::analyze::bottleneck::{BottleneckScore, Cause};
 use crate::analyze::spof::SpofScore;
 use crate::report::finding::Context;
-use crate::report::format::{human_ms, pct};
+use crate::report::format::{human_ms, pct, rate};
 
 /// What a bottleneck finding says, in one paragraph, by its cause.
 pub fn bottleneck_summary(b: &BottleneckScore, name: &str, ctx: &Context<'_>) -> String {
@@ -57,6 +57,29 @@ pub fn bottleneck_summary(b: &BottleneckScore, name: &str, ctx: &Context<'_>) ->
                 } else {
                     String::new()
                 }
+            )
+        }
+        Cause::Capacity(c) => {
+            let cap = c.capacity_rps.unwrap_or(0.0);
+            let state = match c.headroom() {
+                Some(h) if h < 1.0 || c.queue_growing => format!(
+                    "beyond it now: asked {}/s, it completes {}/s and its queue grows",
+                    rate(c.rate_rps),
+                    rate(c.done_rps)
+                ),
+                Some(h) => format!(
+                    "{} of it now ({}/s): {:.2}× the load and it gives out",
+                    pct(1.0 / h),
+                    rate(c.rate_rps),
+                    h
+                ),
+                None => String::new(),
+            };
+            format!(
+                "{name} can complete about {}/s ({} limit, {} confidence) and runs {state}",
+                rate(cap),
+                c.limit.as_str(),
+                c.certainty.as_str()
             )
         }
         Cause::Saturation(s) => {

@@ -25,7 +25,7 @@ const FILE: &str = "state.bin";
 /// The first bytes of every snapshot.
 const MAGIC: &[u8; 8] = b"CHKPSNAP";
 /// Bumped whenever the snapshot layout changes; older snapshots are moved aside, not misread.
-const VERSION: u32 = 4;
+const VERSION: u32 = 5;
 /// Magic, version (u32), payload length (u64), CRC-32 of the payload (u32); little-endian.
 const HEADER: usize = 8 + 4 + 8 + 4;
 

@@ -15,6 +15,9 @@
 //! | `starved-caller` | a caller whose CPU is starved: every call it makes waits, its callees are fine |
 //! | `saturating-callee` | load doubles and more; one callee's latency climbs with it |
 //! | `absorbed-failures` | a recommender fails one call in five; its caller falls back |
+//! | `worker-slots` | load ramps past what `inventory` can do (2 instances × 2 workers, 180 ms a request): callers queue |
+//! | `worker-slots-light` | the same system at 30% of its capacity |
+//! | `slow-consumer` | 20 jobs a second arrive; the one `thumbnailer` completes 13 |
 //! | `quotes-healthy` / `quotes-wrong-answers` | a quote flow, healthy, then with a bad release that gives up midway: no status anywhere, only calls that vanish |
 //!
 //! The systems of SPOF harm and failing dependencies are in [`harm`].
@@ -55,10 +58,13 @@ pub enum Lab {
     DegradedForecast,
     ShortDominant,
     RefusedConnections,
+    WorkerSlots,
+    WorkerSlotsLight,
+    SlowConsumer,
 }
 
 impl Lab {
-    pub const ALL: [Lab; 18] = [
+    pub const ALL: [Lab; 21] = [
         Lab::TwoDatabases,
         Lab::BrokerCluster,
         Lab::RedisCacheAndQueue,
@@ -77,10 +83,58 @@ impl Lab {
         Lab::DegradedForecast,
         Lab::ShortDominant,
         Lab::RefusedConnections,
+        Lab::WorkerSlots,
+        Lab::WorkerSlotsLight,
+        Lab::SlowConsumer,
     ];
 
     pub fn name(self) -> &'static str {
         self.into()
+    }
+
+    /// Traces its checked-in file has (`simulate` without `--traces`): the capacity systems
+    /// need minutes of span time, the others 300 traces.
+    pub fn default_traces(self) -> usize {
+        match self {
+            Lab::WorkerSlots => 4000,
+            Lab::WorkerSlotsLight => 2000,
+            Lab::SlowConsumer => 1600,
+            _ => 300,
+        }
+    }
+
+    /// Arrivals are a Poisson process (exponential gaps), as independent users make them:
+    /// queueing depends on it, so the capacity systems use it. The others keep even gaps.
+    fn poisson(self) -> bool {
+        matches!(
+            self,
+            Lab::WorkerSlots | Lab::WorkerSlotsLight | Lab::SlowConsumer
+        )
+    }
+}
+
+/// Workers of the lab's fixed-capacity processes: when each of a process's workers is next
+/// free (ns), so a request that finds them all busy waits for the first to finish.
+#[derive(Default)]
+struct Workers(BTreeMap<At, Vec<u64>>);
+
+impl Workers {
+    /// A request for `at` (one of `k` workers) arriving at `arrive` and needing `service_ns`:
+    /// when it starts and ends.
+    fn serve(&mut self, at: At, k: usize, arrive: u64, service_ns: u64) -> (u64, u64) {
+        let free = self.0.entry(at).or_insert_with(|| vec![0; k.max(1)]);
+        let (slot, first) = free
+            .iter()
+            .copied()
+            .enumerate()
+            .min_by_key(|&(i, t)| (t, i))
+            .unwrap_or((0, 0));
+        let start = arrive.max(first);
+        let end = start + service_ns;
+        if let Some(f) = free.get_mut(slot) {
+            *f = end;
+        }
+        (start, end)
     }
 }
 
@@ -115,6 +169,7 @@ struct Tb<'a> {
     rng: &'a mut Rng,
     trace_id: Vec<u8>,
     spans: BTreeMap<At, Vec<Span>>,
+    workers: &'a mut Workers,
 }
 
 impl Tb<'_> {
@@ -393,6 +448,7 @@ pub struct Generator {
     cfg: SimConfig,
     /// Where the next trace starts (ns since the first), for labs whose rate changes.
     clock_ns: u64,
+    workers: Workers,
 }
 
 impl Generator {
@@ -402,6 +458,7 @@ impl Generator {
             rng: Rng::new(cfg.seed),
             cfg: cfg.clone(),
             clock_ns: 0,
+            workers: Workers::default(),
         }
     }
 
@@ -412,6 +469,11 @@ impl Generator {
         match self.lab {
             // From a fifth of the rate to the full rate: the callee saturates as it rises.
             Lab::SaturatingCallee => r * (0.2 + 0.8 * progress),
+            // From 4 to 30 a second (at the default rate of 10): past the 22 `inventory` does.
+            Lab::WorkerSlots => r * (0.4 + 2.6 * progress),
+            // 30% of that capacity.
+            Lab::WorkerSlotsLight => r * 0.667,
+            Lab::SlowConsumer => r * 2.0,
             _ => r,
         }
     }
@@ -419,9 +481,17 @@ impl Generator {
     pub fn trace(&mut self, index: usize) -> ExportTraceServiceRequest {
         let progress = index as f64 / self.cfg.traces.max(1) as f64;
         let gap = (1e9 / self.rate(progress)) as u64;
-        let start =
-            self.cfg.start_unix_ns + self.clock_ns + self.rng.below(gap as usize / 2 + 1) as u64;
-        self.clock_ns += gap;
+        let start = if self.lab.poisson() {
+            let gap = -(1.0 - self.rng.f64()).ln() * 1e9 / self.rate(progress);
+            self.clock_ns += gap as u64;
+            self.cfg.start_unix_ns + self.clock_ns
+        } else {
+            let start = self.cfg.start_unix_ns
+                + self.clock_ns
+                + self.rng.below(gap as usize / 2 + 1) as u64;
+            self.clock_ns += gap;
+            start
+        };
         let load = self.rate(progress) / self.cfg.rate_per_s.max(1e-3);
         let mut trace_id = (self.rng.next_u64() | 1).to_be_bytes().to_vec();
         trace_id.extend((self.rng.next_u64() | 1).to_be_bytes());
@@ -430,6 +500,7 @@ impl Generator {
             rng: &mut self.rng,
             trace_id,
             spans: BTreeMap::new(),
+            workers: &mut self.workers,
         };
         match lab {
             Lab::TwoDatabases => two_databases(&mut tb, start),
@@ -450,6 +521,8 @@ impl Generator {
             Lab::DegradedForecast => harm::degraded_forecast(&mut tb, start),
             Lab::ShortDominant => harm::short_dominant(&mut tb, start),
             Lab::RefusedConnections => harm::refused_connections(&mut tb, progress, start),
+            Lab::WorkerSlots | Lab::WorkerSlotsLight => worker_slots(&mut tb, start),
+            Lab::SlowConsumer => slow_consumer(&mut tb, start),
         }
         tb.request()
     }
@@ -959,6 +1032,127 @@ fn saturating_callee(tb: &mut Tb<'_>, load: f64, start: u64) {
         });
         let end = tb.work(api, id, "respond", r.end, 1.0);
         Done { end, error: false }
+    });
+}
+
+/// `checkout-api` asks `inventory` to reserve stock. `inventory` runs two instances of two
+/// workers each, a reservation taking about 180 ms: it completes about 22 a second, and a
+/// request that finds its instance's workers busy waits in the listen queue, inside the
+/// caller's client span and before its own server span starts.
+fn worker_slots(tb: &mut Tb<'_>, start: u64) {
+    let api = pick(tb, "checkout-api", 3);
+    tb.server(api, &[], "POST /checkout", start, |tb, id, t| {
+        let t = tb.work(api, id, "validate cart", t, 3.0);
+        let inv = pick(tb, "inventory", 2);
+        let cid = tb.id();
+        let arrive = t + tb.rng.ms(0.3, 0.3);
+        let service = tb.rng.ms(175.0, 0.25);
+        let (s0, s1) = tb.workers.serve(inv, 2, arrive, service);
+        let sid = tb.id();
+        tb.emit(
+            inv,
+            sid,
+            &cid,
+            "POST /reservations",
+            SpanKind::Server,
+            s0,
+            s1,
+            vec![
+                s("http.request.method", "POST"),
+                s("http.route", "/reservations"),
+                i("http.response.status_code", 201),
+            ],
+            false,
+        );
+        let end = s1 + tb.rng.ms(0.3, 0.3);
+        tb.emit(
+            api,
+            cid,
+            id,
+            "POST",
+            SpanKind::Client,
+            t,
+            end,
+            vec![
+                s("http.request.method", "POST"),
+                s("server.address", "inventory"),
+                i("server.port", 8080),
+                i("http.response.status_code", 201),
+            ],
+            false,
+        );
+        let end = tb.work(api, id, "respond", end, 1.0);
+        Done { end, error: false }
+    });
+}
+
+/// `uploads-api` accepts photos and publishes a job per photo to Kafka; the one
+/// `thumbnailer`, one job at a time at about 77 ms each, completes 13 a second while 20
+/// arrive: its queue grows for as long as the uploads go on.
+fn slow_consumer(tb: &mut Tb<'_>, start: u64) {
+    let api = pick(tb, "uploads-api", 2);
+    tb.server(api, &[], "POST /photos", start, |tb, id, t| {
+        let t = tb.work(api, id, "store original", t, 4.0);
+        let pid = tb.id();
+        let sent = t + tb.rng.ms(1.5, 0.3);
+        let worker = At {
+            svc: "thumbnailer",
+            inst: 0,
+        };
+        let service = tb.rng.ms(75.0, 0.2);
+        let (c0, c1) = tb
+            .workers
+            .serve(worker, 1, sent + tb.rng.ms(2.0, 0.3), service);
+        let cid = tb.id();
+        let rid = tb.id();
+        tb.emit(
+            worker,
+            rid,
+            &cid,
+            "resize",
+            SpanKind::Internal,
+            c0 + 100_000,
+            c1.saturating_sub(100_000).max(c0 + 100_000),
+            vec![],
+            false,
+        );
+        tb.emit(
+            worker,
+            cid,
+            &pid,
+            "thumbnails process",
+            SpanKind::Consumer,
+            c0,
+            c1,
+            vec![
+                s("messaging.system", "kafka"),
+                s("messaging.operation.type", "process"),
+                s("messaging.destination.name", "thumbnails"),
+                s("messaging.consumer.group.name", "thumbnailer"),
+            ],
+            false,
+        );
+        tb.emit(
+            api,
+            pid,
+            id,
+            "thumbnails publish",
+            SpanKind::Producer,
+            t,
+            sent,
+            vec![
+                s("messaging.system", "kafka"),
+                s("messaging.operation.type", "send"),
+                s("messaging.destination.name", "thumbnails"),
+                s("server.address", "kafka-1"),
+                i("server.port", 9092),
+            ],
+            false,
+        );
+        Done {
+            end: sent + tb.rng.ms(0.5, 0.3),
+            error: false,
+        }
     });
 }
 

@@ -159,6 +159,7 @@ fn the_lab_files_are_what_simulate_generates() {
     for l in Lab::ALL {
         let cfg = SimConfig {
             scenario: Scenario::Lab(l),
+            traces: l.default_traces(),
             ..Default::default()
         };
         let want: Vec<String> = generate(&cfg).map(|r| encode_line(&r)).collect();

@@ -260,13 +260,31 @@ impl Decoder<'_> {
             }
             "chokepoint_node_load_requests_total" => {
                 for &(t, d) in steps {
-                    n.load.entry(slot(t)).or_default().0 += count(d);
+                    n.load.entry(slot(t)).or_default().requests += count(d);
                 }
             }
             "chokepoint_node_load_latency_seconds_total" => {
                 for &(t, d) in steps {
                     let e = n.load.entry(slot(t)).or_default();
-                    e.1 = e.1.saturating_add(ns(d).min(u128::from(u64::MAX)) as u64);
+                    e.latency_ns = e
+                        .latency_ns
+                        .saturating_add(ns(d).min(u128::from(u64::MAX)) as u64);
+                }
+            }
+            LOAD_DONE | LOAD_BUSY | LOAD_ARRIVED | LOAD_WAIT_KNOWN | LOAD_WAITED | LOAD_WAIT
+            | LOAD_SAMPLED => {
+                for &(t, d) in steps {
+                    let e = n.load.entry(slot(t)).or_default();
+                    let d = d.max(0.0);
+                    match s.name.as_str() {
+                        LOAD_DONE => e.done += d,
+                        LOAD_BUSY => e.busy_ns += d * 1e9,
+                        LOAD_ARRIVED => e.arrived += d,
+                        LOAD_WAIT_KNOWN => e.wait_known += d,
+                        LOAD_WAITED => e.waited += d,
+                        LOAD_WAIT => e.wait_ns += d * 1e9,
+                        _ => e.sampled += count(d),
+                    }
                 }
             }
             "chokepoint_node_instance_sightings_total" => {

@@ -142,16 +142,33 @@ pub fn encode(agg: &GraphAgg, nodes: &NodeTable, names: &Interner) -> Vec<Sample
         e.push("chokepoint_node_serves_total", l.clone(), n.serves as f64);
         e.hist(NODE_LATENCY, &l, &n.latency);
         e.hist(NODE_SELF, &l, &n.self_time);
-        let (c, sum) = n
-            .load
-            .values()
-            .fold((0u64, 0u128), |(c, s), (n, l)| (c + n, s + u128::from(*l)));
-        e.push("chokepoint_node_load_requests_total", l.clone(), c as f64);
+        let mut t = crate::analyze::graph::LoadBucket::default();
+        let mut latency_ns = 0u128;
+        for b in n.load.values() {
+            latency_ns += u128::from(b.latency_ns);
+            t.merge_counts(b);
+        }
+        e.push(
+            "chokepoint_node_load_requests_total",
+            l.clone(),
+            t.requests as f64,
+        );
         e.push(
             "chokepoint_node_load_latency_seconds_total",
             l.clone(),
-            ns_s(sum),
+            ns_s(latency_ns),
         );
+        for (name, v) in [
+            (LOAD_DONE, t.done),
+            (LOAD_BUSY, t.busy_ns / 1e9),
+            (LOAD_ARRIVED, t.arrived),
+            (LOAD_WAIT_KNOWN, t.wait_known),
+            (LOAD_WAITED, t.waited),
+            (LOAD_WAIT, t.wait_ns / 1e9),
+            (LOAD_SAMPLED, t.sampled as f64),
+        ] {
+            e.push(name, l.clone(), v);
+        }
         for (i, seen) in &n.instances.known {
             let il = cat(
                 l.clone(),

@@ -11,6 +11,15 @@ pub(super) const CALLEE: NodeLabelNames = ["callee", "callee_type", "callee_syst
 pub(super) const SERVICE: NodeLabelNames =
     ["service", "service_type", "service_system", "service_db"];
 
+/// What a node did, for capacity ([`crate::analyze::graph::LoadBucket`]).
+pub(super) const LOAD_DONE: &str = "chokepoint_node_load_done_total";
+pub(super) const LOAD_BUSY: &str = "chokepoint_node_load_busy_seconds_total";
+pub(super) const LOAD_ARRIVED: &str = "chokepoint_node_load_arrived_total";
+pub(super) const LOAD_WAIT_KNOWN: &str = "chokepoint_node_load_wait_known_total";
+pub(super) const LOAD_WAITED: &str = "chokepoint_node_load_waited_total";
+pub(super) const LOAD_WAIT: &str = "chokepoint_node_load_wait_seconds_total";
+pub(super) const LOAD_SAMPLED: &str = "chokepoint_node_load_sampled_total";
+
 /// The gauge saying when an instance published its aggregates.
 pub const HEARD: &str = "chokepoint_agg_heard_seconds";
 
@@ -106,6 +115,41 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "chokepoint_node_load_latency_seconds_total",
         "counter",
         "Their summed latency (own time for services).",
+    ),
+    (
+        LOAD_DONE,
+        "counter",
+        "Requests a node completed (adjusted counts, for capacity).",
+    ),
+    (
+        LOAD_BUSY,
+        "counter",
+        "Time spent serving them (adjusted); its rate is the requests in flight on average.",
+    ),
+    (
+        LOAD_ARRIVED,
+        "counter",
+        "Requests sent to a node (adjusted), by when their callers sent them.",
+    ),
+    (
+        LOAD_WAIT_KNOWN,
+        "counter",
+        "Of those, requests whose wait before their span started is known.",
+    ),
+    (
+        LOAD_WAITED,
+        "counter",
+        "Of those, requests that queued before they started.",
+    ),
+    (
+        LOAD_WAIT,
+        "counter",
+        "Their summed wait before they started.",
+    ),
+    (
+        LOAD_SAMPLED,
+        "counter",
+        "Spans counted for capacity that carried a sampling threshold.",
     ),
     (
         "chokepoint_node_instance_sightings_total",

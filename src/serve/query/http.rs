@@ -66,6 +66,7 @@ pub fn router(state: ApiState) -> Router {
     let data = Router::new()
         .route("/findings", get(findings))
         .route("/findings/history", get(finding_history))
+        .route("/capacity", get(capacity))
         .route("/graph", get(graph))
         .route("/nodes", get(nodes))
         .route("/nodes/{name}", get(node))
@@ -298,6 +299,42 @@ async fn findings(State(s): State<ApiState>, Query(p): Query<FindingsParams>) ->
         Ok(doc) => Json(doc).into_response(),
         Err(e) => problem(StatusCode::BAD_REQUEST, e),
     }
+}
+
+#[derive(Deserialize)]
+struct CapacityParams {
+    window: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    /// A what-if factor on entry traffic (`2` = twice today's).
+    load: Option<String>,
+}
+
+/// Every node's capacity and headroom, and with `?load=` the nodes over capacity at that
+/// multiple of today's entry traffic, with their expected latency.
+async fn capacity(State(s): State<ApiState>, Query(p): Query<CapacityParams>) -> Response {
+    let load = match p.load.as_deref().map(str::parse::<f64>) {
+        None => None,
+        Some(Ok(f)) if f.is_finite() && f > 0.0 && f <= 1e6 => Some(f),
+        Some(_) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "load must be a positive factor on today's entry traffic (2 = twice), not {:?}",
+                    p.load.unwrap_or_default()
+                ),
+            )
+        }
+    };
+    let doc: FindingsDoc = match query_range(&s, &p.window, &p.from, &p.to) {
+        Err(r) => return r.into_response(),
+        Ok(None) => s.view().findings.clone(),
+        Ok(Some(w)) => match ask(&s, |reply| PQuery::Findings { window: w, reply }).await {
+            Ok(d) => d,
+            Err(r) => return r.into_response(),
+        },
+    };
+    Json(crate::api::dto::CapacityDoc::new(&doc, load)).into_response()
 }
 
 #[derive(Deserialize)]
