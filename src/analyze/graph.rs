@@ -266,6 +266,8 @@ impl LoadBucket {
 pub const LOAD_BUCKET_NS: u64 = 10_000_000_000;
 /// Load buckets kept per node (two hours).
 pub const MAX_LOAD_BUCKETS: usize = 720;
+/// Most of a request's span counted as busy time (ten minutes, 60 buckets).
+const MAX_WORK_SPAN_NS: u64 = 600_000_000_000;
 
 impl NodeAgg {
     pub fn merge(&mut self, n: &NodeAgg) {
@@ -315,6 +317,9 @@ impl NodeAgg {
     ) {
         let w = f64::from(weight.max(1.0));
         let sampled = u64::from(weight > 1.0);
+        // A span longer than the buckets' reach (an absurd end time, a stuck request) counts
+        // where it started and is busy only that far: it must not push every bucket out.
+        let end_ns = end_ns.min(start_ns.saturating_add(MAX_WORK_SPAN_NS));
         let e = self.bucket(end_ns);
         e.done += w;
         e.sampled += sampled;
