@@ -32,3 +32,14 @@ export function worstFinding(nodeId) {
   }
   return best ? best.f : null;
 }
+
+// A node's capacity entry (rate, capacity, headroom, limit, confidence), if it has one.
+export function capacityOf(nodeId) {
+  const caps = state.findings && state.findings.capacity ? state.findings.capacity : [];
+  return caps.find((c) => c.node_id === nodeId) || null;
+}
+
+// Headroom as a band: beyond capacity, within 20% of it, or with room.
+export function headroomBand(h) {
+  return h == null ? 'unknown' : h < 1 ? 'beyond' : h <= 1.25 ? 'near' : 'room';
+}

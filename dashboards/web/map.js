@@ -1,6 +1,6 @@
 // The map: laid out left to right from the entry points (longest-path layers, then
 // barycentre ordering within a layer), drawn in SVG with pan and zoom.
-import { state, worstFinding } from './api.js';
+import { state, worstFinding, capacityOf, headroomBand } from './api.js';
 import { $, svg, fmtMs, pct } from './format.js';
 
 function layout(nodes, edges) {
@@ -139,6 +139,20 @@ export function drawMap() {
     const title = svg('title');
     title.textContent = `${n.name} (${n.type}), ${n.instances == null ? 'instances unknown' : n.instances + ' serving'}` + (f ? `\n${f.severity} ${f.kind}: ${f.summary}` : '');
     grp.append(name, sub, inst, title);
+    // Headroom: a bar along the node's foot, as full as the node is loaded (rate over
+    // capacity), coloured by how close it runs; the factor beside it.
+    const c = capacityOf(n.id);
+    if (c && c.headroom != null) {
+      const band = headroomBand(c.headroom);
+      grp.dataset.headroom = c.headroom;
+      const used = Math.min(1, 1 / c.headroom);
+      grp.append(svg('rect', { x: 0, y: H + 3, width: w, height: 4, rx: 2, class: 'headroom-track' }),
+        svg('rect', { x: 0, y: H + 3, width: Math.max(2, w * used), height: 4, rx: 2, class: 'headroom-bar ' + band }));
+      const hr = svg('text', { x: 0, y: H + 17, class: 'badge-text headroom-text' });
+      hr.textContent = `headroom ${c.headroom.toFixed(c.headroom < 10 ? 1 : 0)}×`;
+      grp.append(hr);
+      title.textContent += `\nheadroom ${c.headroom}× (capacity ${c.capacity_rps}/s, ${c.limit}, ${c.confidence} confidence)`;
+    }
     root.append(grp);
   }
   // Until the user pans or zooms, the map follows the graph as nodes appear.

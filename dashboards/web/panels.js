@@ -1,5 +1,5 @@
 // The side panels: findings, entry operations, a node's details, ingest health.
-import { state, getJSON } from './api.js';
+import { state, getJSON, capacityOf, headroomBand } from './api.js';
 import { $, el, svg, fmtMs, pct } from './format.js';
 
 function traceLink(id) {
@@ -147,7 +147,9 @@ export async function renderNode(id, switchTab = true) {
       el('tr', {}, el('td', {}, 'instances'), el('td', {}, n.instance_names.join(', ') || '–')),
       el('tr', {}, el('td', {}, 'requests'), el('td', {}, `${n.requests} (${pct(n.error_rate)} errors)`)),
       el('tr', {}, el('td', {}, 'latency'), el('td', {}, n.latency_ms ? `p50 ${fmtMs(n.latency_ms.p50)} · p99 ${fmtMs(n.latency_ms.p99)}` : '–')),
-      whatIf ? el('tr', {}, el('td', {}, 'if 2× faster'), el('td', {}, `users save ${fmtMs(whatIf.saves_p50_ms)} at p50, ${fmtMs(whatIf.saves_p99_ms)} at p99`)) : null),
+      whatIf ? el('tr', {}, el('td', {}, 'if 2× faster'), el('td', {}, `users save ${fmtMs(whatIf.saves_p50_ms)} at p50, ${fmtMs(whatIf.saves_p99_ms)} at p99`)) : null,
+      ...capacityRows(id)),
+    capacityWhatIf(id),
     el('div', { class: 'chart-title' }, 'requests / s'), lineChart(pts, [['requests_per_s', '#4f86c6']], '/s'),
     el('div', { class: 'chart-title' }, 'latency p50 (blue) and p99 (orange)'), lineChart(pts, [['p50_ms', '#4f86c6'], ['p99_ms', '#f18f01']], 'ms'),
     el('div', { class: 'chart-title' }, 'errors %'), lineChart(pts, [['error_pct', '#d7263d']], '%'),
@@ -156,6 +158,43 @@ export async function renderNode(id, switchTab = true) {
     el('h4', {}, 'Callees'), el('ul', { class: 'plain' }, d.callees.map((e) => el('li', {}, el('a', { class: 'node-link', onclick: () => selectNode(e.to_id) }, e.to), ` · ${e.calls} calls · ${pct(e.error_rate)} errors`))),
     el('h4', {}, 'Findings'), d.findings.length ? el('div', {}, d.findings.map(findingCard)) : el('p', { class: 'muted' }, 'none'),
     d.exemplar_trace_ids.length ? el('div', { class: 'muted' }, 'slowest traces: ', ...d.exemplar_trace_ids.flatMap((t) => [traceLink(t), ' '])) : null);
+}
+
+// Rate, capacity and headroom, with how the capacity was found.
+function capacityRows(id) {
+  const c = capacityOf(id);
+  if (!c) return [];
+  const rate = (x) => (x >= 10 ? x.toFixed(0) : x >= 1 ? x.toFixed(1) : x.toFixed(2)) + '/s';
+  return [
+    el('tr', {}, el('td', {}, 'rate'), el('td', {}, `${rate(c.rate_rps)} asked, ${rate(c.completed_rps)} completed`)),
+    el('tr', {}, el('td', {}, 'capacity'), el('td', { id: 'node-capacity' }, c.capacity_rps == null ? 'unknown'
+      : `${rate(c.capacity_rps)} (${c.limit} limit, ${c.confidence} confidence)`)),
+    el('tr', {}, el('td', {}, 'headroom'), el('td', { id: 'node-headroom', class: 'headroom ' + headroomBand(c.headroom) },
+      c.headroom == null ? '–' : `${c.headroom.toFixed(2)}×` + (c.queue_growing ? ' · its queue grows' : ''))),
+    el('tr', {}, el('td', {}, 'how'), el('td', { class: 'muted' }, c.reason)),
+  ];
+}
+
+// What if entry traffic were N× today's: this node's load and expected latency (GET /capacity?load=N).
+function capacityWhatIf(id) {
+  const c = capacityOf(id);
+  if (!c || c.capacity_rps == null) return null;
+  const out = el('span', { id: 'whatif-result', class: 'muted' });
+  const input = el('input', { id: 'whatif-load', type: 'number', min: '0.1', step: '0.1', value: '2' });
+  const run = async () => {
+    const load = Number(input.value);
+    if (!(load > 0)) return;
+    const d = await getJSON('/capacity?load=' + encodeURIComponent(load)).catch(() => null);
+    const me = d && d.what_if ? d.what_if.find((n) => n.node_id === id) : null;
+    if (!me) { out.textContent = 'no answer'; return; }
+    const over = d.what_if.filter((n) => n.over_capacity).map((n) => n.node);
+    out.textContent = `${me.rate_rps.toFixed(1)}/s of ${me.capacity_rps.toFixed(1)}/s (${pct(me.utilisation)}): ` +
+      (me.expected_latency_ms == null ? 'over capacity, its queue grows' : `expected latency ${fmtMs(me.expected_latency_ms)}`) +
+      (over.length ? ` · over capacity at ${load}×: ${over.join(', ')}` : ` · no node over capacity at ${load}×`);
+  };
+  input.onchange = run;
+  run();
+  return el('div', { class: 'whatif' }, 'what if traffic were ', input, '× today\'s: ', out);
 }
 
 export function selectNode(id) {

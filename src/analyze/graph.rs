@@ -402,6 +402,9 @@ pub struct GraphAgg {
     pub traces: u64,
     pub spans: u64,
     pub fragmented_traces: u64,
+    /// The latest start of a trace analysed (Unix ns; 0 when none): how far in span time
+    /// the analysis has got, which a global reader maps the writes of load buckets back to.
+    pub last_trace_start_ns: u64,
     pub nodes: FxHashMap<NodeId, NodeAgg>,
     pub edges: FxHashMap<EdgeKey, EdgeAgg>,
     /// Critical path, reach and failure sums, for the findings.
@@ -419,6 +422,7 @@ impl Default for GraphAgg {
             traces: 0,
             spans: 0,
             fragmented_traces: 0,
+            last_trace_start_ns: 0,
             nodes: FxHashMap::default(),
             edges: FxHashMap::default(),
             facts: FactsAgg::default(),
@@ -441,6 +445,7 @@ impl GraphAgg {
         self.traces += other.traces;
         self.spans += other.spans;
         self.fragmented_traces += other.fragmented_traces;
+        self.last_trace_start_ns = self.last_trace_start_ns.max(other.last_trace_start_ns);
         for (id, n) in &other.nodes {
             self.nodes.entry(*id).or_default().merge(n);
         }
@@ -513,6 +518,7 @@ impl GraphAgg {
             traces: self.traces,
             spans: self.spans,
             fragmented_traces: self.fragmented_traces,
+            last_trace_start_ns: self.last_trace_start_ns,
             facts: self.facts.remap(&f),
             ..GraphAgg::default()
         };
@@ -549,9 +555,14 @@ impl GraphAgg {
     ) {
         self.traces += 1;
         self.spans += t.len() as u64;
+        let mut first = u64::MAX;
         for s in &t.spans {
-            self.start_ns = self.start_ns.min(s.start_ns);
+            first = first.min(s.start_ns);
             self.end_ns = self.end_ns.max(s.end_ns);
+        }
+        self.start_ns = self.start_ns.min(first);
+        if first != u64::MAX {
+            self.last_trace_start_ns = self.last_trace_start_ns.max(first);
         }
         if t.fragmented {
             self.fragmented_traces += 1;

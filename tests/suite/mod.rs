@@ -1,4 +1,5 @@
 mod bad_input;
+mod capacity;
 mod cli;
 mod daemon;
 mod dashboard;

@@ -496,3 +496,99 @@ fn two_instances_scraped_by_prometheus_give_the_findings_of_one() {
         notes(&got)
     );
 }
+
+/// The root span's start of a one-trace request (the generator's requests are one trace).
+fn trace_start(r: &ExportTraceServiceRequest) -> u64 {
+    r.resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .flat_map(|ss| &ss.spans)
+        .map(|s| s.start_time_unix_nano)
+        .min()
+        .unwrap_or(0)
+}
+
+#[test]
+fn capacity_through_prometheus_is_the_capacity_of_one_fed_everything() {
+    let Some(bin) = prometheus_binary() else {
+        return;
+    };
+    // inventory at 30% of its capacity, ending now, fed 10 s of span time at a time with a
+    // write between: the store's axis is write time, and each write says how far in trace
+    // start time its writer had got, which is where the global view counts its load. (What
+    // this cannot carry: a saturated node's completions by when they ended, see README
+    // "Scaling out"; its queueing-model estimate is exact.)
+    use chokepoint::simulate::{generate, Lab, SimConfig};
+    let cfg = SimConfig {
+        scenario: Scenario::Lab(Lab::WorkerSlotsLight),
+        traces: Lab::WorkerSlotsLight.default_traces(),
+        start_unix_ns: chokepoint::clock::now_ns() - 310_000_000_000,
+        ..Default::default()
+    };
+    let reqs: Vec<ExportTraceServiceRequest> = generate(&cfg).collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("worker-slots-light.otlp.jsonl");
+    let lines: Vec<String> = reqs
+        .iter()
+        .map(chokepoint::ingest::encode::encode_line)
+        .collect();
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let want = super::findings_of(&[file], &[]);
+    let want_cap = want
+        .capacity
+        .iter()
+        .find(|c| c.node == "inventory")
+        .and_then(|c| c.capacity_rps)
+        .expect("the reference measures inventory");
+
+    let p = Prometheus::start(&bin, RECEIVER_ONLY);
+    let (a, b) = (instance(&p, "a"), instance(&p, "b"));
+    let bucket = |r: &ExportTraceServiceRequest| trace_start(r) / 10_000_000_000;
+    let mut i = 0;
+    while i < reqs.len() {
+        let j = i + reqs[i..]
+            .iter()
+            .take_while(|r| bucket(r) == bucket(&reqs[i]))
+            .count();
+        let parts = route(&reqs[i..j], 2);
+        send(&a, &parts[0]);
+        send(&b, &parts[1]);
+        a.settle();
+        b.settle();
+        // remote_write_interval is 1 s: one write after the chunk is analysed.
+        std::thread::sleep(Duration::from_millis(1500));
+        i = j;
+    }
+    let n = |d: &Daemon| d.metric("chokepoint_spans_analysed_total");
+    let total = n(&a) + n(&b);
+    let mut got = serde_json::Value::Null;
+    wait_until("the store to hold every span", || {
+        got = query(&p, &["--window", "15m"]).0;
+        got["spans"].as_u64() == Some(total)
+    });
+    let inv = got["capacity"]
+        .as_array()
+        .expect("capacity")
+        .iter()
+        .find(|c| c["node"] == "inventory")
+        .cloned()
+        .expect("inventory in the global capacity");
+    let global_cap = inv["capacity_rps"].as_f64().expect("a global capacity");
+    assert!(
+        (global_cap / want_cap - 1.0).abs() <= 0.1,
+        "global {global_cap} vs one node {want_cap}: {inv}"
+    );
+    assert_eq!(inv["limit"], "concurrency", "{inv}");
+    let want_rate = want
+        .capacity
+        .iter()
+        .find(|c| c.node == "inventory")
+        .map(|c| c.rate_rps)
+        .unwrap_or_default();
+    let rate = inv["rate_rps"].as_f64().unwrap_or_default();
+    assert!(
+        (rate / want_rate - 1.0).abs() <= 0.1,
+        "rate: global {rate} vs one node {want_rate}"
+    );
+    assert_eq!(got["first_to_saturate"]["node"], "inventory", "{got}");
+}

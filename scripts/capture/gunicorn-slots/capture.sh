@@ -39,7 +39,7 @@ for _ in $(seq 100); do
   if curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1; then break; fi
   sleep 0.1
 done
-# The health checks made no spans worth keeping: start from clean files.
+curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null || { log "gunicorn did not start: $RUN_DIR/gunicorn.log"; exit 1; }
 sleep 1
 
 log "loadgen: $FROM -> $TO requests/s over $DURATION s"
@@ -48,6 +48,9 @@ log "loadgen: $FROM -> $TO requests/s over $DURATION s"
   --out "$RUN_DIR/loadgen.json")
 kill -TERM $gpid
 wait $gpid || true
+if ! grep -q '"completed": [1-9]' "$RUN_DIR/loadgen.json"; then
+  log "no request completed: $RUN_DIR/gunicorn.log"; exit 1
+fi
 trap - EXIT
 
 merged="$RUN_DIR/gunicorn-slots.otlp.pb"

@@ -9,7 +9,8 @@ import os
 import sys
 import uuid
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "flask-notes"))
+# Appended, not prepended: this directory's app.py must win over flask-notes'.
+sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "flask-notes"))
 
 from opentelemetry import trace  # noqa: E402
 from opentelemetry.sdk.resources import Resource  # noqa: E402

@@ -81,7 +81,13 @@ pub fn decode(
         names,
         skipped: 0,
         queue_steps: BTreeMap::new(),
+        clocks: BTreeMap::new(),
     };
+    for s in series {
+        if s.name == TRACE_START_LAST {
+            d.clocks.insert(writer(s).to_owned(), s.points.clone());
+        }
+    }
     let mut first: Option<f64> = None;
     let mut last: Option<f64> = None;
     for s in series {
@@ -96,7 +102,7 @@ pub fn decode(
                     last = Some(last.map_or(v, |l: f64| l.max(v)));
                 }
             }
-            HEARD => {}
+            HEARD | TRACE_START_LAST => {}
             _ => {
                 if d.series(s, from, to).is_none() {
                     d.skipped += 1;
@@ -136,9 +142,35 @@ struct Decoder<'a> {
     /// Per messaging edge, the queue histogram's increase per step: `(count, sum s)` by time,
     /// from which the delay's trend is rebuilt.
     queue_steps: BTreeMap<EdgeKey, BTreeMap<u64, (f64, f64)>>,
+    /// Per writer, the latest trace start it had analysed at each write: what maps a load
+    /// bucket's increase, written later, back to the span time it happened in.
+    clocks: BTreeMap<String, Vec<(f64, f64)>>,
+}
+
+/// Who wrote a series: its `chokepoint_instance` label (remote-write) or `instance` (scrape).
+fn writer(s: &Series) -> &str {
+    s.labels
+        .get("chokepoint_instance")
+        .or_else(|| s.labels.get("instance"))
+        .map_or("", String::as_str)
 }
 
 impl Decoder<'_> {
+    /// The span time a writer had reached when it wrote at `t_s` (Unix seconds): increases
+    /// of load buckets are counted in the bucket of the spans they came from, as the writer
+    /// counted them, not in the one they were written in, which lags by the assembly and
+    /// write intervals (and by any replay's age).
+    fn span_time(&self, s: &Series, t_s: f64) -> f64 {
+        let Some(clock) = self.clocks.get(writer(s)) else {
+            return t_s;
+        };
+        let i = clock.partition_point(|p| p.0 <= t_s);
+        match i.checked_sub(1).and_then(|i| clock.get(i)) {
+            Some(&(_, span_s)) => span_s,
+            None => clock.first().map_or(t_s, |p| p.1),
+        }
+    }
+
     fn node(&mut self, s: &Series, l: &NodeLabelNames) -> Option<NodeId> {
         let name = s.labels.get(l[0])?;
         let ty: NodeType = s.labels.get(l[1])?.parse().ok()?;
@@ -237,6 +269,14 @@ impl Decoder<'_> {
         gauge: f64,
     ) -> Option<()> {
         let id = self.node(s, &NODE)?;
+        let load_steps: Vec<(f64, f64)> = if s.name.starts_with("chokepoint_node_load_") {
+            steps
+                .iter()
+                .map(|&(t, d)| (self.span_time(s, t), d))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let instance = s
             .labels
             .get("service_instance")
@@ -259,12 +299,12 @@ impl Decoder<'_> {
                 n.self_time.add_totals(0, (gauge * 1e6) as u64)
             }
             "chokepoint_node_load_requests_total" => {
-                for &(t, d) in steps {
+                for &(t, d) in &load_steps {
                     n.load.entry(slot(t)).or_default().requests += count(d);
                 }
             }
             "chokepoint_node_load_latency_seconds_total" => {
-                for &(t, d) in steps {
+                for &(t, d) in &load_steps {
                     let e = n.load.entry(slot(t)).or_default();
                     e.latency_ns = e
                         .latency_ns
@@ -273,7 +313,7 @@ impl Decoder<'_> {
             }
             LOAD_DONE | LOAD_BUSY | LOAD_ARRIVED | LOAD_WAIT_KNOWN | LOAD_WAITED | LOAD_WAIT
             | LOAD_SAMPLED => {
-                for &(t, d) in steps {
+                for &(t, d) in &load_steps {
                     let e = n.load.entry(slot(t)).or_default();
                     let d = d.max(0.0);
                     match s.name.as_str() {

@@ -121,6 +121,11 @@ pub fn encode(agg: &GraphAgg, nodes: &NodeTable, names: &Interner) -> Vec<Sample
             vec![],
             agg.end_ns as f64 / 1e9,
         );
+        e.push(
+            TRACE_START_LAST,
+            vec![],
+            agg.last_trace_start_ns as f64 / 1e9,
+        );
     }
     let mut ids: Vec<_> = agg.nodes.keys().copied().collect();
     ids.sort_unstable();

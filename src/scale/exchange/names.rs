@@ -20,6 +20,9 @@ pub(super) const LOAD_WAITED: &str = "chokepoint_node_load_waited_total";
 pub(super) const LOAD_WAIT: &str = "chokepoint_node_load_wait_seconds_total";
 pub(super) const LOAD_SAMPLED: &str = "chokepoint_node_load_sampled_total";
 
+/// The gauge saying how far in span time an instance's analysis has got.
+pub(super) const TRACE_START_LAST: &str = "chokepoint_agg_trace_start_last_seconds";
+
 /// The gauge saying when an instance published its aggregates.
 pub const HEARD: &str = "chokepoint_agg_heard_seconds";
 
@@ -50,6 +53,11 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "chokepoint_agg_span_time_last_seconds",
         "gauge",
         "Latest span end analysed (Unix time).",
+    ),
+    (
+        TRACE_START_LAST,
+        "gauge",
+        "Latest start of a trace analysed (Unix time): where a global reader counts the load buckets written with it.",
     ),
     (
         "chokepoint_node_spans_total",
