@@ -300,6 +300,16 @@ pub fn parse_duration_ns(s: &str) -> Result<u64, String> {
     chokepoint::clock::parse_duration(s).map(|d| d.as_nanos() as u64)
 }
 
+/// A what-if factor on entry traffic: positive and finite.
+fn parse_load(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if f.is_finite() && f > 0.0 => Ok(f),
+        _ => Err(format!(
+            "{s:?} is not a positive factor on today's entry traffic (2 = twice)"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,15 +322,5 @@ mod tests {
         assert_eq!(parse_duration_ns("1.5").unwrap(), 1_500_000_000);
         assert!(parse_duration_ns("ten").is_err());
         assert!(parse_duration_ns("3 weeks").is_err());
-    }
-}
-
-/// A what-if factor on entry traffic: positive and finite.
-fn parse_load(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(f) if f.is_finite() && f > 0.0 => Ok(f),
-        _ => Err(format!(
-            "{s:?} is not a positive factor on today's entry traffic (2 = twice)"
-        )),
     }
 }

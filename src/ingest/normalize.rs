@@ -894,6 +894,24 @@ fn span_id(b: &[u8]) -> Result<SpanId, IdError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_sampling_threshold_gives_each_span_its_adjusted_count() {
+        use super::adjusted_count;
+        assert_eq!(adjusted_count(""), 1.0);
+        assert_eq!(adjusted_count("vendor=x"), 1.0);
+        // th:0 keeps everything; th:8 (2^55, padded) rejects half; th:c three quarters.
+        assert_eq!(adjusted_count("ot=th:0"), 1.0);
+        assert_eq!(adjusted_count("ot=th:8"), 2.0);
+        assert_eq!(adjusted_count("ot=th:c"), 4.0);
+        // th:fd70a4 is the specification's 1% example; an `rv` beside it changes nothing.
+        assert!((adjusted_count("ot=th:fd70a4") - 100.0).abs() < 0.01);
+        assert!((adjusted_count("ot=rv:1234;th:fd70a4") - 100.0).abs() < 0.01);
+        // Among other members, and malformed thresholds count once.
+        assert_eq!(adjusted_count("a=b, ot=th:8, c=d"), 2.0);
+        assert_eq!(adjusted_count("ot=th:zz"), 1.0);
+        assert_eq!(adjusted_count("ot=th:123456789abcdef0"), 1.0);
+    }
+
     use super::*;
 
     #[test]

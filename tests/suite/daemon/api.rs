@@ -142,6 +142,25 @@ fn the_views_api_serves_ids_series_operations_history_health_and_events() {
                 .as_array()
                 .is_some_and(|f| !f.is_empty())
     });
+    // Capacity, live: every node that served has an entry, the what-if answers at a load,
+    // and a load that is not a factor is refused with the reason.
+    let cap = d.get("/capacity?load=2");
+    let entries = cap["capacity"].as_array().expect("capacity entries");
+    assert!(
+        entries.iter().any(|c| c["node"] == "order-service"),
+        "{cap}"
+    );
+    assert!(cap["what_if"].is_array() && cap["load"] == 2.0, "{cap}");
+    assert!(cap.get("first_to_saturate").is_some(), "{cap}");
+    let bad = d
+        .http_client
+        .get(format!("{}/capacity?load=-1", d.api))
+        .send()
+        .expect("API request");
+    assert_eq!(bad.status(), 400);
+    assert!(d
+        .text("/metrics")
+        .contains("# TYPE chokepoint_capacity_rps gauge"));
     let nodes = d.get("/nodes");
     let ids: Vec<&str> = nodes
         .as_array()
@@ -230,6 +249,7 @@ fn the_views_api_serves_ids_series_operations_history_health_and_events() {
     for path in [
         "/findings",
         "/findings/history",
+        "/capacity",
         "/graph",
         "/nodes",
         "/nodes/{name}",
