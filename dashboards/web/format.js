@@ -24,3 +24,6 @@ export const svg = (tag, attrs = {}) => {
 export const fmtMs = (ms) => ms == null ? '–' : ms >= 1000 ? (ms / 1000).toFixed(1) + ' s' : ms >= 10 ? Math.round(ms) + ' ms' : ms.toFixed(1) + ' ms';
 
 export const pct = (x) => (x * 100).toFixed(0) + '%';
+
+// A rate per second as report/format.rs's `rate` writes it.
+export const fmtRate = (x) => (x >= 10 ? x.toFixed(0) : x >= 1 ? x.toFixed(1) : x.toFixed(2)) + '/s';

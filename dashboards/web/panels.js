@@ -1,6 +1,6 @@
 // The side panels: findings, entry operations, a node's details, ingest health.
 import { state, getJSON, capacityOf, headroomBand } from './api.js';
-import { $, el, svg, fmtMs, pct } from './format.js';
+import { $, el, svg, fmtMs, fmtRate, pct } from './format.js';
 
 function traceLink(id) {
   const t = state.config.trace_url;
@@ -164,7 +164,7 @@ export async function renderNode(id, switchTab = true) {
 function capacityRows(id) {
   const c = capacityOf(id);
   if (!c) return [];
-  const rate = (x) => (x >= 10 ? x.toFixed(0) : x >= 1 ? x.toFixed(1) : x.toFixed(2)) + '/s';
+  const rate = fmtRate;
   return [
     el('tr', {}, el('td', {}, 'rate'), el('td', {}, `${rate(c.rate_rps)} asked, ${rate(c.completed_rps)} completed`)),
     el('tr', {}, el('td', {}, 'capacity'), el('td', { id: 'node-capacity' }, c.capacity_rps == null ? 'unknown'

@@ -21,10 +21,11 @@
 
 use rustc_hash::FxHashMap;
 
-use super::capacity::{self, Capacity, Certainty};
+use super::capacity::{Capacity, Certainty};
 use super::facts::OpKey;
 use super::graph::{ConnType, EdgeAgg, GraphAgg, LOAD_BUCKET_NS};
 use super::node::NodeId;
+use super::stats::fit_line;
 use super::thresholds::*;
 use crate::analyze::hist::Hist;
 use crate::model::NodeType;
@@ -187,6 +188,33 @@ pub struct BottleneckScore {
 }
 
 impl BottleneckScore {
+    /// A node that only one signal names (no share of the critical path, nothing beside
+    /// it), its evidence `units` all consistent; `(active, harm)` as the signal says.
+    fn alone(
+        node: NodeId,
+        score: f64,
+        cause: Cause,
+        units: u64,
+        (active, harm): (bool, bool),
+    ) -> Self {
+        BottleneckScore {
+            node,
+            score,
+            cause,
+            active,
+            harm,
+            evidence_units: units,
+            consistency: 1.0,
+            share: ShareEvidence::default(),
+            what_if: None,
+            change: None,
+            waiting: None,
+            saturation: None,
+            backlog: None,
+            capacity: None,
+        }
+    }
+
     pub fn capacity(&self) -> Option<&Capacity> {
         match &self.cause {
             Cause::Capacity(c) => Some(c),
@@ -722,21 +750,8 @@ fn saturation(cur: &GraphAgg, node: NodeId) -> Option<Saturation> {
     if pts.len() < SATURATION_MIN_BUCKETS {
         return None;
     }
-    let n = pts.len() as f64;
-    let (mx, my) = (
-        pts.iter().map(|p| p.0).sum::<f64>() / n,
-        pts.iter().map(|p| p.1).sum::<f64>() / n,
-    );
-    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
-    for (x, y) in &pts {
-        sxy += (x - mx) * (y - my);
-        sxx += (x - mx) * (x - mx);
-        syy += (y - my) * (y - my);
-    }
-    if sxx <= 0.0 || syy <= 0.0 {
-        return None;
-    }
-    let r = sxy / (sxx * syy).sqrt();
+    let line = fit_line(&pts)?;
+    let r = line.r;
     let per_s = LOAD_BUCKET_NS as f64 / 1e9;
     let mut by_load = pts.clone();
     by_load.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -747,9 +762,9 @@ fn saturation(cur: &GraphAgg, node: NodeId) -> Option<Saturation> {
     Some(Saturation {
         buckets: pts.len(),
         correlation: r,
-        ms_per_extra_request_per_s: sxy / sxx * per_s,
+        ms_per_extra_request_per_s: line.sxy / line.sxx * per_s,
         busy_over_quiet: busy / quiet.max(1e-9),
-        saturating: r >= SATURATION_MIN_CORRELATION && sxy > 0.0,
+        saturating: r >= SATURATION_MIN_CORRELATION && line.sxy > 0.0,
     })
 }
 
@@ -790,10 +805,13 @@ fn share_evidence(
 }
 
 /// Bottleneck scores of every node on the critical path (and of consumers with a queue).
+/// `caps` are the window's capacities ([`super::capacity::estimate`]): near or beyond its
+/// capacity, a node is a bottleneck whatever else is seen.
 pub fn score(
     cur: &GraphAgg,
     base: Option<&GraphAgg>,
     ty: &dyn Fn(NodeId) -> NodeType,
+    caps: &[Capacity],
 ) -> Vec<BottleneckScore> {
     let f = &cur.facts;
     let mut out: FxHashMap<NodeId, BottleneckScore> = FxHashMap::default();
@@ -923,7 +941,7 @@ pub fn score(
         }
     }
     backlogs(cur, base, ty, &mut out);
-    capacities(cur, &mut out);
+    capacities(cur, caps, &mut out);
     let mut v: Vec<BottleneckScore> = out.into_values().collect();
     v.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.node.cmp(&b.node)));
     v
@@ -984,25 +1002,10 @@ fn backlogs(
                 c.recause(Cause::Backlog(backlog));
             }
             None => {
-                out.insert(
-                    k.to,
-                    BottleneckScore {
-                        node: k.to,
-                        score,
-                        active: false,
-                        harm: growing,
-                        evidence_units: backlog.messages,
-                        consistency: 1.0,
-                        cause: Cause::Backlog(backlog),
-                        share: ShareEvidence::default(),
-                        change: None,
-                        waiting: None,
-                        saturation: None,
-                        what_if: None,
-                        backlog: None,
-                        capacity: None,
-                    },
-                );
+                let units = backlog.messages;
+                let cause = Cause::Backlog(backlog);
+                let b = BottleneckScore::alone(k.to, score, cause, units, (false, growing));
+                out.insert(k.to, b);
             }
         }
     }
@@ -1010,8 +1013,8 @@ fn backlogs(
 
 /// Nodes near or beyond their capacity: high, and critical (active) when asked more than
 /// they complete now. The capacity becomes the cause; what else was seen stays beside it.
-fn capacities(cur: &GraphAgg, out: &mut FxHashMap<NodeId, BottleneckScore>) {
-    for c in capacity::estimate(cur) {
+fn capacities(cur: &GraphAgg, caps: &[Capacity], out: &mut FxHashMap<NodeId, BottleneckScore>) {
+    for c in caps.iter().cloned() {
         let Some(headroom) = c.headroom() else {
             continue;
         };
@@ -1036,25 +1039,9 @@ fn capacities(cur: &GraphAgg, out: &mut FxHashMap<NodeId, BottleneckScore>) {
                 b.recause(Cause::Capacity(c));
             }
             None => {
-                out.insert(
-                    node,
-                    BottleneckScore {
-                        node,
-                        score,
-                        active: beyond,
-                        harm: true,
-                        evidence_units: units,
-                        consistency: 1.0,
-                        cause: Cause::Capacity(c),
-                        share: ShareEvidence::default(),
-                        change: None,
-                        waiting: None,
-                        saturation: None,
-                        what_if: None,
-                        backlog: None,
-                        capacity: None,
-                    },
-                );
+                let b =
+                    BottleneckScore::alone(node, score, Cause::Capacity(c), units, (beyond, true));
+                out.insert(node, b);
             }
         }
     }

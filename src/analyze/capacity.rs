@@ -20,6 +20,7 @@
 
 use super::graph::{ConnType, GraphAgg, LoadBucket, LOAD_BUCKET_NS};
 use super::node::NodeId;
+use super::stats::{fit_line, Line};
 use super::thresholds::{
     CAPACITY_CURRENT_BUCKETS, CAPACITY_FIT_MIN_BUCKETS, CAPACITY_FIT_MIN_CORRELATION,
     CAPACITY_FIT_MIN_SPREAD, CAPACITY_MODEL_MAX_MISFIT, CAPACITY_MODEL_MIN_KNOWN,
@@ -410,23 +411,15 @@ fn latency_fit(c: &mut Capacity, pts: &[Pt], done: f64) -> bool {
     if hi < CAPACITY_FIT_MIN_SPREAD * lo {
         return false;
     }
-    let n = xy.len() as f64;
-    let (mx, my) = (
-        xy.iter().map(|p| p.0).sum::<f64>() / n,
-        xy.iter().map(|p| p.1).sum::<f64>() / n,
-    );
-    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
-    for (x, y) in &xy {
-        sxy += (x - mx) * (y - my);
-        sxx += (x - mx) * (x - mx);
-        syy += (y - my) * (y - my);
-    }
-    if sxx <= 0.0 || syy <= 0.0 {
+    let Some(Line {
+        slope,
+        intercept,
+        r,
+        ..
+    }) = fit_line(&xy)
+    else {
         return false;
-    }
-    let r = sxy / (sxx * syy).sqrt();
-    let slope = sxy / sxx;
-    let intercept = my - slope * mx;
+    };
     if r > -CAPACITY_FIT_MIN_CORRELATION || slope >= 0.0 || intercept <= 0.0 {
         return false;
     }

@@ -66,6 +66,44 @@ impl Moments {
     }
 }
 
+/// A least-squares line through points, with its correlation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Line {
+    /// Σ (x - mean x)(y - mean y) and Σ (x - mean x)²: the slope is their ratio.
+    pub sxy: f64,
+    pub sxx: f64,
+    pub slope: f64,
+    pub intercept: f64,
+    /// Pearson's r.
+    pub r: f64,
+}
+
+/// The line through `pts`, or `None` when x or y does not vary.
+pub fn fit_line(pts: &[(f64, f64)]) -> Option<Line> {
+    let n = pts.len() as f64;
+    let (mx, my) = (
+        pts.iter().map(|p| p.0).sum::<f64>() / n,
+        pts.iter().map(|p| p.1).sum::<f64>() / n,
+    );
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (x, y) in pts {
+        sxy += (x - mx) * (y - my);
+        sxx += (x - mx) * (x - mx);
+        syy += (y - my) * (y - my);
+    }
+    if sxx <= 0.0 || syy <= 0.0 {
+        return None;
+    }
+    let slope = sxy / sxx;
+    Some(Line {
+        sxy,
+        sxx,
+        slope,
+        intercept: my - slope * mx,
+        r: sxy / (sxx * syy).sqrt(),
+    })
+}
+
 /// The `K` largest `(score, item)` pairs seen (ties broken by item, so merging is
 /// deterministic).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -21,7 +21,8 @@ use crate::report::summaries::{bottleneck_summary, spof_summary};
 /// Everything a window's aggregates (and a baseline's) say.
 pub fn compute(cur: &GraphAgg, baseline: Option<&GraphAgg>, ctx: &Context<'_>) -> Report {
     let ty = |n: NodeId| ctx.node_type(n);
-    let mut all: Vec<Finding> = bottleneck::score(cur, baseline, &ty)
+    let capacity = capacity::estimate(cur);
+    let mut all: Vec<Finding> = bottleneck::score(cur, baseline, &ty, &capacity)
         .into_iter()
         .filter_map(|b| bottleneck_finding(cur, b, ctx))
         .collect();
@@ -79,7 +80,6 @@ pub fn compute(cur: &GraphAgg, baseline: Option<&GraphAgg>, ctx: &Context<'_>) -
         })
         .collect();
     background.sort_by(|a, b| b.traces.cmp(&a.traces).then(a.operation.cmp(&b.operation)));
-    let capacity = capacity::estimate(cur);
     let first_to_saturate = capacity::first_to_saturate(&capacity);
     Report {
         findings: all,

@@ -287,13 +287,9 @@ async fn findings(State(s): State<ApiState>, Query(p): Query<FindingsParams>) ->
     ) {
         return problem(StatusCode::BAD_REQUEST, e);
     }
-    let doc: FindingsDoc = match query_range(&s, &p.window, &p.from, &p.to) {
-        Err(r) => return r.into_response(),
-        Ok(None) => s.view().findings.clone(),
-        Ok(Some(w)) => match ask(&s, |reply| PQuery::Findings { window: w, reply }).await {
-            Ok(d) => d,
-            Err(r) => return r.into_response(),
-        },
+    let doc = match findings_doc(&s, &p.window, &p.from, &p.to).await {
+        Ok(d) => d,
+        Err(r) => return r,
     };
     match filter_findings(doc, p.kind, p.min_severity, p.node) {
         Ok(doc) => Json(doc).into_response(),
@@ -326,15 +322,26 @@ async fn capacity(State(s): State<ApiState>, Query(p): Query<CapacityParams>) ->
             )
         }
     };
-    let doc: FindingsDoc = match query_range(&s, &p.window, &p.from, &p.to) {
-        Err(r) => return r.into_response(),
-        Ok(None) => s.view().findings.clone(),
-        Ok(Some(w)) => match ask(&s, |reply| PQuery::Findings { window: w, reply }).await {
-            Ok(d) => d,
-            Err(r) => return r.into_response(),
-        },
-    };
-    Json(crate::api::dto::CapacityDoc::new(&doc, load)).into_response()
+    match findings_doc(&s, &p.window, &p.from, &p.to).await {
+        Ok(doc) => Json(crate::api::dto::CapacityDoc::new(&doc, load)).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// The findings of the published view, or of the window a query names.
+async fn findings_doc(
+    s: &ApiState,
+    window: &Option<String>,
+    from: &Option<String>,
+    to: &Option<String>,
+) -> Result<FindingsDoc, Response> {
+    match query_range(s, window, from, to) {
+        Err(r) => Err(r.into_response()),
+        Ok(None) => Ok(s.view().findings.clone()),
+        Ok(Some(w)) => ask(s, |reply| PQuery::Findings { window: w, reply })
+            .await
+            .map_err(IntoResponse::into_response),
+    }
 }
 
 #[derive(Deserialize)]
