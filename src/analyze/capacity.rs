@@ -182,17 +182,23 @@ pub fn first_to_saturate(caps: &[Capacity]) -> Option<(NodeId, f64)> {
 fn node(g: &GraphAgg, id: NodeId) -> Option<Capacity> {
     let n = g.nodes.get(&id)?;
     let w = LOAD_BUCKET_NS as f64 / 1e9;
-    // Each bucket's width within the span time analysed; buckets cut to less than half by
-    // the window's edges say little and are left out.
-    let pts: Vec<Pt> = n
+    // Each bucket's width within the span time analysed; buckets the window's edges cut to
+    // less than half of the widest say little and are left out (a window shorter than a
+    // bucket keeps what it has).
+    let widths: Vec<(f64, &LoadBucket)> = n
         .load
         .iter()
-        .filter_map(|(slot, b)| {
+        .map(|(slot, b)| {
             let from = (slot * LOAD_BUCKET_NS).max(g.start_ns);
             let to = ((slot + 1) * LOAD_BUCKET_NS).min(g.end_ns);
-            let width_s = to.saturating_sub(from) as f64 / 1e9;
-            (width_s >= 0.5 * w).then_some(Pt { width_s, b: *b })
+            (to.saturating_sub(from) as f64 / 1e9, b)
         })
+        .collect();
+    let widest = widths.iter().map(|p| p.0).fold(0.0, f64::max).min(w);
+    let pts: Vec<Pt> = widths
+        .into_iter()
+        .filter(|(width_s, _)| *width_s > 0.0 && *width_s >= 0.5 * widest)
+        .map(|(width_s, b)| Pt { width_s, b: *b })
         .collect();
     let done = sum(&pts, |b| b.done);
     if done <= 0.0 {
