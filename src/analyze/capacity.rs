@@ -22,11 +22,11 @@ use super::graph::{ConnType, GraphAgg, LoadBucket, LOAD_BUCKET_NS};
 use super::node::NodeId;
 use super::stats::{fit_line, Line};
 use super::thresholds::{
-    CAPACITY_CURRENT_BUCKETS, CAPACITY_FIT_MIN_BUCKETS, CAPACITY_FIT_MIN_CORRELATION,
-    CAPACITY_FIT_MIN_SPREAD, CAPACITY_MODEL_MAX_MISFIT, CAPACITY_MODEL_MIN_KNOWN,
-    CAPACITY_MODEL_MIN_WAITED, CAPACITY_SATURATED_MIN_BUCKETS, CAPACITY_SATURATED_MIN_IN_FLIGHT,
-    CAPACITY_SATURATED_WAITED, CAPACITY_SATURATED_WAIT_SERVICES, CAPACITY_SEEN_MEDIUM,
-    CAPACITY_TOP_BUCKETS,
+    CAPACITY_CURRENT_BUCKETS, CAPACITY_CURRENT_MIN_S, CAPACITY_FIT_MIN_BUCKETS,
+    CAPACITY_FIT_MIN_CORRELATION, CAPACITY_FIT_MIN_SPREAD, CAPACITY_MODEL_MAX_MISFIT,
+    CAPACITY_MODEL_MIN_KNOWN, CAPACITY_MODEL_MIN_WAITED, CAPACITY_SATURATED_MIN_BUCKETS,
+    CAPACITY_SATURATED_MIN_IN_FLIGHT, CAPACITY_SATURATED_WAITED, CAPACITY_SATURATED_WAIT_SERVICES,
+    CAPACITY_SEEN_MEDIUM, CAPACITY_TOP_BUCKETS,
 };
 
 /// What bounds a node's throughput.
@@ -257,6 +257,12 @@ fn node(g: &GraphAgg, id: NodeId) -> Option<Capacity> {
                 c.reason.push_str(&format!(
                     "; extrapolated: the busiest 10 s seen ran at {:.0}% of it",
                     100.0 * seen
+                ));
+            }
+            if now_w < CAPACITY_CURRENT_MIN_S && c.certainty > Certainty::Low {
+                c.certainty = Certainty::Low;
+                c.reason.push_str(&format!(
+                    "; low confidence: the current rate is measured over {now_w:.1} s of span time only"
                 ));
             }
         }

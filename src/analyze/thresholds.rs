@@ -170,6 +170,11 @@ pub const QUEUED_MIN_SHARE: f64 = 0.2;
 /// ramp, long enough for a few hundred requests at modest rates) ending before the last one
 /// in which the node was asked for anything.
 pub const CAPACITY_CURRENT_BUCKETS: usize = 3;
+/// The current rate must be measured over at least one full load bucket of span time (10 s)
+/// for a headroom to be more than low confidence: over a few seconds the rate is the
+/// transient of the traffic's start (a consumer's arrivals lag its producers by their
+/// latency), not the steady state headroom speaks of.
+pub const CAPACITY_CURRENT_MIN_S: f64 = 10.0;
 /// A load bucket is saturated when at least this part of its requests queued...
 pub const CAPACITY_SATURATED_WAITED: f64 = 0.7;
 /// ... waiting on average at least this many service times (a queue several deep, where a

@@ -196,7 +196,9 @@ fn assert_same(want: &serde_json::Value, got: &serde_json::Value) {
     assert_eq!(
         ids(&a),
         ids(&b),
-        "\none fed everything: {a:?}\nglobal: {b:?}"
+        "\none fed everything: {a:?}\nglobal: {b:?}\ncapacity of one: {}\nglobal capacity: {}",
+        want["capacity"],
+        got["capacity"]
     );
     for (x, y) in a.iter().zip(&b) {
         assert!(

@@ -82,10 +82,16 @@ pub fn decode(
         skipped: 0,
         queue_steps: BTreeMap::new(),
         clocks: BTreeMap::new(),
+        firsts: BTreeMap::new(),
     };
     for s in series {
         if s.name == TRACE_START_LAST {
             d.clocks.insert(writer(s).to_owned(), s.points.clone());
+        }
+        if s.name == "chokepoint_agg_span_time_first_seconds" {
+            if let Some(v) = last_value(&s.points, to) {
+                d.firsts.insert(writer(s).to_owned(), v);
+            }
         }
     }
     let mut first: Option<f64> = None;
@@ -145,6 +151,8 @@ struct Decoder<'a> {
     /// Per writer, the latest trace start it had analysed at each write: what maps a load
     /// bucket's increase, written later, back to the span time it happened in.
     clocks: BTreeMap<String, Vec<(f64, f64)>>,
+    /// Per writer, the earliest span time it holds: where its first write's load began.
+    firsts: BTreeMap<String, f64>,
 }
 
 /// Who wrote a series: its `chokepoint_instance` label (remote-write) or `instance` (scrape).
@@ -156,19 +164,51 @@ fn writer(s: &Series) -> &str {
 }
 
 impl Decoder<'_> {
-    /// The span time a writer had reached when it wrote at `t_s` (Unix seconds): increases
-    /// of load buckets are counted in the bucket of the spans they came from, as the writer
-    /// counted them, not in the one they were written in, which lags by the assembly and
-    /// write intervals (and by any replay's age).
-    fn span_time(&self, s: &Series, t_s: f64) -> f64 {
+    /// The span time a writer covered between its write before `t_s` and the one at `t_s`
+    /// (Unix seconds): a load bucket's increase between two writes came from the traces that
+    /// started in that interval, so it is spread over it, as the writer counted it, not put
+    /// in the bucket it was written in, which lags by the assembly and write intervals (and
+    /// by any replay's age). A writer fed faster than real time (a replay, a backlog) covers
+    /// minutes of span time between two scrapes: without the spread, all of it would land
+    /// in one bucket and read as a burst of load that never was.
+    fn span_interval(&self, s: &Series, t_s: f64) -> (f64, f64) {
         let Some(clock) = self.clocks.get(writer(s)) else {
-            return t_s;
+            return (t_s, t_s);
         };
         let i = clock.partition_point(|p| p.0 <= t_s);
-        match i.checked_sub(1).and_then(|i| clock.get(i)) {
+        let hi = match i.checked_sub(1).and_then(|i| clock.get(i)) {
             Some(&(_, span_s)) => span_s,
-            None => clock.first().map_or(t_s, |p| p.1),
+            None => return clock.first().map_or((t_s, t_s), |p| (p.1, p.1)),
+        };
+        let lo = match i.checked_sub(2).and_then(|i| clock.get(i)) {
+            Some(&(_, span_s)) => span_s,
+            None => self.firsts.get(writer(s)).copied().unwrap_or(hi),
+        };
+        (lo.min(hi), hi)
+    }
+
+    /// `(slot, part)` pairs sharing one increase over the span time it covered.
+    fn spread(&self, s: &Series, steps: &[(f64, f64)]) -> Vec<(u64, f64)> {
+        let width = LOAD_BUCKET_NS as f64 / 1e9;
+        let mut out = Vec::new();
+        for &(t, d) in steps {
+            let (lo, hi) = self.span_interval(s, t);
+            // Bounded like the buckets themselves: at most the last MAX_LOAD_BUCKETS.
+            let lo = lo.max(hi - width * crate::analyze::graph::MAX_LOAD_BUCKETS as f64);
+            if hi - lo < 1e-9 || slot(lo) == slot(hi) {
+                out.push((slot(hi), d));
+                continue;
+            }
+            let span = hi - lo;
+            for b in slot(lo)..=slot(hi) {
+                let (b0, b1) = (b as f64 * width, (b + 1) as f64 * width);
+                let part = (b1.min(hi) - b0.max(lo)).max(0.0) / span;
+                if part > 0.0 {
+                    out.push((b, d * part));
+                }
+            }
         }
+        out
     }
 
     fn node(&mut self, s: &Series, l: &NodeLabelNames) -> Option<NodeId> {
@@ -269,11 +309,8 @@ impl Decoder<'_> {
         gauge: f64,
     ) -> Option<()> {
         let id = self.node(s, &NODE)?;
-        let load_steps: Vec<(f64, f64)> = if s.name.starts_with("chokepoint_node_load_") {
-            steps
-                .iter()
-                .map(|&(t, d)| (self.span_time(s, t), d))
-                .collect()
+        let load_steps: Vec<(u64, f64)> = if s.name.starts_with("chokepoint_node_load_") {
+            self.spread(s, steps)
         } else {
             Vec::new()
         };
@@ -299,22 +336,26 @@ impl Decoder<'_> {
                 n.self_time.add_totals(0, (gauge * 1e6) as u64)
             }
             "chokepoint_node_load_requests_total" => {
-                for &(t, d) in &load_steps {
-                    n.load.entry(slot(t)).or_default().requests += count(d);
+                for (b, k) in integral(&load_steps) {
+                    n.load.entry(b).or_default().requests += k;
                 }
             }
             "chokepoint_node_load_latency_seconds_total" => {
-                for &(t, d) in &load_steps {
-                    let e = n.load.entry(slot(t)).or_default();
+                for &(b, d) in &load_steps {
+                    let e = n.load.entry(b).or_default();
                     e.latency_ns = e
                         .latency_ns
                         .saturating_add(ns(d).min(u128::from(u64::MAX)) as u64);
                 }
             }
-            LOAD_DONE | LOAD_BUSY | LOAD_ARRIVED | LOAD_WAIT_KNOWN | LOAD_WAITED | LOAD_WAIT
-            | LOAD_SAMPLED => {
-                for &(t, d) in &load_steps {
-                    let e = n.load.entry(slot(t)).or_default();
+            LOAD_SAMPLED => {
+                for (b, k) in integral(&load_steps) {
+                    n.load.entry(b).or_default().sampled += k;
+                }
+            }
+            LOAD_DONE | LOAD_BUSY | LOAD_ARRIVED | LOAD_WAIT_KNOWN | LOAD_WAITED | LOAD_WAIT => {
+                for &(b, d) in &load_steps {
+                    let e = n.load.entry(b).or_default();
                     let d = d.max(0.0);
                     match s.name.as_str() {
                         LOAD_DONE => e.done += d,
@@ -322,8 +363,7 @@ impl Decoder<'_> {
                         LOAD_ARRIVED => e.arrived += d,
                         LOAD_WAIT_KNOWN => e.wait_known += d,
                         LOAD_WAITED => e.waited += d,
-                        LOAD_WAIT => e.wait_ns += d * 1e9,
-                        _ => e.sampled += count(d),
+                        _ => e.wait_ns += d * 1e9,
                     }
                 }
             }
@@ -553,7 +593,38 @@ fn prune(a: &mut GraphAgg, from_ns: u64, to_ns: u64) {
     a.facts.cp.retain(|_, c| c.traces > 0);
 }
 
+/// Whole counts from spread parts, rounded cumulatively so that none is lost in the
+/// sharing: `[(a, 0.4), (b, 0.4), (c, 0.2)]` gives `a` 0, `b` 1, `c` 0.
+fn integral(parts: &[(u64, f64)]) -> Vec<(u64, u64)> {
+    let (mut acc, mut given) = (0.0f64, 0u64);
+    let mut out = Vec::with_capacity(parts.len());
+    for &(b, d) in parts {
+        acc += d.max(0.0);
+        let k = count(acc).saturating_sub(given);
+        given += k;
+        if k > 0 {
+            out.push((b, k));
+        }
+    }
+    out
+}
+
 /// The load slot a store's point falls in.
 fn slot(t_s: f64) -> u64 {
     (t_s.max(0.0) * 1e9) as u64 / LOAD_BUCKET_NS
+}
+
+#[cfg(test)]
+mod spread_tests {
+    use super::integral;
+
+    #[test]
+    fn whole_counts_shared_over_buckets_lose_none() {
+        let parts = [(1, 0.4), (2, 0.4), (3, 0.2)];
+        assert_eq!(integral(&parts), vec![(2, 1)]);
+        let many: Vec<(u64, f64)> = (0..60).map(|b| (b, 10.0 / 60.0)).collect();
+        let got = integral(&many);
+        assert_eq!(got.iter().map(|p| p.1).sum::<u64>(), 10);
+        assert!(got.iter().all(|p| p.1 == 1), "{got:?}");
+    }
 }
