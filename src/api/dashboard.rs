@@ -9,12 +9,13 @@ use axum::response::{IntoResponse, Response};
 
 const INDEX: &str = include_str!("../../dashboards/web/index.html");
 /// The script, as ES modules by role (loaded by `main.js`, no bundler).
-const MODULES: [(&str, &str); 5] = [
+const MODULES: [(&str, &str); 6] = [
     ("main.js", include_str!("../../dashboards/web/main.js")),
     ("api.js", include_str!("../../dashboards/web/api.js")),
     ("format.js", include_str!("../../dashboards/web/format.js")),
     ("map.js", include_str!("../../dashboards/web/map.js")),
     ("panels.js", include_str!("../../dashboards/web/panels.js")),
+    ("chart.js", include_str!("../../dashboards/web/chart.js")),
 ];
 const STYLE_CSS: &str = include_str!("../../dashboards/web/style.css");
 

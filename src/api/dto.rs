@@ -951,6 +951,11 @@ pub struct HealthDoc {
     pub traces_completed: u64,
     pub traces_in_flight: u64,
     pub view_refreshed_at: String,
+    /// The aggregates' estimated size against `analysis.memory_budget_mb`, and the process's
+    /// resident memory (Linux; `null` elsewhere), for the dashboard's ingest board.
+    pub aggregate_bytes: u64,
+    pub memory_budget_bytes: u64,
+    pub rss_bytes: Option<u64>,
 }
 
 /// The `refresh` server-sent event: each finding's id, severity, score and whether it is

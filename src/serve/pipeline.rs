@@ -146,9 +146,11 @@ impl Pipeline {
         engine.set_critical_path(CriticalPathConfig {
             skew_tolerance: cfg.skew_tolerance,
         });
-        engine
-            .windows_mut()
-            .set_budget(cfg.memory_budget_mb.saturating_mul(1 << 20));
+        let budget = cfg.memory_budget_mb.saturating_mul(1 << 20);
+        engine.windows_mut().set_budget(budget);
+        stats
+            .memory_budget_bytes
+            .store(budget as u64, Ordering::Relaxed);
         let paths = Arc::new(Mutex::new(PathStore {
             cap: cfg.keep_traces,
             order: VecDeque::new(),

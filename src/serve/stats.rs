@@ -41,6 +41,8 @@ pub struct Stats {
     pub nodes_overflowed: AtomicU64,
     /// The aggregates' estimated size, and what the memory budget folded to keep them in it.
     pub aggregate_bytes: AtomicU64,
+    /// What `analysis.memory_budget_mb` allows them, in bytes.
+    pub memory_budget_bytes: AtomicU64,
     /// Entries the aggregates' bounded maps had no room for.
     pub aggregate_entries_dropped: AtomicU64,
     /// Aggregate series exported at the last refresh, and those left out past the bound.
@@ -51,6 +53,15 @@ pub struct Stats {
     pub budget_nodes_folded: AtomicU64,
     pub budget_buckets_merged: AtomicU64,
     pub budget_buckets_retired: AtomicU64,
+}
+
+/// The process's resident set size, from `/proc/self/status` (`VmRSS`); `None` where there
+/// is no such file.
+pub fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 impl Stats {

@@ -18,6 +18,7 @@
 //! | `worker-slots` | load ramps past what `inventory` can do (2 instances × 2 workers, 180 ms a request): callers queue |
 //! | `worker-slots-light` | the same system at 30% of its capacity |
 //! | `slow-consumer` | 20 jobs a second arrive; the one `thumbnailer` completes 13 |
+//! | `many-services` | 300 services in twelve domains: what a large map asks of the dashboard ([`wide`]) |
 //! | `quotes-healthy` / `quotes-wrong-answers` | a quote flow, healthy, then with a bad release that gives up midway: no status anywhere, only calls that vanish |
 //!
 //! The systems of SPOF harm and failing dependencies are in [`harm`].
@@ -34,6 +35,7 @@ use opentelemetry_proto::tonic::trace::v1::{
 use super::{Rng, SimConfig};
 
 mod harm;
+pub mod wide;
 use crate::ingest::otlp_json::key_value;
 
 /// The lab's systems.
@@ -61,10 +63,11 @@ pub enum Lab {
     WorkerSlots,
     WorkerSlotsLight,
     SlowConsumer,
+    ManyServices,
 }
 
 impl Lab {
-    pub const ALL: [Lab; 21] = [
+    pub const ALL: [Lab; 22] = [
         Lab::TwoDatabases,
         Lab::BrokerCluster,
         Lab::RedisCacheAndQueue,
@@ -86,10 +89,17 @@ impl Lab {
         Lab::WorkerSlots,
         Lab::WorkerSlotsLight,
         Lab::SlowConsumer,
+        Lab::ManyServices,
     ];
 
     pub fn name(self) -> &'static str {
         self.into()
+    }
+
+    /// Whether `testdata/` holds its file (`lab-NAME.otlp.jsonl.gz`): all but the 300-service
+    /// system, whose 66,000 spans the browser tests generate when they need them.
+    pub fn checked_in(self) -> bool {
+        self != Lab::ManyServices
     }
 
     /// Traces its checked-in file has (`simulate` without `--traces`): the capacity systems
@@ -99,6 +109,7 @@ impl Lab {
             Lab::WorkerSlots => 4000,
             Lab::WorkerSlotsLight => 2000,
             Lab::SlowConsumer => 1600,
+            Lab::ManyServices => 2000,
             _ => 300,
         }
     }
@@ -523,6 +534,7 @@ impl Generator {
             Lab::RefusedConnections => harm::refused_connections(&mut tb, progress, start),
             Lab::WorkerSlots | Lab::WorkerSlotsLight => worker_slots(&mut tb, start),
             Lab::SlowConsumer => slow_consumer(&mut tb, start),
+            Lab::ManyServices => wide::many_services(&mut tb, start),
         }
         tb.request()
     }

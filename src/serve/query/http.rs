@@ -570,6 +570,9 @@ async fn health(State(s): State<ApiState>) -> Response {
         traces_completed: g(&st.traces_completed),
         traces_in_flight: g(&st.traces_in_flight),
         view_refreshed_at: s.view().refreshed_at.clone(),
+        aggregate_bytes: g(&st.aggregate_bytes),
+        memory_budget_bytes: g(&st.memory_budget_bytes),
+        rss_bytes: crate::serve::stats::resident_bytes(),
     })
     .into_response()
 }
