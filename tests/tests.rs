@@ -20,6 +20,8 @@
 //! - `tls`: TLS on every listener, mutual TLS, rotation, timeouts and the connection cap;
 //! - `scaleout`: two instances remote-writing to a real Prometheus, summed by `query`;
 //! - `dashboard`: the web dashboard in headless Chromium;
+//! - `deploy`: the Kubernetes manifests render, validate and match the daemon's ports, paths
+//!   and memory; the alert rules load and fire in promtool; the Collector recipes;
 //! - `proto`: the checked-in gRPC code is what proto/ generates.
 
 mod suite;

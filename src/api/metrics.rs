@@ -89,7 +89,7 @@ pub fn graph_metrics(
         &mut out,
         "chokepoint_finding_score",
         "gauge",
-        "Score (0..1) of each current finding.",
+        "Score (0..1) of each current finding; active=\"true\" when it harms requests now.",
     );
     for f in &findings.findings {
         prom::line(
@@ -99,6 +99,7 @@ pub fn graph_metrics(
                 ("kind", f.kind),
                 ("node", f.node.as_str()),
                 ("severity", f.severity),
+                ("active", if f.active { "true" } else { "false" }),
             ],
             f.score,
         );

@@ -216,6 +216,23 @@ pub fn stats_metrics(s: &Stats) -> String {
         "Samples not delivered: their request failed for good, or the queue was full.",
         &s.remote_write.dropped,
     );
+    one(
+        "chokepoint_memory_budget_bytes",
+        "gauge",
+        "analysis.memory_budget_mb in bytes: what chokepoint_aggregate_bytes is held under.",
+        &s.memory_budget_bytes,
+    );
+    // The Prometheus client libraries' name, so dashboards and alerts written for any
+    // process read it.
+    if let Some(rss) = resident_bytes() {
+        prom::header(
+            &mut out,
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes (/proc/self/status VmRSS).",
+        );
+        prom::line(&mut out, "process_resident_memory_bytes", [], rss);
+    }
     counters(
         &mut out,
         "chokepoint_budget_folds_total",

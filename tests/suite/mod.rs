@@ -3,6 +3,7 @@ mod capacity;
 mod cli;
 mod daemon;
 mod dashboard;
+mod deploy;
 mod findings;
 mod golden;
 mod harm;
