@@ -13,32 +13,35 @@ BIN=${BIN:-target/release/chokepoint}
 BUDGET=${BUDGET:-256}
 state=$(mktemp -d)
 log=$(mktemp)
+started=$SECONDS
 $BIN serve --demo --set analysis.memory_budget_mb="$BUDGET" --state-dir "$state" >"$log" 2>&1 &
 cp=$!
 trap 'kill $cp 2>/dev/null; rm -rf "$state"' EXIT
 for _ in $(seq 100); do curl -sf localhost:8787/readyz >/dev/null && break; sleep 0.1; done
 sleep 5
 rss() { awk '/^VmRSS/ { print $2 }' /proc/$cp/status; }
+sample() { r=$(rss); [ "$r" -gt "$peak" ] && peak=$r; sleep 0.1; }
 base=$(rss)
 python3 scripts/flood.py http://127.0.0.1:4318 --vary "$vary" --distinct "$distinct" \
   --spans "$spans" >"$log.flood" &
 fl=$!
 peak=$base unanswered=0 probes=0
 while kill -0 $fl 2>/dev/null; do
-  r=$(rss); [ "$r" -gt "$peak" ] && peak=$r
   probes=$((probes + 1))
   if [ $((probes % 10)) = 0 ]; then
     curl -sf -m 2 localhost:8787/readyz >/dev/null || unanswered=$((unanswered + 1))
     curl -sf -m 2 -o /dev/null localhost:8787/findings || unanswered=$((unanswered + 1))
   fi
-  sleep 0.1
+  sample
 done
-# Let assembly finish (trace_idle) and a refresh publish.
-for _ in $(seq 150); do
-  r=$(rss); [ "$r" -gt "$peak" ] && peak=$r
-  sleep 0.1
-done
+# Let assembly finish (trace_idle) and a refresh publish, and the shop run for MIN_AGE
+# seconds (120) in all: the demo alone shows its findings at that age.
+for _ in $(seq 150); do sample; done
+while [ $((SECONDS - started)) -lt "${MIN_AGE:-120}" ]; do sample; done
 m=$(curl -s localhost:8787/metrics)
+# FINDINGS=file keeps the whole /findings answer, METRICS=file the /metrics text.
+[ -n "${FINDINGS:-}" ] && curl -s localhost:8787/findings >"$FINDINGS"
+[ -n "${METRICS:-}" ] && printf '%s\n' "$m" >"$METRICS"
 get() { awk -v k="$1" '$1 == k { print $2 }' <<<"$m"; }
 shop=$(curl -s localhost:8787/findings | python3 -c '
 import json, sys

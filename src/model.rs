@@ -125,6 +125,16 @@ impl Interner {
         sym
     }
 
+    /// Estimated bytes held (for the memory budget): each name twice (the map's key and the
+    /// table's), its map slot, symbol and hash.
+    pub fn approx_bytes(&self) -> usize {
+        let text: usize = self.names.iter().map(|n| n.len()).sum();
+        2 * text
+            + self.names.capacity() * 16
+            + self.hashes.capacity() * 8
+            + self.map.capacity() * (std::mem::size_of::<(Box<str>, Sym)>() + 1)
+    }
+
     /// Most names the table holds.
     pub fn capacity_limit(&self) -> usize {
         self.max_symbols

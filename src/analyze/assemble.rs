@@ -74,6 +74,14 @@ impl Assembler {
         }
     }
 
+    /// Estimated bytes held (for the memory budget): the spans with their vectors' slack, each
+    /// trace's entry and its place in the touch order.
+    pub fn approx_bytes(&self) -> usize {
+        self.spans_held * std::mem::size_of::<Span>() * 3 / 2
+            + self.pending.capacity() * (std::mem::size_of::<(TraceId, Pending)>() + 1)
+            + self.touched.capacity() * std::mem::size_of::<(u64, TraceId)>()
+    }
+
     pub fn traces_in_flight(&self) -> usize {
         self.pending.len()
     }

@@ -236,6 +236,11 @@ impl Engine {
     }
 
     /// Traces and spans held in assembly.
+    /// Estimated bytes of the spans in assembly.
+    pub fn assembly_bytes(&self) -> usize {
+        self.assembler.approx_bytes()
+    }
+
     pub fn in_flight(&self) -> (usize, usize) {
         (
             self.assembler.traces_in_flight(),

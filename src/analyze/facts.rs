@@ -433,21 +433,14 @@ impl FactsAgg {
     pub const SAMPLES: usize = 512;
 
     pub fn add(&mut self, f: &TraceFacts) {
-        // Past MAX_OPS, new operations fold into one per service; past twice that (a flood
-        // of services), into one for all.
+        // Past MAX_OPS, new operations fold into one per service. Never into one for all: the
+        // service says which system a request entered (see `spof`), and a flood of services
+        // sharing one operation with the real ones would join them into one. Services are
+        // bounded by the node table, and the memory budget folds the least-used ones.
         let op = if self.ops.len() >= MAX_OPS && !self.ops.contains_key(&f.op) {
-            let per_service = OpKey {
+            OpKey {
                 name: Interner::OVERFLOW,
                 ..f.op
-            };
-            if self.ops.len() < 2 * MAX_OPS || self.ops.contains_key(&per_service) {
-                per_service
-            } else {
-                OpKey {
-                    service: super::node::NodeTable::OVERFLOW,
-                    name: Interner::OVERFLOW,
-                    background: f.op.background,
-                }
             }
         } else {
             f.op

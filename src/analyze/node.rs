@@ -45,10 +45,22 @@ impl NodeTable {
     }
 
     pub fn id(&mut self, key: NodeKey) -> NodeId {
+        self.id_within(key, self.max_nodes)
+    }
+
+    /// The id of a name that resolution gave a group of raw nodes already in the table.
+    /// Such names may take the table up to twice its bound: there are never more of them
+    /// than raw nodes, and a table filled by a flood must not fold a real database, first
+    /// named after the flood began, into the overflow node.
+    pub fn id_resolved(&mut self, key: NodeKey) -> NodeId {
+        self.id_within(key, self.max_nodes.saturating_mul(2))
+    }
+
+    fn id_within(&mut self, key: NodeKey, max: usize) -> NodeId {
         if let Some(&id) = self.ids.get(&key) {
             return id;
         }
-        if self.keys.len() >= self.max_nodes {
+        if self.keys.len() >= max {
             self.overflowed += 1;
             return Self::OVERFLOW;
         }

@@ -94,6 +94,90 @@ pub struct SpofScore {
     pub vanished: Option<Vanished>,
 }
 
+/// The separate systems in a window: services joined by any call (or by an entry operation
+/// reaching them) are one system. Applications that share nothing but the collector that
+/// sends their traces here are apart, so one's traffic does not dilute the other's shares:
+/// a flood of unrelated services must not hide the shop's database.
+struct Systems {
+    root: FxHashMap<NodeId, NodeId>,
+    /// User requests entering each system, by its root.
+    traces: FxHashMap<NodeId, u64>,
+    /// User requests of every entry operation kept, over all systems.
+    kept: u64,
+    /// All user requests in the window (entry operations past the facts' bound included).
+    all: u64,
+}
+
+impl Systems {
+    fn of(g: &GraphAgg) -> Systems {
+        let mut parent: FxHashMap<NodeId, NodeId> = FxHashMap::default();
+        fn find(p: &mut FxHashMap<NodeId, NodeId>, n: NodeId) -> NodeId {
+            let mut r = n;
+            while let Some(&up) = p.get(&r) {
+                if up == r {
+                    break;
+                }
+                r = up;
+            }
+            let mut c = n;
+            while c != r {
+                let next = p.get(&c).copied().unwrap_or(r);
+                p.insert(c, r);
+                c = next;
+            }
+            r
+        }
+        fn union(p: &mut FxHashMap<NodeId, NodeId>, a: NodeId, b: NodeId) {
+            let (ra, rb) = (find(p, a), find(p, b));
+            // The smaller id roots, so the partition does not depend on map order.
+            if ra != rb {
+                p.insert(ra.max(rb), ra.min(rb));
+            }
+        }
+        for k in g.edges.keys() {
+            union(&mut parent, k.from, k.to);
+        }
+        for (op, n) in g.facts.reach.keys() {
+            union(&mut parent, op.service, *n);
+        }
+        let mut traces: FxHashMap<NodeId, u64> = FxHashMap::default();
+        let mut kept = 0;
+        for (op, o) in &g.facts.ops {
+            if op.background {
+                continue;
+            }
+            let r = find(&mut parent, op.service);
+            *traces.entry(r).or_default() += o.traces;
+            kept += o.traces;
+        }
+        let root = parent
+            .keys()
+            .copied()
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|n| (n, find(&mut parent, n)))
+            .collect();
+        Systems {
+            root,
+            traces,
+            kept,
+            all: g.facts.traces,
+        }
+    }
+
+    /// User requests of the system `n` belongs to: all of them, less those entering the
+    /// other systems (so requests the facts' bound folded count for every system, and one
+    /// system gets exactly the window's total). A node with no system of its own known is
+    /// measured against the whole window.
+    fn traces_of(&self, n: NodeId) -> u64 {
+        let r = self.root.get(&n).copied().unwrap_or(n);
+        match self.traces.get(&r) {
+            Some(&own) if own > 0 => self.all.saturating_sub(self.kept - own).max(1),
+            _ => self.all.max(1),
+        }
+    }
+}
+
 /// For each node, how many other nodes it dominates in the synchronous graph from the
 /// entry, and how many nodes that graph reaches.
 fn blast_radius(
@@ -153,7 +237,7 @@ fn blast_radius(
 /// made and no longer make. A node that stopped making several of its calls failed midway;
 /// a callee whose one call vanished stopped answering. Returns, per node, the requests
 /// affected and the evidence.
-fn vanished(cur: &GraphAgg, base: &GraphAgg) -> FxHashMap<NodeId, Vanished> {
+fn vanished(cur: &GraphAgg, base: &GraphAgg, systems: &Systems) -> FxHashMap<NodeId, Vanished> {
     let (c, b) = (&cur.facts, &base.facts);
     let mut out: FxHashMap<NodeId, (f64, Vanished)> = FxHashMap::default();
     let share = |m: &FxHashMap<(ClassKey, NodeId), u64>, k: &ClassKey, n: NodeId, t: u64| {
@@ -219,9 +303,9 @@ fn vanished(cur: &GraphAgg, base: &GraphAgg) -> FxHashMap<NodeId, Vanished> {
             }
         }
     }
-    let total = c.traces.max(1) as f64;
     out.into_iter()
         .map(|(n, (w, mut v))| {
+            let total = systems.traces_of(n) as f64;
             v.rate = (w / total).min(1.0);
             v.requests = w.round().min(total) as u64;
             (n, v)
@@ -257,7 +341,9 @@ pub fn score(
             callers.entry(k.to).or_default().insert(k.from);
         }
     }
-    let vanished = base.map(|b| vanished(cur, b)).unwrap_or_default();
+    let systems = Systems::of(cur);
+    let base_systems = base.map(Systems::of);
+    let vanished = base.map(|b| vanished(cur, b, &systems)).unwrap_or_default();
     let window_ns = cur.end_ns.saturating_sub(cur.start_ns).max(1);
     // Reach per node: overall, and the highest over significant entry operations.
     let mut reach_all: FxHashMap<NodeId, u64> = FxHashMap::default();
@@ -270,7 +356,7 @@ pub fn score(
         }
         *reach_all.entry(*n).or_default() += count;
         let Some(o) = f.ops.get(op) else { continue };
-        if (o.traces as f64) < MIN_OP_SHARE * f.traces as f64 {
+        if (o.traces as f64) < MIN_OP_SHARE * systems.traces_of(op.service) as f64 {
             continue;
         }
         let r = *count as f64 / o.traces as f64;
@@ -294,7 +380,13 @@ pub fn score(
             ),
             (None, None) => continue,
         };
-        let all = reach_all.get(&n).copied().unwrap_or(0) as f64 / f.traces as f64;
+        // Shares are of the requests entering the node's own system; a system apart with a
+        // handful of requests is an anecdote, not a system to score.
+        let traces = systems.traces_of(n);
+        if traces < ANECDOTE_TRACES && traces < f.traces {
+            continue;
+        }
+        let all = reach_all.get(&n).copied().unwrap_or(0) as f64 / traces as f64;
         let agg = cur.nodes.get(&n);
         // A service that serves nobody only sends traffic: not a dependency of anyone.
         if ty(n) == NodeType::Service && agg.is_some_and(|a| a.serves == 0) {
@@ -333,10 +425,10 @@ pub fn score(
         let lost = (all * hard).clamp(0.0, 1.0);
         let mut score = redundancy * (harm_score(lost) + SPOF_BLAST_BONUS * blast);
         // Failing now, by status.
-        let rate = fails.entry_failed_too as f64 / f.traces as f64;
-        let baseline_rate = base.map(|b| {
+        let rate = fails.entry_failed_too as f64 / traces as f64;
+        let baseline_rate = base.zip(base_systems.as_ref()).map(|(b, bs)| {
             let bf = b.facts.fail.get(&n).copied().unwrap_or_default();
-            bf.entry_failed_too as f64 / b.facts.traces.max(1) as f64
+            bf.entry_failed_too as f64 / bs.traces_of(n) as f64
         });
         let dependent = reach_all
             .get(&n)
@@ -378,7 +470,7 @@ pub fn score(
         let vanish = vanished.get(&n).cloned();
         // Vanishing is measured against the baseline already: its excess is the rate.
         let vanish_active = vanish.as_ref().is_some_and(|v| {
-            v.rate >= ACTIVE_EXCESS_RATE && v.rate * f.traces as f64 >= ACTIVE_MIN_FAILED as f64
+            v.rate >= ACTIVE_EXCESS_RATE && v.rate * traces as f64 >= ACTIVE_MIN_FAILED as f64
         });
         let active = status_active || vanish_active;
         if active {

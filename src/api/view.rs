@@ -41,7 +41,50 @@ pub struct View {
     pub aggregates: std::sync::Arc<Vec<crate::api::prom::Sample>>,
 }
 
+/// Estimated bytes of aggregate series: each sample, its labels and their text.
+pub fn series_bytes(s: &[crate::api::prom::Sample]) -> usize {
+    s.iter()
+        .map(|x| {
+            std::mem::size_of_val(x)
+                + x.labels.capacity() * std::mem::size_of::<(&str, String)>()
+                + x.labels.iter().map(|l| l.1.capacity()).sum::<usize>()
+        })
+        .sum()
+}
+
+/// Counts what is written to it.
+struct Counting(usize);
+
+impl std::io::Write for Counting {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0 += b.len();
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Bytes of `v` as JSON: near what its strings and vectors hold.
+fn json_bytes(v: &impl serde::Serialize) -> usize {
+    let mut c = Counting(0);
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
+}
+
 impl View {
+    /// Estimated bytes held (for the memory budget), without the aggregate series (see
+    /// [`series_bytes`]): each part's JSON size, near what its strings and vectors hold.
+    pub fn approx_bytes(&self) -> usize {
+        json_bytes(&self.findings)
+            + json_bytes(&self.graph)
+            + json_bytes(&self.details)
+            + json_bytes(&self.series)
+            + json_bytes(&self.operations)
+            + json_bytes(&self.history)
+            + self.metrics.capacity()
+    }
+
     /// Before the first refresh.
     pub fn empty() -> View {
         View {
@@ -236,15 +279,21 @@ impl View {
         let id_of = |n: NodeId| node_id(i.nodes.key(n).ty.as_str(), &ctx.name(n));
         let series = series(&i, &id_of);
         let by_id: BTreeMap<String, NodeId> = i.cur.nodes.keys().map(|n| (id_of(*n), *n)).collect();
+        // Grouped once: filtering every edge and finding for every node is quadratic, and a
+        // flood of names makes ten thousand nodes.
+        let mut callers: BTreeMap<&str, Vec<_>> = BTreeMap::new();
+        let mut callees: BTreeMap<&str, Vec<_>> = BTreeMap::new();
+        for e in &graph.edges {
+            callers.entry(&e.to_id).or_default().push(e.clone());
+            callees.entry(&e.from_id).or_default().push(e.clone());
+        }
+        let mut by_node: BTreeMap<&str, Vec<FindingDto>> = BTreeMap::new();
+        for f in &i.findings.findings {
+            by_node.entry(&f.node_id).or_default().push(f.clone());
+        }
         let mut details = BTreeMap::new();
         for n in &graph.nodes {
-            let node_findings: Vec<FindingDto> = i
-                .findings
-                .findings
-                .iter()
-                .filter(|f| f.node_id == n.id)
-                .cloned()
-                .collect();
+            let node_findings = by_node.remove(n.id.as_str()).unwrap_or_default();
             let history = series
                 .nodes
                 .get(&n.id)
@@ -266,18 +315,8 @@ impl View {
                 NodeDetail {
                     node: n.clone(),
                     history,
-                    callers: graph
-                        .edges
-                        .iter()
-                        .filter(|e| e.to_id == n.id)
-                        .cloned()
-                        .collect(),
-                    callees: graph
-                        .edges
-                        .iter()
-                        .filter(|e| e.from_id == n.id)
-                        .cloned()
-                        .collect(),
+                    callers: callers.remove(n.id.as_str()).unwrap_or_default(),
+                    callees: callees.remove(n.id.as_str()).unwrap_or_default(),
                     findings: node_findings,
                     exemplar_trace_ids: node
                         .and_then(|id| i.cur.facts.slowest.get(&id))

@@ -10,7 +10,7 @@
 //! its delta with it: the next one sends those names again.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use rustc_hash::FxHashMap;
 
@@ -53,6 +53,20 @@ thread_local! {
 
 static NEXT_SPACE: AtomicU32 = AtomicU32::new(0);
 
+/// Estimated bytes of every receiver thread's name table (for the memory budget).
+static LOCAL_NAME_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// What the receivers' own name tables hold, estimated: the engine's table holds the same
+/// names again.
+pub fn local_name_bytes() -> usize {
+    LOCAL_NAME_BYTES.load(Ordering::Relaxed)
+}
+
+/// A name's cost in a table: its text twice (key and list), slot, symbol and hash.
+fn name_cost(n: &str) -> usize {
+    2 * n.len() + 64
+}
+
 /// Normalizes `batch` on this thread and hands the spans and the new names to `send`, which
 /// returns whether the pipeline took them.
 pub fn normalize_here<T, E>(
@@ -86,8 +100,10 @@ pub fn normalize_here<T, E>(
             names,
             overflowed: overflowed - local.overflow_sent,
         };
+        let cost: usize = delta.names.iter().map(|n| name_cost(n)).sum();
         let r = send(spans, delta, report);
         if r.is_ok() {
+            LOCAL_NAME_BYTES.fetch_add(cost, Ordering::Relaxed);
             local.sent += n;
             local.overflow_sent = overflowed;
         }

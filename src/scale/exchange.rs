@@ -34,7 +34,7 @@ mod names;
 
 pub use crate::api::prom::Sample;
 pub use decode::{decode, Decoded, Series};
-pub use encode::{encode, heard, write_text};
+pub use encode::{encode, encode_at_most, heard, write_text};
 pub use names::{HEARD, METRICS};
 
 #[cfg(test)]

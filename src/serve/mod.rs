@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod config;
 pub mod daemon;
+pub mod ledger;
 pub mod listener;
 pub mod offline;
 pub mod pipeline;

@@ -99,11 +99,24 @@ pub fn engine_config(cfg: &Config) -> EngineConfig {
     let mut e = EngineConfig::default();
     e.assembler.trace_idle_ns = cfg.trace_idle.as_nanos() as u64;
     e.assembler.max_traces = cfg.max_traces_in_flight;
-    e.assembler.max_spans = cfg.max_spans_in_flight;
+    // Spans in assembly draw from the memory budget's share for them (see `ledger`).
+    let share = crate::serve::ledger::Ledger::new(budget_bytes(cfg)).assembly_share();
+    let per_span = std::mem::size_of::<crate::model::Span>() * 3 / 2 + 16;
+    e.assembler.max_spans = if share == 0 {
+        cfg.max_spans_in_flight
+    } else {
+        cfg.max_spans_in_flight
+            .min((share as usize / per_span).max(1024))
+    };
     e.assembler.max_spans_per_trace = cfg.max_spans_per_trace;
     e.window_ns = cfg.bucket.as_nanos() as u64;
     e.max_windows = (cfg.history.as_nanos() / cfg.bucket.as_nanos().max(1)) as usize + 1;
     e
+}
+
+/// `analysis.memory_budget_mb` in bytes.
+pub fn budget_bytes(cfg: &Config) -> u64 {
+    (cfg.memory_budget_mb as u64).saturating_mul(1 << 20)
 }
 
 /// The span times accepted live (by the receivers' normalizers; see `ingest::local`).
@@ -133,6 +146,9 @@ pub struct Pipeline {
     state: Option<crate::serve::state::StateDir>,
     /// The snapshot being written on a blocking thread, if any.
     writing: Option<tokio::task::JoinHandle<()>>,
+    /// Resident bytes when the pipeline started, before any span: what the budget adds to.
+    baseline_rss: u64,
+    squeeze: crate::serve::ledger::Squeeze,
 }
 
 impl Pipeline {
@@ -146,11 +162,12 @@ impl Pipeline {
         engine.set_critical_path(CriticalPathConfig {
             skew_tolerance: cfg.skew_tolerance,
         });
-        let budget = cfg.memory_budget_mb.saturating_mul(1 << 20);
-        engine.windows_mut().set_budget(budget);
-        stats
-            .memory_budget_bytes
-            .store(budget as u64, Ordering::Relaxed);
+        let budget = budget_bytes(&cfg);
+        stats.ledger.set_budget(budget);
+        engine
+            .windows_mut()
+            .set_budget(stats.ledger.aggregates_share() as usize);
+        stats.memory_budget_bytes.store(budget, Ordering::Relaxed);
         let paths = Arc::new(Mutex::new(PathStore {
             cap: cfg.keep_traces,
             order: VecDeque::new(),
@@ -173,6 +190,8 @@ impl Pipeline {
             spaces: Default::default(),
             state,
             writing: None,
+            baseline_rss: crate::serve::stats::resident_bytes().unwrap_or(0),
+            squeeze: Default::default(),
         };
         // What a restored snapshot holds shows in /metrics before the first span arrives.
         p.publish_counters();
@@ -233,6 +252,13 @@ impl Pipeline {
             Event::Batch(sub) => self.batch(sub),
             Event::Query(q) => self.query(q),
             Event::Tick => {
+                if let Some(rss) = crate::serve::stats::resident_bytes() {
+                    let l = &self.stats.ledger;
+                    l.set_rss(
+                        rss,
+                        crate::serve::ledger::rss_limit(l.budget(), self.baseline_rss),
+                    );
+                }
                 self.engine.windows_mut().set_now(now_ns());
                 self.engine.tick(self.mono_ns());
                 self.publish_counters();
@@ -244,6 +270,7 @@ impl Pipeline {
     }
 
     fn batch(&mut self, sub: Submission) {
+        self.stats.ledger.release_queue(sub.reserved);
         let report = sub.report;
         let mut spans = sub.spans;
         self.engine.windows_mut().set_now(now_ns());
@@ -281,6 +308,11 @@ impl Pipeline {
         s.nodes_overflowed
             .store(self.engine.nodes().overflowed, Ordering::Relaxed);
         s.aggregate_bytes.store(w.bytes as u64, Ordering::Relaxed);
+        use crate::serve::ledger::{Part, REFRESH_COPIES};
+        s.ledger.set(Part::Aggregates, w.bytes as u64);
+        s.ledger.set(Part::Refresh, REFRESH_COPIES * w.bytes as u64);
+        s.ledger
+            .set(Part::Assembly, self.engine.assembly_bytes() as u64);
         s.aggregate_entries_dropped
             .store(w.entries_dropped(), Ordering::Relaxed);
         s.budget_nodes_folded
@@ -341,8 +373,23 @@ impl Pipeline {
     /// Recomputes the default window and publishes the view every read serves from.
     fn refresh(&mut self) {
         let started = std::time::Instant::now();
-        self.engine.windows_mut().enforce_budget();
+        let ledger = &self.stats.ledger;
+        ledger.set(
+            crate::serve::ledger::Part::Names,
+            (self.engine.interner().approx_bytes() + crate::ingest::local::local_name_bytes())
+                as u64,
+        );
+        // The windows get what the rest leaves of the budget, less while resident memory
+        // runs over the budget (what the estimates miss comes out of them).
+        let rss = crate::serve::stats::resident_bytes().unwrap_or(0);
+        let target = self.baseline_rss + ledger.budget();
+        let squeeze = self
+            .squeeze
+            .update(rss, if ledger.budget() == 0 { 0 } else { target });
+        let share = (ledger.aggregates_share() as f64 * squeeze) as usize;
+        self.engine.windows_mut().set_budget(share);
         self.build_view();
+        self.publish_counters();
         let ms = started.elapsed().as_secs_f64() * 1e3;
         tracing::debug!(ms, "view refreshed");
     }
@@ -359,15 +406,17 @@ impl Pipeline {
         // Stored once the view is published, so a reader that sees the counts sees the view.
         let mut export_counts = (0, 0);
         let aggregates = if self.cfg.export.aggregates {
-            let mut s = crate::scale::exchange::encode(
+            let max = self.cfg.export.max_series;
+            let (mut s, left_out) = crate::scale::exchange::encode_at_most(
                 &all_time,
                 self.engine.nodes(),
                 self.engine.interner(),
+                max.saturating_sub(1),
             );
-            s.insert(0, crate::scale::exchange::heard(now as f64 / 1e9));
-            let max = self.cfg.export.max_series;
-            export_counts = (s.len().min(max), s.len().saturating_sub(max));
-            s.truncate(max);
+            if max > 0 {
+                s.insert(0, crate::scale::exchange::heard(now as f64 / 1e9));
+            }
+            export_counts = (s.len(), left_out + usize::from(max == 0));
             s
         } else {
             Vec::new()
@@ -407,6 +456,14 @@ impl Pipeline {
             metrics,
             aggregates: Arc::new(aggregates),
         });
+        use crate::serve::ledger::Part;
+        self.stats
+            .ledger
+            .set(Part::View, view.approx_bytes() as u64);
+        self.stats.ledger.set(
+            Part::Export,
+            crate::api::view::series_bytes(&view.aggregates) as u64,
+        );
         self.view_tx.send_replace(Arc::new(view));
         let (exported, dropped) = export_counts;
         self.stats

@@ -24,8 +24,15 @@ pub struct Stats {
     /// Spans dropped after they were taken (trace over its span limit, too old for history,
     /// a repeat of a span id already in its trace).
     pub spans_dropped: AtomicU64,
-    /// Spans of requests turned away with a retryable answer (the exporter sends them again).
+    /// Spans of requests turned away with a retryable answer (the exporter sends them again),
+    /// and of those, by why: the queue was full, the queue's memory share was, or the daemon
+    /// was shutting down.
     pub spans_refused: AtomicU64,
+    pub spans_refused_queue_full: AtomicU64,
+    pub spans_refused_memory: AtomicU64,
+    pub spans_refused_closed: AtomicU64,
+    /// What the memory budget is spent on.
+    pub ledger: crate::serve::ledger::Ledger,
     /// Requests rejected whole: undecodable, too large, wrong type.
     pub requests_invalid: AtomicU64,
     /// Non-empty requests that decoded to no spans at all.
@@ -219,7 +226,7 @@ pub fn stats_metrics(s: &Stats) -> String {
     one(
         "chokepoint_memory_budget_bytes",
         "gauge",
-        "analysis.memory_budget_mb in bytes: what chokepoint_aggregate_bytes is held under.",
+        "analysis.memory_budget_mb in bytes: what chokepoint_memory_accounted_bytes is held under.",
         &s.memory_budget_bytes,
     );
     // The Prometheus client libraries' name, so dashboards and alerts written for any
@@ -232,6 +239,32 @@ pub fn stats_metrics(s: &Stats) -> String {
             "Resident memory size in bytes (/proc/self/status VmRSS).",
         );
         prom::line(&mut out, "process_resident_memory_bytes", [], rss);
+    }
+    counters(
+        &mut out,
+        "chokepoint_spans_refused_by_reason_total",
+        "chokepoint_spans_refused_total by why: the pipeline's queue was full, the queue's \
+         share of the memory budget was, or the daemon was shutting down.",
+        [
+            ([("reason", "queue_full")], &s.spans_refused_queue_full),
+            ([("reason", "memory")], &s.spans_refused_memory),
+            ([("reason", "shutting_down")], &s.spans_refused_closed),
+        ],
+    );
+    prom::header(
+        &mut out,
+        "chokepoint_memory_accounted_bytes",
+        "gauge",
+        "Estimated bytes of what grows with input, by structure, all drawn from \
+         analysis.memory_budget_mb (compare process_resident_memory_bytes).",
+    );
+    for p in crate::serve::ledger::Part::ALL {
+        prom::line(
+            &mut out,
+            "chokepoint_memory_accounted_bytes",
+            [("structure", p.as_str())],
+            s.ledger.get(p),
+        );
     }
     counters(
         &mut out,

@@ -33,10 +33,18 @@ struct Encoder<'a> {
     nodes: &'a NodeTable,
     names: &'a Interner,
     out: Vec<Sample>,
+    /// Series kept at most; the rest are counted, never held (a flood of names must not
+    /// build millions of series to keep a hundred thousand).
+    max: usize,
+    left_out: usize,
 }
 
 impl Encoder<'_> {
     fn push(&mut self, name: &'static str, labels: Vec<(&'static str, String)>, value: f64) {
+        if self.out.len() >= self.max {
+            self.left_out += 1;
+            return;
+        }
         self.out.push(Sample {
             name,
             labels,
@@ -98,10 +106,22 @@ fn cat(
 
 /// The series of `agg` (raw, unresolved aggregates since the process started).
 pub fn encode(agg: &GraphAgg, nodes: &NodeTable, names: &Interner) -> Vec<Sample> {
+    encode_at_most(agg, nodes, names, usize::MAX).0
+}
+
+/// The first `max` series of `agg`, and how many more there were.
+pub fn encode_at_most(
+    agg: &GraphAgg,
+    nodes: &NodeTable,
+    names: &Interner,
+    max: usize,
+) -> (Vec<Sample>, usize) {
     let mut e = Encoder {
         nodes,
         names,
         out: Vec::new(),
+        max,
+        left_out: 0,
     };
     e.push("chokepoint_agg_traces_total", vec![], agg.traces as f64);
     e.push("chokepoint_agg_spans_total", vec![], agg.spans as f64);
@@ -233,7 +253,7 @@ pub fn encode(agg: &GraphAgg, nodes: &NodeTable, names: &Interner) -> Vec<Sample
         agg.usage_dropped as f64,
     );
     encode_facts(&mut e, agg);
-    e.out
+    (e.out, e.left_out)
 }
 
 fn encode_facts(e: &mut Encoder<'_>, agg: &GraphAgg) {

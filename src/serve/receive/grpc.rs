@@ -186,6 +186,8 @@ async fn export(
             }
             Ok(Response::new(export_response(&report, empty)))
         }
-        Err(e @ (SubmitError::Busy | SubmitError::Closed)) => Err(retryable(&e.to_string())),
+        Err(e @ (SubmitError::Busy | SubmitError::Memory | SubmitError::Closed)) => {
+            Err(retryable(&e.to_string()))
+        }
     }
 }

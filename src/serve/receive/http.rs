@@ -269,7 +269,7 @@ async fn export(State(sub): State<Submitter>, headers: HeaderMap, body: Bytes) -
             response_body(enc, &export_response(&report, empty)),
         )
             .into_response(),
-        Err(e @ (SubmitError::Busy | SubmitError::Closed)) => {
+        Err(e @ (SubmitError::Busy | SubmitError::Memory | SubmitError::Closed)) => {
             let st = retryable_status(UNAVAILABLE, &e.to_string(), 1);
             let mut r = (
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -23,6 +23,16 @@ pub struct Submission {
     /// Problems found while decoding and normalizing.
     pub report: BatchReport,
     pub reply: oneshot::Sender<BatchReport>,
+    /// What it holds of the queue's memory share, given back when the pipeline takes it.
+    pub reserved: u64,
+}
+
+impl Submission {
+    /// Estimated bytes held while queued: the spans and the new names.
+    pub fn bytes(spans: &[Span], names: &NameDelta) -> u64 {
+        let names: usize = names.names.iter().map(|n| n.len() + 16).sum();
+        (std::mem::size_of_val(spans) + names) as u64
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -30,6 +40,9 @@ pub enum SubmitError {
     /// The pipeline's queue is full: retry later.
     #[error("the analysis pipeline is saturated; retry later")]
     Busy,
+    /// The queue's share of the memory budget is spent: retry later.
+    #[error("chokepoint is at its memory budget; retry later")]
+    Memory,
     /// The daemon is shutting down: retry elsewhere or later.
     #[error("chokepoint is shutting down")]
     Closed,
@@ -76,22 +89,38 @@ impl Submitter {
         self.stats.spans_received.fetch_add(n, Ordering::Relaxed);
         let mut limits = self.limits;
         limits.time.now_ns = Some(now_ns());
+        let ledger = &self.stats.ledger;
         let sent = normalize_here(&batch, limits, report, |spans, names, report| {
+            let reserved = Submission::bytes(&spans, &names);
+            if !ledger.reserve_queue(reserved) {
+                return Err(SubmitError::Memory);
+            }
             let sub = Submission {
                 spans,
                 names,
                 report,
                 reply,
+                reserved,
             };
-            self.tx.try_send(sub).map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => SubmitError::Busy,
-                mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
+            self.tx.try_send(sub).map_err(|e| {
+                ledger.release_queue(reserved);
+                match e {
+                    mpsc::error::TrySendError::Full(_) => SubmitError::Busy,
+                    mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
+                }
             })
         });
         drop(batch);
         if let Err(e) = sent {
-            self.stats.spans_received.fetch_sub(n, Ordering::Relaxed);
-            self.stats.spans_refused.fetch_add(n, Ordering::Relaxed);
+            let s = &self.stats;
+            s.spans_received.fetch_sub(n, Ordering::Relaxed);
+            s.spans_refused.fetch_add(n, Ordering::Relaxed);
+            match e {
+                SubmitError::Busy => &s.spans_refused_queue_full,
+                SubmitError::Memory => &s.spans_refused_memory,
+                SubmitError::Closed => &s.spans_refused_closed,
+            }
+            .fetch_add(n, Ordering::Relaxed);
             return Err(e);
         }
         self.stats.queue_depth.store(

@@ -1,0 +1,275 @@
+//! One memory budget for the process (`analysis.memory_budget_mb`): what every structure that
+//! grows with input holds, in estimated bytes, and the share each may draw.
+//!
+//! - **queue**: batches accepted and waiting for the pipeline. A receiver reserves a batch's
+//!   bytes before queueing it; past the queue's share it answers with a retryable refusal
+//!   (gRPC `UNAVAILABLE`, HTTP 503), as the Collector's `memory_limiter` does, counted as
+//!   refused for memory. The exporter sends the spans again, so nothing is lost.
+//! - **assembly**: spans of traces not complete yet. Past its share the assembler completes
+//!   the oldest traces early (counted), so data keeps flowing.
+//! - **names**: the engine's name table and the receivers' own (bounded by count).
+//! - **view** and **export**: the published view and the aggregate series, rebuilt at each
+//!   refresh.
+//! - **aggregates**: the windows, and **refresh** the working copies a refresh merges from
+//!   them (current window, baseline, all time: about twice what is kept). The windows get
+//!   what the others leave, so that together they stay within the budget; past it the
+//!   least-used nodes fold and old history coarsens (`chokepoint_budget_folds_total`).
+//!
+//! Estimates, not measurements: `process_resident_memory_bytes` beside them says how close
+//! they are.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What the budget is spent on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Queue,
+    Assembly,
+    Names,
+    Aggregates,
+    Refresh,
+    View,
+    Export,
+}
+
+impl Part {
+    pub const ALL: [Part; 7] = [
+        Part::Queue,
+        Part::Assembly,
+        Part::Names,
+        Part::Aggregates,
+        Part::Refresh,
+        Part::View,
+        Part::Export,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Part::Queue => "queue",
+            Part::Assembly => "assembly",
+            Part::Names => "names",
+            Part::Aggregates => "aggregates",
+            Part::Refresh => "refresh",
+            Part::View => "view",
+            Part::Export => "export",
+        }
+    }
+}
+
+/// Bytes by part, shared by the receivers and the pipeline.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    budget: AtomicU64,
+    bytes: [AtomicU64; 7],
+    /// Resident bytes at the last tick, and the most they may be before new batches are
+    /// refused: the estimates above can be wrong, and what the allocator keeps is in none
+    /// of them. 0: not measured.
+    rss: AtomicU64,
+    rss_limit: AtomicU64,
+}
+
+/// Fractions of the budget held for what is in flight, whatever the windows need.
+const QUEUE_SHARE: u64 = 8;
+const ASSEMBLY_SHARE: u64 = 5;
+/// The windows keep at least this fraction, however much the rest holds.
+const AGGREGATES_FLOOR: u64 = 32;
+/// A refresh merges the windows into the current window and its baseline (together about
+/// one copy of what is kept) and into all time (another): two working copies.
+pub const REFRESH_COPIES: u64 = 2;
+
+impl Ledger {
+    pub fn new(budget_bytes: u64) -> Ledger {
+        let l = Ledger::default();
+        l.budget.store(budget_bytes, Ordering::Relaxed);
+        l
+    }
+
+    pub fn set_budget(&self, bytes: u64) {
+        self.budget.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The budget in bytes; 0 for none.
+    pub fn budget(&self) -> u64 {
+        self.budget.load(Ordering::Relaxed)
+    }
+
+    pub fn get(&self, p: Part) -> u64 {
+        self.bytes[p as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn set(&self, p: Part, bytes: u64) {
+        self.bytes[p as usize].store(bytes, Ordering::Relaxed);
+    }
+
+    pub fn total(&self) -> u64 {
+        Part::ALL.iter().map(|p| self.get(*p)).sum()
+    }
+
+    /// What queued batches may hold at most.
+    pub fn queue_share(&self) -> u64 {
+        self.budget() / QUEUE_SHARE
+    }
+
+    /// What spans in assembly may hold at most.
+    pub fn assembly_share(&self) -> u64 {
+        self.budget() / ASSEMBLY_SHARE
+    }
+
+    /// The process's resident bytes now, and the most allowed (0 for no limit).
+    pub fn set_rss(&self, rss: u64, limit: u64) {
+        self.rss.store(rss, Ordering::Relaxed);
+        self.rss_limit.store(limit, Ordering::Relaxed);
+    }
+
+    /// Resident memory is past its limit while spans wait in the queue or in assembly: new
+    /// batches would only add to it. Once those drain, batches are taken again (at the rate
+    /// the pipeline frees memory), so a limit the allocator's retention keeps exceeded slows
+    /// ingestion but never stops it.
+    pub fn over_rss(&self) -> bool {
+        let limit = self.rss_limit.load(Ordering::Relaxed);
+        let in_flight = self.get(Part::Queue) + self.get(Part::Assembly);
+        limit > 0
+            && self.rss.load(Ordering::Relaxed) > limit
+            && in_flight > self.budget() / AGGREGATES_FLOOR
+    }
+
+    /// Reserves `bytes` of the queue's share for a batch; false (nothing reserved) when it
+    /// does not fit or resident memory is over its limit ([`Ledger::over_rss`]). A batch
+    /// larger than the whole share is let through an empty queue, so one large request
+    /// cannot be refused for ever.
+    pub fn reserve_queue(&self, bytes: u64) -> bool {
+        if self.over_rss() {
+            return false;
+        }
+        let share = self.queue_share();
+        let q = &self.bytes[Part::Queue as usize];
+        let before = q.fetch_add(bytes, Ordering::Relaxed);
+        if self.budget() == 0 || before == 0 || before + bytes <= share {
+            return true;
+        }
+        q.fetch_sub(bytes, Ordering::Relaxed);
+        false
+    }
+
+    /// Gives back what [`Ledger::reserve_queue`] took, once the pipeline holds the batch.
+    pub fn release_queue(&self, bytes: u64) {
+        let q = &self.bytes[Part::Queue as usize];
+        let _ = q.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            Some(v.saturating_sub(bytes))
+        });
+    }
+
+    /// What the windows may keep: the budget less the in-flight shares and what the names,
+    /// view and export hold now, over the kept copy and a refresh's working copies; never
+    /// under [`AGGREGATES_FLOOR`]'s fraction. 0 for no budget.
+    pub fn aggregates_share(&self) -> u64 {
+        let b = self.budget();
+        if b == 0 {
+            return 0;
+        }
+        let held = self.queue_share()
+            + self.assembly_share()
+            + self.get(Part::Names)
+            + self.get(Part::View)
+            + self.get(Part::Export);
+        (b.saturating_sub(held) / (1 + REFRESH_COPIES)).max(b / AGGREGATES_FLOOR)
+    }
+}
+
+/// Resident bytes allowed over the idle process's: the budget and a quarter more for what
+/// the estimates miss (allocator retention, request buffers in decode, a view being
+/// replaced).
+pub fn rss_limit(budget: u64, baseline: u64) -> u64 {
+    if budget == 0 {
+        0
+    } else {
+        baseline + budget + budget / 4
+    }
+}
+
+/// Scales the windows' share down while resident memory runs over `target` (what the
+/// estimates miss is then taken from the windows), and back up once it is well under.
+#[derive(Debug, Clone, Copy)]
+pub struct Squeeze(f64);
+
+impl Default for Squeeze {
+    fn default() -> Self {
+        Squeeze(1.0)
+    }
+}
+
+impl Squeeze {
+    pub fn update(&mut self, rss: u64, target: u64) -> f64 {
+        if target > 0 && rss > target {
+            self.0 = (self.0 * 0.8).max(0.1);
+        } else if target > 0 && (rss as f64) < 0.85 * target as f64 {
+            self.0 = (self.0 * 1.05).min(1.0);
+        }
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_queue_refuses_past_its_share_and_takes_back_what_it_released() {
+        let l = Ledger::new(8 << 20);
+        let share = l.queue_share();
+        assert!(l.reserve_queue(share / 2));
+        assert!(l.reserve_queue(share / 2));
+        assert!(!l.reserve_queue(1), "a full queue refuses");
+        assert_eq!(l.get(Part::Queue), share, "a refusal reserves nothing");
+        l.release_queue(share / 2);
+        assert!(l.reserve_queue(share / 4));
+        l.release_queue(u64::MAX);
+        assert_eq!(l.get(Part::Queue), 0, "never below zero");
+        assert!(
+            l.reserve_queue(share * 4),
+            "an empty queue takes one batch larger than its share"
+        );
+    }
+
+    #[test]
+    fn resident_memory_over_its_limit_refuses_only_while_spans_are_in_flight() {
+        let l = Ledger::new(256 << 20);
+        l.set_rss(400 << 20, rss_limit(256 << 20, 20 << 20));
+        assert!(l.reserve_queue(1 << 20), "nothing in flight: taken");
+        l.set(Part::Assembly, 64 << 20);
+        assert!(
+            !l.reserve_queue(1 << 20),
+            "over, with spans in flight: refused"
+        );
+        l.set_rss(300 << 20, rss_limit(256 << 20, 20 << 20));
+        assert!(l.reserve_queue(1 << 20), "under: taken");
+    }
+
+    #[test]
+    fn the_squeeze_tightens_over_target_and_relaxes_well_under_it() {
+        let mut s = Squeeze::default();
+        assert_eq!(s.update(100, 200), 1.0);
+        let tight = s.update(300, 200);
+        assert!(tight < 1.0);
+        assert_eq!(s.update(190, 200), tight, "near the target: held");
+        assert!(s.update(100, 200) > tight);
+        for _ in 0..100 {
+            s.update(1000, 200);
+        }
+        assert!(s.update(1000, 200) >= 0.1, "never to nothing");
+    }
+
+    #[test]
+    fn the_windows_get_what_the_rest_leaves_and_never_nothing() {
+        let b = 256u64 << 20;
+        let l = Ledger::new(b);
+        let roomy = l.aggregates_share();
+        assert!(roomy > b / 5 && roomy < b / 3, "{roomy}");
+        l.set(Part::View, 40 << 20);
+        assert!(l.aggregates_share() < roomy);
+        l.set(Part::Export, b);
+        assert_eq!(l.aggregates_share(), b / AGGREGATES_FLOOR);
+        assert_eq!(Ledger::new(0).aggregates_share(), 0, "no budget, no bound");
+        assert!(Ledger::new(0).reserve_queue(u64::MAX / 2));
+    }
+}
