@@ -100,6 +100,20 @@ impl Interner {
     }
 
     pub fn intern(&mut self, s: &str) -> Sym {
+        self.intern_within(s, self.max_symbols)
+    }
+
+    /// Names kept past the bound for what resolution names (a database, say): never more
+    /// than the nodes, themselves bounded.
+    pub const RESOLVED_RESERVE: usize = 65_536;
+
+    /// Interns the name resolution gave a node, past the table's bound if need be: a flood
+    /// of names that filled the table must not rename a real database "(too many names)".
+    pub fn intern_resolved(&mut self, s: &str) -> Sym {
+        self.intern_within(s, self.max_symbols.saturating_add(Self::RESOLVED_RESERVE))
+    }
+
+    fn intern_within(&mut self, s: &str, max: usize) -> Sym {
         // Names are labels: past MAX_NAME_BYTES they are cut (at a character boundary), so
         // a flood of huge unique names costs bounded memory.
         let s = if s.len() > Self::MAX_NAME_BYTES {
@@ -114,7 +128,7 @@ impl Interner {
         if let Some(&sym) = self.map.get(s) {
             return sym;
         }
-        if self.names.len() >= self.max_symbols {
+        if self.names.len() >= max {
             self.overflowed += 1;
             return Self::OVERFLOW;
         }
@@ -162,7 +176,8 @@ impl Interner {
             if i == 0 {
                 continue; // the overflow symbol, already there
             }
-            me.intern(n);
+            // Resolved names past the bound come back too, at the same symbols.
+            me.intern_resolved(n);
         }
         me
     }
@@ -392,4 +407,23 @@ pub fn rfc3339(ns: u64) -> String {
         (rem % 3600) / 60,
         rem % 60
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_table_still_takes_resolved_names_and_restores_them() {
+        let mut t = Interner::with_capacity_limit(4);
+        for n in ["a", "b", "c", "flood-1"] {
+            t.intern(n);
+        }
+        assert_eq!(t.intern("flood-2"), Interner::OVERFLOW, "full");
+        let db = t.intern_resolved("orders (postgresql)");
+        assert_ne!(db, Interner::OVERFLOW);
+        assert_eq!(t.resolve(db), "orders (postgresql)");
+        let back = Interner::from_names(t.names(), 4);
+        assert_eq!(back.get("orders (postgresql)"), Some(db));
+    }
 }

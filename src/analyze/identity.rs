@@ -304,7 +304,7 @@ pub fn resolve(aggs: &[&GraphAgg], nodes: &mut NodeTable, names: &mut Interner) 
     }
     let mut map = FxHashMap::default();
     for n in named {
-        let id = nodes.id_resolved(NodeKey::named(n.ty, names.intern(&n.name)));
+        let id = nodes.id_resolved(NodeKey::named(n.ty, names.intern_resolved(&n.name)));
         for i in n.group {
             map.insert(raw[i], id);
         }

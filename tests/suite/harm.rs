@@ -503,3 +503,60 @@ fn a_flaky_external_api_is_named_by_its_address_not_the_services_carrying_its_er
     // Live, the same.
     play_outage_live(&path, first_error_ns(&path), "localhost:58080", None, false);
 }
+
+/// `n` one-span requests, each to a service of its own, from `start_ns` on (a flood of
+/// unrelated services, issue 24), as an OTLP/JSON lines file.
+fn flood_of_services(n: usize, start_ns: u64) -> tempfile::NamedTempFile {
+    use std::io::Write;
+    let mut f = tempfile::Builder::new()
+        .suffix(".otlp.jsonl")
+        .tempfile()
+        .expect("temp file");
+    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+        let resources: Vec<serde_json::Value> = chunk
+            .iter()
+            .map(|i| {
+                let t = start_ns + *i as u64 * 1_000_000;
+                serde_json::json!({
+                    "resource": {"attributes": [
+                        {"key": "service.name", "value": {"stringValue": format!("svc-{i:06}")}}
+                    ]},
+                    "scopeSpans": [{"spans": [{
+                        "traceId": format!("{:032x}", 0xf100d_0000_0000u64 + *i as u64),
+                        "spanId": format!("{:016x}", 1 + *i as u64),
+                        "name": "GET /", "kind": 2,
+                        "startTimeUnixNano": t.to_string(),
+                        "endTimeUnixNano": (t + 2_000_000).to_string()
+                    }]}]
+                })
+            })
+            .collect();
+        let line = serde_json::json!({ "resourceSpans": resources });
+        writeln!(f, "{line}").expect("write");
+    }
+    f.flush().expect("flush");
+    f
+}
+
+/// Issue 24: beside a flood of unrelated services (more than the node table holds, each a
+/// system of its own), the database every request of the real system waits on is still a
+/// high SPOF: shares are of its own system's requests, not diluted by the flood's, and
+/// its name, given after the flood filled the node table, is not folded into the overflow
+/// node. The flood's services, a request each, are no findings.
+#[test]
+fn a_flood_of_unrelated_services_does_not_hide_a_systems_spof() {
+    let flood = flood_of_services(12_000, 1_768_471_240_000_000_000);
+    let d = findings_of(
+        &[
+            file("lab-shared-mysql.otlp.jsonl.gz"),
+            flood.path().to_path_buf(),
+        ],
+        &[],
+    );
+    assert_high_spof(&d, "hr-db (mysql)", 0.99);
+    assert!(
+        !d.findings.iter().any(|f| f.node.starts_with("svc-")),
+        "{:?}",
+        d.findings.iter().map(|f| &f.id).collect::<Vec<_>>()
+    );
+}
