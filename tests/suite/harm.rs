@@ -522,7 +522,7 @@ fn flood_of_services(n: usize, start_ns: u64) -> tempfile::NamedTempFile {
                         {"key": "service.name", "value": {"stringValue": format!("svc-{i:06}")}}
                     ]},
                     "scopeSpans": [{"spans": [{
-                        "traceId": format!("{:032x}", 0xf100d_0000_0000u64 + *i as u64),
+                        "traceId": format!("{:032x}", 0x000f_100d_0000_0000_u64 + *i as u64),
                         "spanId": format!("{:016x}", 1 + *i as u64),
                         "name": "GET /", "kind": 2,
                         "startTimeUnixNano": t.to_string(),
