@@ -385,7 +385,7 @@ impl Pipeline {
         let target = self.baseline_rss + ledger.budget();
         let squeeze = self
             .squeeze
-            .update(rss, if ledger.budget() == 0 { 0 } else { target });
+            .update(rss, if ledger.squeezable() { target } else { 0 });
         let share = (ledger.aggregates_share() as f64 * squeeze) as usize;
         self.engine.windows_mut().set_budget(share);
         self.build_view();
