@@ -235,12 +235,12 @@ impl Engine {
         self.assembler.stats
     }
 
-    /// Traces and spans held in assembly.
     /// Estimated bytes of the spans in assembly.
     pub fn assembly_bytes(&self) -> usize {
         self.assembler.approx_bytes()
     }
 
+    /// Traces and spans held in assembly.
     pub fn in_flight(&self) -> (usize, usize) {
         (
             self.assembler.traces_in_flight(),

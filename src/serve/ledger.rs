@@ -61,14 +61,10 @@ impl Part {
 pub struct Ledger {
     budget: AtomicU64,
     bytes: [AtomicU64; 7],
-    /// Resident bytes at the last tick, and the most they may be before new batches are
-    /// refused: the estimates above can be wrong, and what the allocator keeps is in none
-    /// of them. 0: not measured.
-    rss: AtomicU64,
-    rss_limit: AtomicU64,
 }
 
-/// Fractions of the budget held for what is in flight, whatever the windows need.
+/// Fractions of the budget held for what is in flight, whatever the windows need. (Slots
+/// by part; `Refresh`'s is unused, derived from the aggregates.)
 const QUEUE_SHARE: u64 = 8;
 const ASSEMBLY_SHARE: u64 = 5;
 /// The windows keep at least this fraction, however much the rest holds.
@@ -77,7 +73,7 @@ const AGGREGATES_FLOOR: u64 = 32;
 const SMALL_BUDGET: u64 = 4 << 20;
 /// A refresh merges the windows into the current window and its baseline (together about
 /// one copy of what is kept) and into all time (another): two working copies.
-pub const REFRESH_COPIES: u64 = 2;
+const REFRESH_COPIES: u64 = 2;
 
 impl Ledger {
     pub fn new(budget_bytes: u64) -> Ledger {
@@ -95,16 +91,16 @@ impl Ledger {
         self.budget.load(Ordering::Relaxed)
     }
 
+    /// What a part holds; a refresh's working copies are derived from the aggregates.
     pub fn get(&self, p: Part) -> u64 {
-        self.bytes[p as usize].load(Ordering::Relaxed)
+        match p {
+            Part::Refresh => REFRESH_COPIES * self.get(Part::Aggregates),
+            _ => self.bytes[p as usize].load(Ordering::Relaxed),
+        }
     }
 
     pub fn set(&self, p: Part, bytes: u64) {
         self.bytes[p as usize].store(bytes, Ordering::Relaxed);
-    }
-
-    pub fn total(&self) -> u64 {
-        Part::ALL.iter().map(|p| self.get(*p)).sum()
     }
 
     /// Whether resident memory may squeeze the windows: not for a small budget, which the
@@ -120,26 +116,7 @@ impl Ledger {
 
     /// What spans in assembly may hold at most.
     pub fn assembly_share(&self) -> u64 {
-        self.budget() / ASSEMBLY_SHARE
-    }
-
-    /// The process's resident bytes now, and the most allowed (0 for no limit).
-    pub fn set_rss(&self, rss: u64, limit: u64) {
-        self.rss.store(rss, Ordering::Relaxed);
-        self.rss_limit.store(limit, Ordering::Relaxed);
-    }
-
-    /// Resident memory is past its limit while spans wait in the queue or in assembly.
-    /// Not yet an admission rule: refusing on it stalled a daemon with a 1 MB budget, whose
-    /// idle RSS alone is past it (issue 24's notes). Once those drain, batches are taken again (at the rate
-    /// the pipeline frees memory), so a limit the allocator's retention keeps exceeded slows
-    /// ingestion but never stops it.
-    pub fn over_rss(&self) -> bool {
-        let limit = self.rss_limit.load(Ordering::Relaxed);
-        let in_flight = self.get(Part::Queue) + self.get(Part::Assembly);
-        limit > 0
-            && self.rss.load(Ordering::Relaxed) > limit
-            && in_flight > self.budget() / AGGREGATES_FLOOR
+        assembly_share_of(self.budget())
     }
 
     /// Reserves `bytes` of the queue's share for a batch; false (nothing reserved) when it
@@ -186,16 +163,9 @@ impl Ledger {
     }
 }
 
-/// Resident bytes past which new batches are refused: the idle process's, the budget, and
-/// an eighth more for what the estimates miss (allocator retention, request buffers in
-/// decode, a view being replaced). An eighth, not the quarter promised: what is in flight
-/// when the limit is crossed still lands.
-pub fn rss_limit(budget: u64, baseline: u64) -> u64 {
-    if budget == 0 {
-        0
-    } else {
-        baseline + budget + budget / 8
-    }
+/// What spans in assembly may hold of a budget of `budget` bytes.
+pub fn assembly_share_of(budget: u64) -> u64 {
+    budget / ASSEMBLY_SHARE
 }
 
 /// Scales the windows' share down while resident memory runs over `target` (what the
@@ -240,17 +210,6 @@ mod tests {
             l.reserve_queue(share * 4),
             "an empty queue takes one batch larger than its share"
         );
-    }
-
-    #[test]
-    fn resident_memory_over_its_limit_is_seen_only_while_spans_are_in_flight() {
-        let l = Ledger::new(256 << 20);
-        l.set_rss(400 << 20, rss_limit(256 << 20, 20 << 20));
-        assert!(!l.over_rss(), "nothing in flight");
-        l.set(Part::Assembly, 64 << 20);
-        assert!(l.over_rss(), "over, with spans in flight");
-        l.set_rss(290 << 20, rss_limit(256 << 20, 20 << 20));
-        assert!(!l.over_rss(), "under");
     }
 
     #[test]

@@ -100,7 +100,7 @@ pub fn engine_config(cfg: &Config) -> EngineConfig {
     e.assembler.trace_idle_ns = cfg.trace_idle.as_nanos() as u64;
     e.assembler.max_traces = cfg.max_traces_in_flight;
     // Spans in assembly draw from the memory budget's share for them (see `ledger`).
-    let share = crate::serve::ledger::Ledger::new(budget_bytes(cfg)).assembly_share();
+    let share = crate::serve::ledger::assembly_share_of(budget_bytes(cfg));
     let per_span = std::mem::size_of::<crate::model::Span>() * 3 / 2 + 16;
     e.assembler.max_spans = if share == 0 {
         cfg.max_spans_in_flight
@@ -252,13 +252,6 @@ impl Pipeline {
             Event::Batch(sub) => self.batch(sub),
             Event::Query(q) => self.query(q),
             Event::Tick => {
-                if let Some(rss) = crate::serve::stats::resident_bytes() {
-                    let l = &self.stats.ledger;
-                    l.set_rss(
-                        rss,
-                        crate::serve::ledger::rss_limit(l.budget(), self.baseline_rss),
-                    );
-                }
                 self.engine.windows_mut().set_now(now_ns());
                 self.engine.tick(self.mono_ns());
                 self.publish_counters();
@@ -308,9 +301,8 @@ impl Pipeline {
         s.nodes_overflowed
             .store(self.engine.nodes().overflowed, Ordering::Relaxed);
         s.aggregate_bytes.store(w.bytes as u64, Ordering::Relaxed);
-        use crate::serve::ledger::{Part, REFRESH_COPIES};
+        use crate::serve::ledger::Part;
         s.ledger.set(Part::Aggregates, w.bytes as u64);
-        s.ledger.set(Part::Refresh, REFRESH_COPIES * w.bytes as u64);
         s.ledger
             .set(Part::Assembly, self.engine.assembly_bytes() as u64);
         s.aggregate_entries_dropped
