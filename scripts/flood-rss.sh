@@ -16,8 +16,9 @@ log=$(mktemp)
 started=$SECONDS
 $BIN serve --demo --set analysis.memory_budget_mb="$BUDGET" --state-dir "$state" >"$log" 2>&1 &
 cp=$!
-trap 'kill $cp 2>/dev/null; rm -rf "$state"' EXIT
+trap 'kill $cp 2>/dev/null; wait $cp 2>/dev/null; rm -rf "$state"' EXIT
 for _ in $(seq 100); do curl -sf localhost:8787/readyz >/dev/null && break; sleep 0.1; done
+kill -0 $cp 2>/dev/null || { echo "daemon did not start:" >&2; cat "$log" >&2; exit 1; }
 sleep 5
 rss() { awk '/^VmRSS/ { print $2 }' /proc/$cp/status; }
 sample() { r=$(rss); [ "$r" -gt "$peak" ] && peak=$r; sleep 0.1; }

@@ -68,6 +68,11 @@ pub struct Interner {
     /// [`stable_hash`] of each name, by symbol.
     hashes: Vec<u64>,
     max_symbols: usize,
+    /// Bytes the names may cost at most (see [`Interner::name_cost`]), besides their count:
+    /// a budget's share, so names of 256 bytes fill it as soon as names of 20 would.
+    max_bytes: usize,
+    /// What the names cost now, by [`Interner::name_cost`].
+    cost: usize,
     /// How many lookups were folded into [`Interner::OVERFLOW`] because the table was full.
     pub overflowed: u64,
 }
@@ -91,6 +96,8 @@ impl Interner {
             names: Vec::new(),
             hashes: Vec::new(),
             max_symbols: max_symbols.max(2),
+            max_bytes: usize::MAX,
+            cost: 0,
             overflowed: 0,
         };
         me.names.push(Self::OVERFLOW_NAME.into());
@@ -100,7 +107,22 @@ impl Interner {
     }
 
     pub fn intern(&mut self, s: &str) -> Sym {
-        self.intern_within(s, self.max_symbols)
+        self.intern_within(s, self.max_symbols, self.max_bytes)
+    }
+
+    /// What one name costs the table: its text twice (key and list), its slot, symbol and
+    /// hash.
+    pub fn name_cost(s: &str) -> usize {
+        2 * s.len() + 64
+    }
+
+    /// Bounds what the names cost, besides their count (for the memory budget's share).
+    pub fn set_max_bytes(&mut self, max_bytes: usize) {
+        self.max_bytes = max_bytes;
+    }
+
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
     }
 
     /// Names kept past the bound for what resolution names (a database, say): never more
@@ -110,10 +132,14 @@ impl Interner {
     /// Interns the name resolution gave a node, past the table's bound if need be: a flood
     /// of names that filled the table must not rename a real database "(too many names)".
     pub fn intern_resolved(&mut self, s: &str) -> Sym {
-        self.intern_within(s, self.max_symbols.saturating_add(Self::RESOLVED_RESERVE))
+        self.intern_within(
+            s,
+            self.max_symbols.saturating_add(Self::RESOLVED_RESERVE),
+            usize::MAX,
+        )
     }
 
-    fn intern_within(&mut self, s: &str, max: usize) -> Sym {
+    fn intern_within(&mut self, s: &str, max: usize, max_bytes: usize) -> Sym {
         // Names are labels: past MAX_NAME_BYTES they are cut (at a character boundary), so
         // a flood of huge unique names costs bounded memory.
         let s = if s.len() > Self::MAX_NAME_BYTES {
@@ -125,13 +151,32 @@ impl Interner {
         } else {
             s
         };
+        // Control characters (escapes, CR, NUL) are shown as U+FFFD: names reach terminals
+        // and Markdown, where an ESC sequence retitled the terminal.
         if let Some(&sym) = self.map.get(s) {
             return sym;
         }
-        if self.names.len() >= max {
+        let cleaned;
+        let s = if s.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2)
+            && s.chars().any(char::is_control)
+        {
+            cleaned = s
+                .chars()
+                .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+                .collect::<String>();
+            cleaned.as_str()
+        } else {
+            s
+        };
+        if let Some(&sym) = self.map.get(s) {
+            return sym;
+        }
+        let cost = Self::name_cost(s);
+        if self.names.len() >= max || self.cost.saturating_add(cost) > max_bytes {
             self.overflowed += 1;
             return Self::OVERFLOW;
         }
+        self.cost += cost;
         let sym = Sym(self.names.len() as u32);
         self.names.push(s.into());
         self.hashes.push(stable_hash(s.as_bytes()));
@@ -412,6 +457,32 @@ pub fn rfc3339(ns: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Names bounded by what they cost fold past it, however few they are; a resolved name
+    /// still gets in.
+    /// A name's control characters never reach a terminal or a Markdown table.
+    #[test]
+    fn control_characters_in_names_are_replaced() {
+        let mut t = Interner::default();
+        let s = t.intern("web\u{1b}]0;pwned\u{7}\r\nx");
+        assert_eq!(t.resolve(s), "web\u{FFFD}]0;pwned\u{FFFD}\u{FFFD}\u{FFFD}x");
+    }
+
+    #[test]
+    fn names_past_their_bytes_fold_and_a_resolved_one_still_gets_in() {
+        let mut t = Interner::with_capacity_limit(1_000);
+        let long = |i: usize| format!("{i:0>200}");
+        t.set_max_bytes(10 * Interner::name_cost(&long(0)));
+        let syms: Vec<Sym> = (0..20).map(|i| t.intern(&long(i))).collect();
+        assert_eq!(
+            syms.iter().filter(|&&s| s != Interner::OVERFLOW).count(),
+            10
+        );
+        assert_eq!(t.overflowed, 10);
+        let db = t.intern_resolved("orders (postgresql)");
+        assert_ne!(db, Interner::OVERFLOW);
+        assert_eq!(t.resolve(db), "orders (postgresql)");
+    }
 
     #[test]
     fn a_full_table_still_takes_resolved_names_and_restores_them() {

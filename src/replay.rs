@@ -96,6 +96,8 @@ const READ_AHEAD: usize = 16;
 /// Spans handed over at once: one wake-up of the other thread per batch cost a fifth of a
 /// JSON replay's time when batches are single traces.
 const GROUP_SPANS: usize = 4096;
+/// And at most this many batches, however few spans they hold.
+const GROUP_BATCHES: usize = 1024;
 
 /// Reading, decompressing, decoding and normalizing run on a thread of their own, ahead of
 /// assembly and analysis on this one (as the live receivers do); batches arrive in file
@@ -118,6 +120,17 @@ fn load(engine: &mut Engine, paths: &[PathBuf], obs: &mut dyn LoadObserver) -> L
                 let mut sink = |location: Location, batch: Batch, report: BatchReport| {
                     let bytes = bytes_before + count.get();
                     let _ = normalize_here(&batch, limits, report, |spans, names, report| {
+                        // A batch of nothing (a zero-length frame, `{}`) is not kept: a
+                        // stream of them (`/dev/zero`) held gigabytes of empty batches.
+                        let hollow = spans.is_empty()
+                            && names.names.is_empty()
+                            && names.retired.is_empty()
+                            && names.overflowed == 0
+                            && report.seen == 0
+                            && report.details.is_empty();
+                        if hollow {
+                            return Ok(());
+                        }
                         group_spans += spans.len();
                         group.push(Read::Batch {
                             location,
@@ -126,7 +139,7 @@ fn load(engine: &mut Engine, paths: &[PathBuf], obs: &mut dyn LoadObserver) -> L
                             report,
                             bytes,
                         });
-                        if group_spans >= GROUP_SPANS {
+                        if group_spans >= GROUP_SPANS || group.len() >= GROUP_BATCHES {
                             group_spans = 0;
                             // Fails only when the engine's side has gone; reading then ends
                             // at the end of the file.
@@ -146,7 +159,17 @@ fn load(engine: &mut Engine, paths: &[PathBuf], obs: &mut dyn LoadObserver) -> L
             }
         });
         let mut files = paths.iter();
+        // A file's span problems, listed up to what the summary shows and counted past it (a
+        // file of a million bad spans kept a million strings to show a hundred).
         let mut batch_problems: Vec<(Location, String)> = Vec::new();
+        let mut problems_unlisted = 0u64;
+        let note = |list: &mut Vec<(Location, String)>, unlisted: &mut u64, loc, p| {
+            if list.len() < LoadSummary::MAX_PROBLEMS {
+                list.push((loc, p));
+            } else {
+                *unlisted += 1;
+            }
+        };
         let mut totals = BatchReport::default();
         'reading: for read in rx.into_iter().flatten() {
             match read {
@@ -160,14 +183,23 @@ fn load(engine: &mut Engine, paths: &[PathBuf], obs: &mut dyn LoadObserver) -> L
                     spaces.renumber(names, &mut spans, engine.interner_mut());
                     engine.ingest_spans(spans, &report);
                     for p in &report.details {
-                        batch_problems.push((location, p.to_string()));
+                        note(
+                            &mut batch_problems,
+                            &mut problems_unlisted,
+                            location,
+                            p.to_string(),
+                        );
                     }
                     // Details beyond the per-batch bound are still counted.
                     let listed = report.details.len() as u64;
                     let more = (report.rejected + report.repaired).saturating_sub(listed);
                     if more > 0 {
-                        batch_problems
-                            .push((location, format!("{more} more span problems not listed")));
+                        note(
+                            &mut batch_problems,
+                            &mut problems_unlisted,
+                            location,
+                            format!("{more} more span problems not listed"),
+                        );
                     }
                     report.details.clear();
                     totals.merge(report);
@@ -196,6 +228,7 @@ fn load(engine: &mut Engine, paths: &[PathBuf], obs: &mut dyn LoadObserver) -> L
                     for (loc, p) in batch_problems.drain(..) {
                         out.problem(format!("{}: {loc}: {p}", path.display()));
                     }
+                    out.problem_count += std::mem::take(&mut problems_unlisted);
                     let t = std::mem::take(&mut totals);
                     out.spans_seen += t.seen;
                     out.spans_accepted += t.accepted;
@@ -286,7 +319,7 @@ impl Analysis {
         let engine = &self.engine;
         let all = self.resolution.apply(&engine.windows().all_time());
         let metrics =
-            crate::api::metrics::graph_metrics(&all, engine.nodes(), engine.interner(), &doc);
+            crate::api::metrics::graph_metrics(&all, engine.nodes(), engine.interner(), &doc, 0);
         let w = engine.windows();
         View::build(ViewInput {
             now_ns,

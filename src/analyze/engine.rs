@@ -25,6 +25,8 @@ pub struct EngineConfig {
     pub max_windows: usize,
     pub max_nodes: usize,
     pub max_names: usize,
+    /// What the engine's names may cost, in bytes (see [`Interner::name_cost`]).
+    pub max_name_bytes: usize,
 }
 
 impl Default for EngineConfig {
@@ -35,6 +37,7 @@ impl Default for EngineConfig {
             max_windows: 1440,
             max_nodes: 10_000,
             max_names: 200_000,
+            max_name_bytes: usize::MAX,
         }
     }
 }
@@ -127,7 +130,11 @@ impl Engine {
 
     pub fn new(cfg: EngineConfig) -> Self {
         Engine {
-            normalizer: Normalizer::new(Interner::with_capacity_limit(cfg.max_names)),
+            normalizer: Normalizer::new({
+                let mut names = Interner::with_capacity_limit(cfg.max_names);
+                names.set_max_bytes(cfg.max_name_bytes);
+                names
+            }),
             assembler: Assembler::new(cfg.assembler),
             analyzer: Analyzer {
                 nodes: NodeTable::new(cfg.max_nodes),
@@ -294,7 +301,8 @@ impl Engine {
     }
 
     /// Starts from restored tables: names (a fresh normalizer over them) and nodes.
-    pub fn restore_tables(&mut self, names: Interner, nodes: NodeTable) {
+    pub fn restore_tables(&mut self, mut names: Interner, nodes: NodeTable) {
+        names.set_max_bytes(self.interner().max_bytes());
         self.normalizer = Normalizer::new(names);
         self.analyzer.nodes = nodes;
     }

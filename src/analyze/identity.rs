@@ -41,6 +41,9 @@ pub const REPLICA_OVERLAP: f64 = 0.5;
 pub const SHARED_REQUEST: f64 = 0.2;
 /// Fewer calls than this say nothing about how an address is used.
 pub const THIN_CALLS: u64 = 5;
+/// Addresses of one use (a caller, a statement) compared pairwise for replicas, the busiest
+/// first: more than any replica set, few enough that the pairs stay cheap.
+pub const MAX_PEERS_PER_USE: usize = 256;
 
 /// Raw node → the node it is part of. Nodes not in the map are themselves.
 #[derive(Debug, Default, Clone)]
@@ -131,22 +134,35 @@ pub fn resolve(aggs: &[&GraphAgg], nodes: &mut NodeTable, names: &mut Interner) 
     }
 
     // Replicas: addresses whose usage profiles overlap.
-    let mut usage: BTreeMap<(NodeId, u64), Vec<(usize, u64)>> = BTreeMap::new();
+    let mut by_use: BTreeMap<(NodeId, u64), FxHashMap<usize, u64>> = BTreeMap::new();
     let mut totals = vec![0u64; raw.len()];
     for g in aggs {
         for (k, c) in &g.usage {
             if let Some(&i) = index.get(&k.peer) {
                 totals[i] += c;
-                let v = usage.entry((k.caller, k.usage)).or_default();
-                match v.iter_mut().find(|(j, _)| *j == i) {
-                    Some((_, n)) => *n += c,
-                    None => v.push((i, *c)),
-                }
+                *by_use
+                    .entry((k.caller, k.usage))
+                    .or_default()
+                    .entry(i)
+                    .or_default() += c;
             }
         }
     }
+    // Pairs are compared among a use's busiest addresses only: a flood of distinct addresses
+    // behind one use made every refresh compare tens of millions of pairs (gigabytes, and
+    // seconds), and replicas that share a use are never that many.
+    let usage: Vec<Vec<(usize, u64)>> = by_use
+        .into_values()
+        .map(|m| {
+            let mut v: Vec<(usize, u64)> = m.into_iter().collect();
+            v.sort_unstable_by_key(|&(i, c)| (std::cmp::Reverse(c), i));
+            v.truncate(MAX_PEERS_PER_USE);
+            v.sort_unstable();
+            v
+        })
+        .collect();
     let mut overlap: BTreeMap<(usize, usize), f64> = BTreeMap::new();
-    for users in usage.values() {
+    for users in &usage {
         for (x, &(a, ca)) in users.iter().enumerate() {
             for &(b, cb) in &users[x + 1..] {
                 let share = |c: u64, i: usize| c as f64 / totals[i].max(1) as f64;

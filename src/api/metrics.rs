@@ -29,17 +29,37 @@ fn histogram(out: &mut String, name: &str, labels: &Labels<'_>, h: &Hist) {
     prom::line(out, &format!("{name}_count"), *labels, h.count());
 }
 
-/// The service graph since start, and the current findings' scores.
+/// Edges `/metrics` lists at most, the busiest first: each costs about 30 series (two
+/// histograms), so a flood of distinct peers would otherwise make every scrape tens of
+/// megabytes and every Prometheus behind it a cardinality incident. A real system has
+/// hundreds; what is left out is counted in `chokepoint_metrics_edges_left_out`.
+pub const MAX_EDGES: usize = 2_000;
+
+/// The service graph since start, and the current findings' scores. `capacity` is a hint
+/// (the last text's length), so the text is not grown by doubling each refresh.
 pub fn graph_metrics(
     all_time: &GraphAgg,
     nodes: &NodeTable,
     names: &Interner,
     findings: &FindingsDoc,
+    capacity: usize,
 ) -> String {
-    let mut out = String::new();
+    let mut out = String::with_capacity(capacity);
     let name = |id| names.resolve(nodes.key(id).name);
     let mut edges: Vec<_> = all_time.edges.iter().collect();
+    let left_out = edges.len().saturating_sub(MAX_EDGES);
+    if left_out > 0 {
+        edges.select_nth_unstable_by_key(MAX_EDGES - 1, |(k, e)| (std::cmp::Reverse(e.calls), **k));
+        edges.truncate(MAX_EDGES);
+    }
     edges.sort_by_key(|(k, _)| **k);
+    prom::header(
+        &mut out,
+        "chokepoint_metrics_edges_left_out",
+        "gauge",
+        "Edges of the service graph left out of the metrics here: only the busiest 2,000 are listed.",
+    );
+    prom::line(&mut out, "chokepoint_metrics_edges_left_out", [], left_out);
     let label = |k: &EdgeKey| -> Labels<'_> {
         [
             ("client", name(k.from)),

@@ -34,7 +34,7 @@ pub struct View {
     pub history: Vec<FindingHistoryDto>,
     /// The graph part of `/metrics` (Prometheus text).
     #[serde(skip)]
-    pub metrics: String,
+    pub metrics: bytes::Bytes,
     /// The aggregates since start as series (empty unless `export.aggregates`), for
     /// remote-write; `/metrics` has them in `metrics` already.
     #[serde(skip)]
@@ -82,7 +82,7 @@ impl View {
             + json_bytes(&self.series)
             + json_bytes(&self.operations)
             + json_bytes(&self.history)
-            + self.metrics.capacity()
+            + self.metrics.len()
     }
 
     /// Before the first refresh.
@@ -102,7 +102,7 @@ impl View {
             series: SeriesDoc::default(),
             operations: Vec::new(),
             history: Vec::new(),
-            metrics: String::new(),
+            metrics: bytes::Bytes::new(),
             aggregates: Default::default(),
         }
     }
@@ -335,7 +335,7 @@ impl View {
             series,
             operations,
             history: i.history.dto(),
-            metrics: i.metrics,
+            metrics: bytes::Bytes::from(i.metrics),
             aggregates: i.aggregates,
         }
     }

@@ -26,6 +26,9 @@ pub struct NameDelta {
     pub space: u32,
     pub first: u32,
     pub names: Vec<Box<str>>,
+    /// Spaces this thread used before `space` and will not send again: every batch of them
+    /// was queued before this one.
+    pub retired: Vec<u32>,
     /// Names this thread's full table folded into its overflow name since the last delivered
     /// batch, to be counted with the engine's.
     pub overflowed: u64,
@@ -45,7 +48,43 @@ struct Local {
     sent: usize,
     /// Overflows the pipeline has been told of.
     overflow_sent: u64,
+    /// Estimated bytes of the names delivered (counted in [`LOCAL_NAME_BYTES`]).
+    cost: usize,
+    /// Spaces given up whose retirement has not been delivered yet.
+    retired: Vec<u32>,
 }
+
+impl Local {
+    fn new(max_names: usize) -> Local {
+        Local {
+            space: NEXT_SPACE.fetch_add(1, Ordering::Relaxed),
+            norm: Normalizer::new(Interner::with_capacity_limit(max_names)),
+            sent: 0,
+            overflow_sent: 0,
+            cost: 0,
+            retired: Vec::new(),
+        }
+    }
+
+    /// Starts a new space once the table holds [`ROLL_AT`] names (or half the engine's bound,
+    /// if lower, so one batch rarely fills it): the old table's memory goes, and the
+    /// pipeline is told to drop its mapping.
+    fn roll_if_full(&mut self, max_names: usize) {
+        if self.norm.interner.len() < ROLL_AT.min(max_names / 2) {
+            return;
+        }
+        LOCAL_NAME_BYTES.fetch_sub(self.cost, Ordering::Relaxed);
+        let mut next = Local::new(max_names);
+        next.retired = std::mem::take(&mut self.retired);
+        next.retired.push(self.space);
+        next.norm.time_limits = self.norm.time_limits;
+        *self = next;
+    }
+}
+
+/// Names a receiver thread's table holds before it starts a new space: more than a real
+/// system has, so only a flood rolls it.
+pub const ROLL_AT: usize = 32_768;
 
 thread_local! {
     static LOCAL: RefCell<Option<Local>> = const { RefCell::new(None) };
@@ -62,11 +101,6 @@ pub fn local_name_bytes() -> usize {
     LOCAL_NAME_BYTES.load(Ordering::Relaxed)
 }
 
-/// A name's cost in a table: its text twice (key and list), slot, symbol and hash.
-fn name_cost(n: &str) -> usize {
-    2 * n.len() + 64
-}
-
 /// Normalizes `batch` on this thread and hands the spans and the new names to `send`, which
 /// returns whether the pipeline took them.
 pub fn normalize_here<T, E>(
@@ -77,12 +111,8 @@ pub fn normalize_here<T, E>(
 ) -> Result<T, E> {
     LOCAL.with(|cell| {
         let mut cell = cell.borrow_mut();
-        let local = cell.get_or_insert_with(|| Local {
-            space: NEXT_SPACE.fetch_add(1, Ordering::Relaxed),
-            norm: Normalizer::new(Interner::with_capacity_limit(limits.max_names)),
-            sent: 0,
-            overflow_sent: 0,
-        });
+        let local = cell.get_or_insert_with(|| Local::new(limits.max_names));
+        local.roll_if_full(limits.max_names);
         local.norm.time_limits = limits.time;
         let mut spans = Vec::with_capacity(batch.span_count() as usize);
         local.norm.normalize_batch(batch, &mut spans, &mut report);
@@ -98,12 +128,15 @@ pub fn normalize_here<T, E>(
             space: local.space,
             first: local.sent as u32,
             names,
+            retired: local.retired.clone(),
             overflowed: overflowed - local.overflow_sent,
         };
-        let cost: usize = delta.names.iter().map(|n| name_cost(n)).sum();
+        let cost: usize = delta.names.iter().map(|n| Interner::name_cost(n)).sum();
         let r = send(spans, delta, report);
         if r.is_ok() {
             LOCAL_NAME_BYTES.fetch_add(cost, Ordering::Relaxed);
+            local.cost += cost;
+            local.retired.clear();
             local.sent += n;
             local.overflow_sent = overflowed;
         }
@@ -121,6 +154,9 @@ impl Spaces {
     /// Takes in a batch's new names and renumbers its spans into `names`' symbols.
     pub fn renumber(&mut self, delta: NameDelta, spans: &mut [Span], names: &mut Interner) {
         names.overflowed += delta.overflowed;
+        for old in &delta.retired {
+            self.tables.remove(old);
+        }
         let table = self.tables.entry(delta.space).or_default();
         let first = delta.first as usize;
         for (i, name) in delta.names.iter().enumerate() {
@@ -246,6 +282,89 @@ mod tests {
         };
         assert!(got.len() > 1000);
         assert_eq!(show(&got, &names), show(&want, &one.interner));
+    }
+
+    /// A thread that sees more distinct names than its table keeps starts new spaces rather
+    /// than folding them: every span keeps its own name, and the pipeline forgets the spaces
+    /// given up (one table left, not one per roll).
+    #[test]
+    fn a_thread_past_its_table_rolls_to_a_new_space_and_folds_nothing() {
+        use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
+        let cfg = crate::simulate::SimConfig {
+            traces: 60,
+            ..Default::default()
+        };
+        // Each request's services renamed apart: far more names than the table keeps.
+        let batches: Vec<Batch> = crate::simulate::generate(&cfg)
+            .enumerate()
+            .map(|(i, mut r)| {
+                for rs in &mut r.resource_spans {
+                    for kv in rs.resource.iter_mut().flat_map(|r| r.attributes.iter_mut()) {
+                        if kv.key == "service.name" {
+                            let old = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                                Some(any_value::Value::StringValue(s)) => s.clone(),
+                                _ => String::new(),
+                            };
+                            kv.value = Some(AnyValue {
+                                value: Some(any_value::Value::StringValue(format!("{old}-{i}"))),
+                            });
+                        }
+                    }
+                }
+                Batch::Decoded(r.resource_spans)
+            })
+            .collect();
+        let limits = LocalLimits {
+            time: TimeLimits::default(),
+            max_names: 80,
+        };
+        let got = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            for b in &batches {
+                normalize_here(b, limits, BatchReport::default(), |spans, d, _| {
+                    out.push((spans, d));
+                    Ok::<_, ()>(())
+                })
+                .expect("sent");
+            }
+            (out, batches)
+        })
+        .join()
+        .expect("thread");
+        let (sent, batches) = got;
+        assert!(
+            sent.iter().any(|(_, d)| !d.retired.is_empty()),
+            "never rolled"
+        );
+        let mut spaces = Spaces::default();
+        let mut names = Interner::default();
+        let mut renamed = Vec::new();
+        for (mut spans, d) in sent {
+            assert_eq!(d.overflowed, 0);
+            spaces.renumber(d, &mut spans, &mut names);
+            renamed.extend(spans);
+        }
+        assert_eq!(spaces.tables.len(), 1);
+        assert_eq!(names.overflowed, 0);
+        let mut one = Normalizer::default();
+        let mut want = Vec::new();
+        for b in &batches {
+            one.normalize_batch(b, &mut want, &mut BatchReport::default());
+        }
+        let show = |spans: &[Span], names: &Interner| -> Vec<String> {
+            spans
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} {} {}",
+                        s.span_id,
+                        names.resolve(s.service),
+                        names.resolve(s.name)
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(show(&renamed, &names), show(&want, &one.interner));
     }
 
     /// A thread whose own table is full folds names into the overflow name, and says so: the

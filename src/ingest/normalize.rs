@@ -605,9 +605,17 @@ impl Normalizer {
             });
         }
         if let Some(now) = limits.now_ns {
+            // A span is exported once it has ended: one ending ahead of the clock by more
+            // than a bucket (a 5-hour span "starting now") would push the window's end
+            // hours into the future, so it is refused as one starting there is.
             if s.start > now.saturating_add(limits.max_ahead_ns) {
                 return Err(SpanError::InFuture {
                     secs_ahead: (s.start - now) / 1_000_000_000,
+                });
+            }
+            if s.end > now.saturating_add(limits.max_ahead_ns) {
+                return Err(SpanError::EndsInFuture {
+                    secs_ahead: (s.end - now) / 1_000_000_000,
                 });
             }
         }

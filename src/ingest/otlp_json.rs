@@ -17,7 +17,6 @@ use opentelemetry_proto::tonic::trace::v1::{
     ResourceSpans, ScopeSpans, Span, Status,
 };
 use serde::Deserialize;
-use serde_json::Value;
 
 use crate::model::problem::{BatchReport, SpanError, SpanProblem};
 
@@ -25,9 +24,9 @@ use crate::model::problem::{BatchReport, SpanError, SpanProblem};
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct JsonDocument {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "filled")]
     pub(crate) resource_spans: Vec<JsonResourceSpans>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "filled")]
     pub(crate) batches: Vec<JsonResourceSpans>,
 }
 
@@ -43,10 +42,85 @@ impl JsonDocument {
 pub(crate) struct JsonResourceSpans {
     #[serde(default)]
     resource: Option<JsonResource>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "filled")]
     scope_spans: Vec<JsonScopeSpans>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "filled")]
     instrumentation_library_spans: Vec<JsonScopeSpans>,
+}
+
+/// Whether a list element holds no span, so dropping it as it is read changes nothing.
+trait Hollow {
+    fn hollow(&self) -> bool;
+}
+
+impl Hollow for JsonResourceSpans {
+    fn hollow(&self) -> bool {
+        self.scope_spans.is_empty() && self.instrumentation_library_spans.is_empty()
+    }
+}
+
+impl Hollow for JsonScopeSpans {
+    fn hollow(&self) -> bool {
+        self.spans.is_empty()
+    }
+}
+
+/// A list with its hollow elements dropped as they are read: a request of `{},{},...` costs
+/// its bytes, not a struct per three bytes (15 MiB of them decoded to 1.1 GB).
+fn filled<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Hollow,
+{
+    struct Filled<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de> + Hollow> serde::de::Visitor<'de> for Filled<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(x) = seq.next_element::<T>()? {
+                if !x.hollow() {
+                    out.push(x);
+                }
+            }
+            Ok(out)
+        }
+        fn visit_unit<E>(self) -> Result<Vec<T>, E> {
+            Ok(Vec::new())
+        }
+    }
+    d.deserialize_any(Filled(std::marker::PhantomData))
+}
+
+/// What decoding `raw` as OTLP/JSON may hold at most, estimated before decoding from how many
+/// objects and lists it opens (each becomes a struct of a few hundred bytes, and again as
+/// protobuf), so a receiver can reserve it first or refuse a request built to decode huge.
+pub fn decoded_cost(raw: &[u8]) -> usize {
+    /// Bytes per object or list opened: a span's JSON struct and its protobuf together.
+    const PER_OPEN: usize = 256;
+    let mut opens = 0usize;
+    let mut in_str = false;
+    let mut escaped = false;
+    for &b in raw {
+        if in_str {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_str = false;
+            }
+        } else {
+            match b {
+                b'"' => in_str = true,
+                b'{' | b'[' => opens += 1,
+                _ => {}
+            }
+        }
+    }
+    opens.saturating_mul(PER_OPEN).saturating_add(2 * raw.len())
 }
 
 #[derive(Deserialize)]
@@ -275,11 +349,15 @@ impl<'de> serde::de::Visitor<'de> for AnyValueVisitor {
                     _ => None,
                 }
                 .map(any_value::Value::BytesValue),
-                "arrayValue" | "kvlistValue" => {
-                    let inner: Value = map.next_value()?;
-                    let mut obj = serde_json::Map::new();
-                    obj.insert(key.into_owned(), inner);
-                    any_value(&Value::Object(obj)).and_then(|v| v.value)
+                // Their type is kept, their elements are not read: nothing downstream reads
+                // them, and as a `Value` tree a million small ones cost 800 MB.
+                "arrayValue" => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    Some(any_value::Value::ArrayValue(ArrayValue::default()))
+                }
+                "kvlistValue" => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    Some(any_value::Value::KvlistValue(KeyValueList::default()))
                 }
                 _ => {
                     map.next_value::<serde::de::IgnoredAny>()?;
@@ -422,55 +500,6 @@ const KINDS: &[&str] = &[
 ];
 const STATUS_CODES: &[&str] = &["STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR"];
 
-/// An OTLP `AnyValue` from its JSON form; unknown shapes become `None` (the attribute is kept
-/// with no value rather than failing the span: attributes are evidence, not identity).
-fn any_value(v: &Value) -> Option<AnyValue> {
-    let obj = v.as_object()?;
-    let (k, inner) = obj.iter().next()?;
-    let value = match k.as_str() {
-        "stringValue" => any_value::Value::StringValue(inner.as_str()?.to_owned()),
-        "boolValue" => any_value::Value::BoolValue(inner.as_bool()?),
-        "intValue" => any_value::Value::IntValue(match inner {
-            Value::String(s) => s.parse().ok()?,
-            n => n.as_i64()?,
-        }),
-        "doubleValue" => any_value::Value::DoubleValue(match inner {
-            Value::String(s) => s.parse().ok()?,
-            n => n.as_f64()?,
-        }),
-        "bytesValue" => any_value::Value::BytesValue(
-            base64::engine::general_purpose::STANDARD
-                .decode(inner.as_str()?)
-                .ok()?,
-        ),
-        "arrayValue" => any_value::Value::ArrayValue(ArrayValue {
-            values: inner
-                .get("values")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(any_value).collect())
-                .unwrap_or_default(),
-        }),
-        "kvlistValue" => any_value::Value::KvlistValue(KeyValueList {
-            values: inner
-                .get("values")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|kv| {
-                            Some(key_value(
-                                kv.get("key")?.as_str()?,
-                                kv.get("value").and_then(any_value),
-                            ))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-        }),
-        _ => return None,
-    };
-    Some(AnyValue { value: Some(value) })
-}
-
 fn attributes(kvs: &[JsonKeyValue]) -> Vec<KeyValue> {
     kvs.iter()
         .map(|kv| key_value(kv.key.clone(), kv.value.0.clone()))
@@ -584,6 +613,23 @@ pub fn to_proto(doc: &JsonDocument, report: &mut BatchReport) -> Vec<ResourceSpa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Elements that hold no span are dropped as they are read; an array attribute keeps its
+    /// type but not its elements; the estimate counts what opens, strings aside.
+    #[test]
+    fn hollow_elements_are_dropped_and_the_cost_is_estimated_before_decoding() {
+        let doc: JsonDocument = serde_json::from_str(
+            r#"{"resourceSpans":[{},{"scopeSpans":[{},{}]},
+                {"scopeSpans":[{"spans":[{"name":"a","attributes":[
+                  {"key":"k","value":{"arrayValue":{"values":[{"intValue":1}]}}}]}]}]}]}"#,
+        )
+        .expect("valid");
+        assert_eq!(doc.resource_spans.len(), 1);
+        assert_eq!(doc.resource_spans[0].scope_spans.len(), 1);
+        let mut report = BatchReport::default();
+        let _ = to_proto(&doc, &mut report);
+        assert_eq!(decoded_cost(b"{\"a\":\"{{[[\\\"{\"}"), 256 + 2 * 15);
+    }
 
     #[test]
     fn ids_hex_and_base64() {

@@ -34,6 +34,8 @@ pub enum SpanError {
     TooLong { secs: u64, max_secs: u64 },
     #[error("span starts {secs_ahead} s ahead of this host's clock (more than a bucket): its clock is wrong")]
     InFuture { secs_ahead: u64 },
+    #[error("span ends {secs_ahead} s ahead of this host's clock (more than a bucket): it cannot have been exported yet, so its times are wrong")]
+    EndsInFuture { secs_ahead: u64 },
     #[error("span is its own parent; treated as a root")]
     OwnParent,
     #[error("span id repeats one already seen in this trace; later copy dropped")]

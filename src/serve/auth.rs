@@ -47,18 +47,18 @@ impl Token {
         Token(s.as_bytes().into())
     }
 
-    /// Whether an `Authorization` header value carries this token (`Bearer <token>`). The
-    /// comparison takes the same time wherever the first difference is.
+    /// Whether an `Authorization` header value carries this token (`Bearer <token>`, the
+    /// scheme in any case as RFC 7235 has it, spaces around the token ignored, as hyper
+    /// already trims them over HTTP). The comparison takes the same time wherever the first
+    /// difference is.
     pub fn accepts(&self, authorization: Option<&[u8]>) -> bool {
         let Some(v) = authorization else {
             return false;
         };
-        let Some(given) = v
-            .strip_prefix(b"Bearer ")
-            .or_else(|| v.strip_prefix(b"bearer "))
-        else {
+        if v.len() < 7 || !v[..7].eq_ignore_ascii_case(b"bearer ") {
             return false;
-        };
+        }
+        let given = v[7..].trim_ascii();
         let want = &self.0;
         let mut diff = u8::from(given.len() != want.len());
         for (i, w) in want.iter().enumerate() {
@@ -78,8 +78,10 @@ impl tonic::service::Interceptor for Bearer {
         match &self.0 {
             None => Ok(req),
             Some(t) => {
-                let v = req.metadata().get("authorization").map(|v| v.as_bytes());
-                if t.accepts(v) {
+                let mut all = req.metadata().get_all("authorization").iter();
+                let v = all.next().map(|v| v.as_bytes());
+                // Two credentials are refused, not read first-wins.
+                if all.next().is_none() && t.accepts(v) {
                     Ok(req)
                 } else {
                     Err(tonic::Status::unauthenticated(
@@ -100,11 +102,13 @@ pub async fn require_bearer(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     if let Some(t) = &token {
-        let v = req
+        let mut all = req
             .headers()
-            .get(axum::http::header::AUTHORIZATION)
-            .map(|v| v.as_bytes());
-        if !t.accepts(v) {
+            .get_all(axum::http::header::AUTHORIZATION)
+            .iter();
+        let v = all.next().map(|v| v.as_bytes());
+        // Two credentials are refused, not read first-wins.
+        if all.next().is_some() || !t.accepts(v) {
             return (
                 axum::http::StatusCode::UNAUTHORIZED,
                 [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
@@ -154,6 +158,11 @@ mod tests {
         assert!(!t.accepts(Some(b"Bearer s3cret2")));
         assert!(!t.accepts(Some(b"s3cret")));
         assert!(!t.accepts(None));
+        // The scheme in any case; spaces around the token, as HTTP trims them.
+        assert!(t.accepts(Some(b"BEARER s3cret")));
+        assert!(t.accepts(Some(b"Bearer s3cret ")));
+        assert!(!t.accepts(Some(b"Basic s3cret")));
+        assert!(!t.accepts(Some(b"Bearer")));
         assert_eq!(format!("{t:?}"), "Token(set)");
     }
 

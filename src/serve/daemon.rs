@@ -350,6 +350,13 @@ struct Receivers {
     stop: watch::Sender<bool>,
 }
 
+/// HTTP/2 streams a gRPC client may hold open at once on one connection: an exporter uses a
+/// few (one per export in flight).
+const GRPC_STREAMS: u32 = 32;
+
+/// A gRPC export must finish within this, body included, as an OTLP/HTTP one must.
+const REQUEST_DEADLINE: Duration = crate::serve::receive::http::REQUEST_DEADLINE;
+
 fn spawn_receivers(
     cfg: &Config,
     grpc_l: TcpListener,
@@ -382,6 +389,10 @@ fn spawn_receivers(
             tonic::transport::Server::builder()
                 .initial_stream_window_size(Some(4 << 20))
                 .initial_connection_window_size(Some(16 << 20))
+                // Streams per connection, and a deadline per export as OTLP/HTTP's: one
+                // connection held 20,000 open streams, and unfinished messages for ever.
+                .max_concurrent_streams(Some(GRPC_STREAMS))
+                .timeout(REQUEST_DEADLINE)
                 .http2_keepalive_interval(Some(Duration::from_secs(30)))
                 .http2_keepalive_timeout(Some(Duration::from_secs(10)))
                 .layer(tower::util::MapResponseLayer::new(move |r| {
@@ -445,6 +456,7 @@ fn spawn_api(
         );
         async move {
             tonic::transport::Server::builder()
+                .max_concurrent_streams(Some(GRPC_STREAMS))
                 .http2_keepalive_interval(Some(Duration::from_secs(30)))
                 .http2_keepalive_timeout(Some(Duration::from_secs(10)))
                 .add_service(svc)

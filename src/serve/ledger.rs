@@ -7,9 +7,10 @@
 //!   refused for memory. The exporter sends the spans again, so nothing is lost.
 //! - **assembly**: spans of traces not complete yet. Past its share the assembler completes
 //!   the oldest traces early (counted), so data keeps flowing.
-//! - **names**: the engine's name table and the receivers' own (bounded by count).
-//! - **view** and **export**: the published view and the aggregate series, rebuilt at each
-//!   refresh.
+//! - **names**: the engine's name table (at most a sixteenth, by [`names_share_of`]) and the
+//!   receivers' own (each a bounded cache, see `ingest::local`).
+//! - **view** and **export**: the published view (counted twice: the next is built while it
+//!   is served) and the aggregate series, rebuilt at each refresh.
 //! - **aggregates**: the windows, and **refresh** the working copies a refresh merges from
 //!   them (current window, baseline, all time: about twice what is kept). The windows get
 //!   what the others leave, so that together they stay within the budget; past it the
@@ -67,6 +68,7 @@ pub struct Ledger {
 /// by part; `Refresh`'s is unused, derived from the aggregates.)
 const QUEUE_SHARE: u64 = 8;
 const ASSEMBLY_SHARE: u64 = 5;
+const NAMES_SHARE: u64 = 16;
 /// The windows keep at least this fraction, however much the rest holds.
 const AGGREGATES_FLOOR: u64 = 32;
 /// Budgets up to this go to the windows whole.
@@ -161,6 +163,16 @@ impl Ledger {
             .max(b / AGGREGATES_FLOOR)
             .max(b.min(SMALL_BUDGET))
     }
+}
+
+/// What the engine's names may cost of a budget of `budget` bytes (no bound for none): a
+/// sixteenth, at least [`SMALL_BUDGET`] (some 130,000 names of 30 bytes at 256 MB;
+/// past it new names fold into "(too many names)", counted).
+pub fn names_share_of(budget: u64) -> usize {
+    if budget == 0 {
+        return usize::MAX;
+    }
+    (budget / NAMES_SHARE).max(SMALL_BUDGET) as usize
 }
 
 /// What spans in assembly may hold of a budget of `budget` bytes.

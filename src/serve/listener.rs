@@ -250,7 +250,23 @@ async fn accept_loop<F, Fut>(
         let (tls, stats, serve, stop) = (tls.clone(), stats.clone(), serve.clone(), stop.clone());
         tasks.spawn(async move {
             let conn = match tls {
-                None => Conn::Plain(tcp),
+                // A client that sends nothing is cut at `header_read_timeout`, as one that
+                // never finishes its TLS handshake is: HTTP/2 (gRPC) has no request head
+                // for hyper's timer to watch, and silent sockets held every slot for the
+                // whole idle timeout.
+                None => {
+                    let mut first = [0u8; 1];
+                    match tokio::time::timeout(limits.header_read_timeout, tcp.peek(&mut first))
+                        .await
+                    {
+                        Ok(Ok(n)) if n > 0 => Conn::Plain(tcp),
+                        Ok(_) => return,
+                        Err(_) => {
+                            stats.timed_out.fetch_add(1, Ordering::Relaxed);
+                            return;
+                        }
+                    }
+                }
                 Some(t) => {
                     match tokio::time::timeout(limits.header_read_timeout, t.acceptor().accept(tcp))
                         .await

@@ -109,6 +109,7 @@ pub fn engine_config(cfg: &Config) -> EngineConfig {
             .min((share as usize / per_span).max(1024))
     };
     e.assembler.max_spans_per_trace = cfg.max_spans_per_trace;
+    e.max_name_bytes = crate::serve::ledger::names_share_of(budget_bytes(cfg));
     e.window_ns = cfg.bucket.as_nanos() as u64;
     e.max_windows = (cfg.history.as_nanos() / cfg.bucket.as_nanos().max(1)) as usize + 1;
     e
@@ -429,8 +430,14 @@ impl Pipeline {
         let doc = FindingsDoc::new(&cur, base.as_ref(), &report, &ctx, empty);
         self.history
             .record(now, &doc.findings, self.cfg.history.as_nanos() as u64);
-        let mut metrics =
-            crate::api::metrics::graph_metrics(&all_time, engine.nodes(), engine.interner(), &doc);
+        let hint = self.view_tx.borrow().metrics.len() * 9 / 8;
+        let mut metrics = crate::api::metrics::graph_metrics(
+            &all_time,
+            engine.nodes(),
+            engine.interner(),
+            &doc,
+            hint,
+        );
         crate::scale::exchange::write_text(&aggregates, &mut metrics);
         drop(all_time);
         let w = engine.windows();
@@ -449,9 +456,10 @@ impl Pipeline {
             aggregates: Arc::new(aggregates),
         });
         use crate::serve::ledger::Part;
+        // Twice: the next refresh builds its view while this one is still served.
         self.stats
             .ledger
-            .set(Part::View, view.approx_bytes() as u64);
+            .set(Part::View, 2 * view.approx_bytes() as u64);
         self.stats.ledger.set(
             Part::Export,
             crate::api::view::series_bytes(&view.aggregates) as u64,

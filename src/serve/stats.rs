@@ -37,6 +37,9 @@ pub struct Stats {
     pub requests_invalid: AtomicU64,
     /// Non-empty requests that decoded to no spans at all.
     pub requests_empty: AtomicU64,
+    /// Requests answered 503 before decoding: what they would decode to did not fit the
+    /// queue's memory share (their spans are not known, so not in `spans_refused`).
+    pub requests_refused_memory: AtomicU64,
     pub traces_completed: AtomicU64,
     pub traces_completed_early: AtomicU64,
     pub traces_in_flight: AtomicU64,
@@ -131,6 +134,12 @@ pub fn stats_metrics(s: &Stats) -> String {
         "counter",
         "Non-empty export requests that decoded to no spans.",
         &s.requests_empty,
+    );
+    one(
+        "chokepoint_requests_refused_memory_total",
+        "counter",
+        "OTLP/JSON requests answered 503 before decoding: what they decode to did not fit the queue's memory share.",
+        &s.requests_refused_memory,
     );
     one(
         "chokepoint_traces_completed_total",

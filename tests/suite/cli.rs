@@ -334,3 +334,52 @@ fn replay_of_an_empty_input_fails_and_says_why() {
         assert!(err.contains(says), "{err}");
     }
 }
+
+/// The peak resident memory (kB) of `args` run to the end, read from /proc while it runs.
+fn peak_rss_kb(args: &[&str]) -> u64 {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run chokepoint");
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    while child.try_wait().expect("wait").is_none() {
+        if let Ok(s) = std::fs::read_to_string(&status) {
+            let hwm = s.lines().find_map(|l| l.strip_prefix("VmHWM:"));
+            let kb = hwm.and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok());
+            peak = peak.max(kb.unwrap_or(0));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    peak
+}
+
+/// Replay kept every batch until it held 4,096 spans, so batches of nothing were never let
+/// go: 20 MB of zero bytes (zero-length frames) peaked at 1.6 GB, `/dev/zero` grew without
+/// end. And it kept every span problem of a file to list a hundred. Both are bounded now.
+#[test]
+fn replay_of_empty_frames_or_many_bad_spans_stays_small() {
+    let dir = tempfile::tempdir().unwrap();
+    let zeros = dir.path().join("zeros.bin");
+    std::fs::write(&zeros, vec![0u8; 20_000_000]).unwrap();
+    let kb = peak_rss_kb(&["replay", zeros.to_str().unwrap()]);
+    assert!(
+        kb < 200_000,
+        "20 MB of zero-length frames peaked at {kb} kB"
+    );
+    // 200,000 spans with no trace id, 20 to a line: every one a problem.
+    let bad = dir.path().join("bad.jsonl");
+    let span =
+        r#"{"spanId":"0102030405060708","name":"x","startTimeUnixNano":"1","endTimeUnixNano":"2"}"#;
+    let line = format!(
+        "{{\"resourceSpans\":[{{\"scopeSpans\":[{{\"spans\":[{}]}}]}}]}}\n",
+        vec![span; 20].join(",")
+    );
+    std::fs::write(&bad, line.repeat(10_000)).unwrap();
+    let out = chokepoint(&["replay", bad.to_str().unwrap(), "--format", "json"]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+    let kb = peak_rss_kb(&["replay", bad.to_str().unwrap()]);
+    assert!(kb < 50_000, "200,000 bad spans peaked at {kb} kB");
+}

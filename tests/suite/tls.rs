@@ -187,6 +187,44 @@ fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
 /// Issue 10: 400 half-open connections were held for 30 s. Silent clients, a dribbled
 /// request head and an idle keep-alive connection are now closed, on the HTTP and gRPC
 /// ports, and counted; past max_connections, new connections are closed at once.
+/// A silent client on a plaintext gRPC port was held for the whole idle timeout (two
+/// minutes), not cut at `header_read_timeout` as on the HTTP ports: 1,024 of them kept every
+/// exporter out. Both gRPC listeners now cut it there.
+#[test]
+fn silent_clients_on_plaintext_grpc_ports_are_cut_at_the_header_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "[receivers]\nheader_read_timeout = \"1s\"\n[api]\nheader_read_timeout = \"1s\"\n",
+    );
+    let d = Daemon::start(&["--config", &cfg]);
+    let limit = Duration::from_secs(15);
+    let mut otlp = TcpStream::connect(&d.grpc).unwrap();
+    let mut api = TcpStream::connect(d.api_grpc.trim_start_matches("http://")).unwrap();
+    assert!(closed_within(&mut otlp, limit), "OTLP/gRPC: still open");
+    assert!(closed_within(&mut api, limit), "API gRPC: still open");
+    assert!(closed_by(&d, "receivers", "timed_out") >= 1);
+    // A real exporter still gets in.
+    let reqs = shop(Scenario::Healthy, 20);
+    let n: u64 = reqs
+        .iter()
+        .map(|r| chokepoint::ingest::batch::span_count(&r.resource_spans))
+        .sum();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _guard = rt.enter();
+    let endpoint = format!("http://{}", d.grpc);
+    export_with_sdk(&reqs, || {
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint.clone())
+            .build()
+            .unwrap()
+    });
+    d.wait_for("the exporter's spans", |d| {
+        d.metric("chokepoint_spans_analysed_total") >= n
+    });
+}
+
 #[test]
 fn slow_and_silent_clients_are_timed_out_and_connections_capped() {
     let dir = tempfile::tempdir().unwrap();

@@ -417,15 +417,18 @@ async fn critical_path(State(s): State<ApiState>, Path(id): Path<String>) -> Res
     }
 }
 
+/// The daemon's counters, then the view's graph text as it is: shared, not copied, so
+/// scrapes at once cost no more memory than one.
 async fn metrics(State(s): State<ApiState>) -> Response {
-    let mut text = crate::serve::stats::stats_metrics(&s.stats);
-    text.push_str(&s.view().metrics);
+    let text = crate::serve::stats::stats_metrics(&s.stats);
+    let graph = s.view().metrics.clone();
+    let chunks = [bytes::Bytes::from(text), graph].map(Ok::<_, std::convert::Infallible>);
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        text,
+        axum::body::Body::from_stream(tokio_stream::iter(chunks)),
     )
         .into_response()
 }

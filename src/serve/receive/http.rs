@@ -152,6 +152,68 @@ fn response_body(enc: Encoding, resp: &ExportTraceServiceResponse) -> Vec<u8> {
     }
 }
 
+/// Bytes of the queue's memory share held while a request decodes, given back when dropped.
+struct Reservation<'a> {
+    sub: &'a Submitter,
+    bytes: u64,
+}
+
+impl<'a> Reservation<'a> {
+    /// Reserves `cost` bytes, or answers the request: 413 when it would cost more than half
+    /// the budget whatever else is held, 503 (retryable) while the share is spent.
+    fn take(sub: &'a Submitter, cost: usize) -> Result<Reservation<'a>, Box<Response>> {
+        let ledger = &sub.stats.ledger;
+        let budget = ledger.budget();
+        let bytes = cost as u64;
+        if budget > 0 && bytes > budget / 2 {
+            return Err(Box::new(error(
+                sub,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Encoding::Json,
+                RESOURCE_EXHAUSTED,
+                format!(
+                    "this OTLP/JSON request would decode to about {} MB, more than half of \
+                     analysis.memory_budget_mb: send fewer objects per request",
+                    bytes >> 20
+                ),
+            )));
+        }
+        if !ledger.reserve_queue(bytes) {
+            sub.stats
+                .requests_refused_memory
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(Box::new(unavailable(Encoding::Json, &SubmitError::Memory)));
+        }
+        Ok(Reservation { sub, bytes })
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.sub.stats.ledger.release_queue(self.bytes);
+    }
+}
+
+/// JSON documents larger than this decode on a blocking thread (a 15 MiB one takes a second).
+const BLOCKING_JSON: usize = 256 << 10;
+
+/// Decodes OTLP/JSON; past [`BLOCKING_JSON`] bytes on a blocking thread.
+async fn decode_json(raw: Bytes) -> Result<(Batch, BatchReport), String> {
+    let len = raw.len();
+    let decode = move || {
+        let doc = serde_json::from_slice::<JsonDocument>(&raw).map_err(|e| e.to_string())?;
+        let mut report = BatchReport::default();
+        let batch = Batch::Decoded(otlp_json::to_proto(&doc, &mut report));
+        Ok((batch, report))
+    };
+    if len <= BLOCKING_JSON {
+        return decode();
+    }
+    tokio::task::spawn_blocking(decode)
+        .await
+        .map_err(|e| format!("decoding failed: {e}"))?
+}
+
 async fn export(State(sub): State<Submitter>, headers: HeaderMap, body: Bytes) -> Response {
     let ctype = headers
         .get(header::CONTENT_TYPE)
@@ -229,11 +291,20 @@ async fn export(State(sub): State<Submitter>, headers: HeaderMap, body: Bytes) -
             ),
         );
     }
-    let mut report = BatchReport::default();
     let raw_len = raw.len();
-    let spans = match enc {
+    // OTLP/JSON decodes to structs many times its size: what it may hold is reserved from
+    // the queue's memory share before decoding (refused, retryably, when that is spent), and
+    // a request built to decode to more than half the budget is refused outright.
+    let reservation = match enc {
+        Encoding::Json => match Reservation::take(&sub, otlp_json::decoded_cost(&raw)) {
+            Ok(r) => Some(r),
+            Err(resp) => return *resp,
+        },
+        Encoding::Protobuf => None,
+    };
+    let (spans, report) = match enc {
         Encoding::Protobuf => match WireBatch::new(raw) {
-            Ok(w) => Batch::Wire(w),
+            Ok(w) => (Batch::Wire(w), BatchReport::default()),
             Err(e) => {
                 return error(
                     &sub,
@@ -244,8 +315,10 @@ async fn export(State(sub): State<Submitter>, headers: HeaderMap, body: Bytes) -
                 )
             }
         },
-        Encoding::Json => match serde_json::from_slice::<JsonDocument>(&raw) {
-            Ok(doc) => Batch::Decoded(otlp_json::to_proto(&doc, &mut report)),
+        // A large document decodes on a blocking thread, not on one the other connections
+        // (and `/readyz`) are served by.
+        Encoding::Json => match decode_json(raw).await {
+            Ok(decoded) => decoded,
             Err(e) => {
                 return error(
                     &sub,
@@ -257,6 +330,7 @@ async fn export(State(sub): State<Submitter>, headers: HeaderMap, body: Bytes) -
             }
         },
     };
+    drop(reservation);
     let empty = (raw_len > 0 && spans.span_count() == 0 && report.seen == 0).then(|| {
         sub.stats.requests_empty.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(bytes = raw_len, "OTLP/HTTP request decoded to zero spans");
@@ -270,16 +344,21 @@ async fn export(State(sub): State<Submitter>, headers: HeaderMap, body: Bytes) -
         )
             .into_response(),
         Err(e @ (SubmitError::Busy | SubmitError::Memory | SubmitError::Closed)) => {
-            let st = retryable_status(UNAVAILABLE, &e.to_string(), 1);
-            let mut r = (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(header::CONTENT_TYPE, enc.content_type())],
-                status_body(enc, &st),
-            )
-                .into_response();
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            r
+            unavailable(enc, &e)
         }
     }
+}
+
+/// 503 with `Retry-After`: the exporter sends the request again.
+fn unavailable(enc: Encoding, e: &SubmitError) -> Response {
+    let st = retryable_status(UNAVAILABLE, &e.to_string(), 1);
+    let mut r = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::CONTENT_TYPE, enc.content_type())],
+        status_body(enc, &st),
+    )
+        .into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
 }

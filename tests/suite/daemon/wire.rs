@@ -298,19 +298,34 @@ fn absurd_span_times_are_rejected_at_the_door_with_their_reason() {
         span("a2", 1_000_000_000, 2_000_000_000),
         span("a3", now + 3_600_000_000_000, now + 3_600_001_000_000),
         span("a4", now - 2_000_000_000, now - 1_990_000_000),
+        // Starts now and lasts five hours: it ends where the window's end then went.
+        span("a5", now - 1_000_000_000, now + 18_000_000_000_000),
     ]}]}]});
     let r = post(&d, "application/json", None, body.to_string().into_bytes());
     assert_eq!(r.status(), 200);
     let answer: serde_json::Value = r.json().unwrap();
     let ps = &answer["partialSuccess"];
-    assert_eq!(ps["rejectedSpans"].as_str().unwrap_or("0"), "3", "{answer}");
+    assert_eq!(ps["rejectedSpans"].as_str().unwrap_or("0"), "4", "{answer}");
     let msg = ps["errorMessage"].as_str().unwrap();
-    for why in ["longer than", "before 2000", "ahead of this host's clock"] {
+    for why in [
+        "longer than",
+        "before 2000",
+        "clock is wrong",
+        "cannot have been exported yet",
+    ] {
         assert!(msg.contains(why), "{why} in {msg}");
     }
     d.settle();
-    assert_eq!(d.metric("chokepoint_spans_rejected_total"), 3);
+    assert_eq!(d.metric("chokepoint_spans_rejected_total"), 4);
     assert_eq!(d.metric("chokepoint_spans_analysed_total"), 1);
+    let end = d.get("/findings")["window"]["end"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(
+        end.as_str() < chokepoint::model::rfc3339(now + 3_600_000_000_000).as_str(),
+        "{end}"
+    );
     let g = d.get("/graph?window=1h");
     let web = &g["nodes"][0];
     assert!(web["latency_ms"]["p99"].as_f64().unwrap() < 100.0, "{g}");
@@ -357,6 +372,40 @@ fn http_accepts_zstd_and_stops_a_zstd_bomb() {
     assert_eq!(
         post(&d, "application/x-protobuf", Some("zstd"), bomb).status(),
         413
+    );
+    d.settle();
+    assert_eq!(d.metric("chokepoint_spans_analysed_total"), n);
+}
+
+/// OTLP/JSON decodes to structs far larger than its text: 3 MB of `{}` as resource spans
+/// decoded to 220 MB, 15 MiB to 1.1 GB, whatever the memory budget. What a request may
+/// decode to is now estimated first: past half the budget it is refused (413, not
+/// retryable), and a good request beside it is taken.
+#[test]
+fn a_json_request_built_to_decode_huge_is_refused_before_it_is_decoded() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[analysis]\nmemory_budget_mb = 8\n").unwrap();
+    let d = Daemon::start(&["--config", cfg.to_str().unwrap()]);
+    let hollow = format!("{{\"resourceSpans\":[{}{{}}]}}", "{},".repeat(1_000_000));
+    let r = post(&d, "application/json", None, hollow.into_bytes());
+    assert_eq!(r.status(), 413);
+    assert!(r.text().unwrap().contains("memory_budget_mb"));
+    let many = format!(
+        "{{\"resourceSpans\":[{{\"resource\":{{\"attributes\":[{{\"key\":\"a\",\"value\":\
+         {{\"arrayValue\":{{\"values\":[{}{{}}]}}}}}}]}}}}]}}",
+        "{\"intValue\":1},".repeat(300_000)
+    );
+    assert_eq!(
+        post(&d, "application/json", None, many.into_bytes()).status(),
+        413
+    );
+    let req = shop(Scenario::Healthy, 2).remove(0);
+    let n = chokepoint::ingest::batch::span_count(&req.resource_spans);
+    let good = chokepoint::ingest::encode::encode_line(&req);
+    assert_eq!(
+        post(&d, "application/json", None, good.into_bytes()).status(),
+        200
     );
     d.settle();
     assert_eq!(d.metric("chokepoint_spans_analysed_total"), n);
