@@ -390,8 +390,11 @@ pub struct UsageKey {
     pub peer: NodeId,
 }
 
-/// Usage entries kept per aggregate; past it, new ones are counted in `usage_dropped`.
+/// Usage entries kept per aggregate; past it, only callers with fewer than [`FAIR_USAGE`]
+/// entries add theirs, up to twice it; the rest are counted in `usage_dropped`.
 pub const MAX_USAGE: usize = 4096;
+/// Entries a caller may add once the usage table is past [`MAX_USAGE`].
+pub const FAIR_USAGE: u32 = 64;
 
 /// The graph of one window (or of several, merged). Everything in it adds up.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -412,6 +415,12 @@ pub struct GraphAgg {
     /// Which raw backend addresses each caller operation uses, bounded by [`MAX_USAGE`].
     pub usage: FxHashMap<UsageKey, u64>,
     pub usage_dropped: u64,
+    /// Usage entries by caller (derived from `usage`, rebuilt when empty), so that past
+    /// [`MAX_USAGE`] a caller with few entries still gets in: one caller's flood of distinct
+    /// addresses filled the table, and the shop's databases and brokers, arriving after it,
+    /// lost the evidence that groups them.
+    #[serde(skip)]
+    usage_callers: FxHashMap<NodeId, u32>,
 }
 
 impl Default for GraphAgg {
@@ -428,6 +437,7 @@ impl Default for GraphAgg {
             facts: FactsAgg::default(),
             usage: FxHashMap::default(),
             usage_dropped: 0,
+            usage_callers: FxHashMap::default(),
         }
     }
 }
@@ -465,13 +475,29 @@ impl GraphAgg {
             let k = f(*k);
             if let Some(m) = self.usage.get_mut(&k) {
                 *m += c;
-            } else if self.usage.len() < MAX_USAGE {
+            } else if self.admit_usage(k.caller) {
                 self.usage.insert(k, *c);
             } else {
                 self.usage_dropped += c;
             }
         }
         self.usage_dropped += dropped;
+    }
+
+    /// Whether a new usage entry of `caller` is kept (and counts it if so).
+    fn admit_usage(&mut self, caller: NodeId) -> bool {
+        if self.usage_callers.is_empty() && !self.usage.is_empty() {
+            for k in self.usage.keys() {
+                *self.usage_callers.entry(k.caller).or_default() += 1;
+            }
+        }
+        let n = self.usage_callers.entry(caller).or_default();
+        let len = self.usage.len();
+        let admit = len < MAX_USAGE || (len < 2 * MAX_USAGE && *n < FAIR_USAGE);
+        if admit {
+            *n += 1;
+        }
+        admit
     }
 
     /// Approximate heap bytes held, for the memory budget: nodes, edges, their histograms,
@@ -764,7 +790,7 @@ impl GraphAgg {
     fn record_usage(&mut self, k: UsageKey) {
         if let Some(c) = self.usage.get_mut(&k) {
             *c += 1;
-        } else if self.usage.len() < MAX_USAGE {
+        } else if self.admit_usage(k.caller) {
             self.usage.insert(k, 1);
         } else {
             self.usage_dropped += 1;
@@ -824,4 +850,33 @@ fn union_ns(intervals: impl Iterator<Item = (u64, u64)>) -> u64 {
         }
     }
     total + cur.map_or(0, |(a, b)| b - a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One caller's flood of distinct addresses fills the usage table; a caller arriving
+    /// after it still records its few, in this window and in a merge of it.
+    #[test]
+    fn a_callers_flood_of_usage_leaves_room_for_the_others() {
+        let mut g = GraphAgg::default();
+        let use_of = |caller, peer| UsageKey {
+            caller: NodeId(caller),
+            usage: 7,
+            peer: NodeId(peer),
+        };
+        for p in 0..3 * MAX_USAGE as u32 {
+            g.record_usage(use_of(1, 100 + p));
+        }
+        for p in 0..3 {
+            g.record_usage(use_of(2, p));
+        }
+        assert!(g.usage.contains_key(&use_of(2, 2)));
+        assert!(g.usage_dropped > 0);
+        let mut merged = GraphAgg::default();
+        merged.merge(&g);
+        assert!(merged.usage.contains_key(&use_of(2, 2)));
+        assert!(merged.usage.len() <= 2 * MAX_USAGE);
+    }
 }

@@ -484,15 +484,24 @@ impl Pipeline {
             tracing::debug!("previous snapshot still being written; skipped");
             return;
         }
+        let stats = self.stats.clone();
         match dir.encode(&self.engine) {
             Ok(bytes) => {
                 self.writing = Some(tokio::task::spawn_blocking(move || {
-                    if let Err(e) = dir.write(&bytes) {
-                        tracing::warn!(%e, "state snapshot failed");
+                    match dir.write(&bytes) {
+                        Ok(()) => &stats.snapshots_written,
+                        Err(e) => {
+                            tracing::warn!(%e, "state snapshot failed");
+                            &stats.snapshots_failed
+                        }
                     }
+                    .fetch_add(1, Ordering::Relaxed);
                 }));
             }
-            Err(e) => tracing::warn!(%e, "state snapshot failed"),
+            Err(e) => {
+                tracing::warn!(%e, "state snapshot failed");
+                stats.snapshots_failed.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 

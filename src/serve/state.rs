@@ -45,6 +45,10 @@ pub enum StateError {
     },
     #[error("{path}: unreadable snapshot: {message}")]
     Corrupt { path: PathBuf, message: String },
+    #[error(
+        "{path}: another chokepoint uses this state directory (its lock file is held); give each daemon its own"
+    )]
+    Locked { path: PathBuf },
 }
 
 /// What `save` writes: the same layout as [`Snapshot`], borrowed, so a snapshot costs no copy
@@ -68,17 +72,39 @@ struct Snapshot {
 #[derive(Debug, Clone)]
 pub struct StateDir {
     dir: PathBuf,
+    /// Held while the directory is in use: two daemons on one directory overwrote each
+    /// other's history (whichever stopped last won).
+    _lock: std::sync::Arc<fs::File>,
 }
 
 impl StateDir {
-    /// Creates the directory if needed.
+    /// Creates the directory if needed and locks it (`lock`, released when the process
+    /// ends, however it ends).
     pub fn open(dir: &Path) -> Result<StateDir, StateError> {
-        fs::create_dir_all(dir).map_err(|source| StateError::Io {
-            path: dir.to_owned(),
-            source,
-        })?;
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| StateError::Io { path, source }
+        };
+        fs::create_dir_all(dir).map_err(io(dir))?;
+        let lock_path = dir.join("lock");
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(StateError::Locked {
+                    path: dir.to_owned(),
+                })
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
+        }
         Ok(StateDir {
             dir: dir.to_owned(),
+            _lock: std::sync::Arc::new(lock),
         })
     }
 
@@ -110,14 +136,27 @@ impl StateDir {
         Ok(frame(&payload))
     }
 
-    /// Writes encoded bytes to a temporary file, syncs it and renames it into place.
+    /// Writes encoded bytes to a temporary file, syncs it and renames it into place. The
+    /// temporary file is made new (whatever was at its name is removed first, and a link
+    /// put there meanwhile fails the write instead of being followed: a symlink there had
+    /// the snapshot overwrite a file outside the directory), readable by the owner only.
     pub fn write(&self, bytes: &[u8]) -> Result<(), StateError> {
+        use std::os::unix::fs::OpenOptionsExt;
         let tmp = self.dir.join(format!("{FILE}.tmp"));
         let io = |source| StateError::Io {
             path: tmp.clone(),
             source,
         };
-        let f = fs::File::create(&tmp).map_err(io)?;
+        match fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
+        }
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io)?;
         let mut w = BufWriter::new(f);
         w.write_all(bytes).map_err(io)?;
         w.flush().map_err(io)?;

@@ -40,6 +40,10 @@ pub struct Stats {
     /// Requests answered 503 before decoding: what they would decode to did not fit the
     /// queue's memory share (their spans are not known, so not in `spans_refused`).
     pub requests_refused_memory: AtomicU64,
+    /// State snapshots written, and failed (a full or read-only disk: said in the log at
+    /// each attempt, counted here for an alert).
+    pub snapshots_written: AtomicU64,
+    pub snapshots_failed: AtomicU64,
     pub traces_completed: AtomicU64,
     pub traces_completed_early: AtomicU64,
     pub traces_in_flight: AtomicU64,
@@ -140,6 +144,18 @@ pub fn stats_metrics(s: &Stats) -> String {
         "counter",
         "OTLP/JSON requests answered 503 before decoding: what they decode to did not fit the queue's memory share.",
         &s.requests_refused_memory,
+    );
+    one(
+        "chokepoint_snapshots_written_total",
+        "counter",
+        "State snapshots written to the state directory.",
+        &s.snapshots_written,
+    );
+    one(
+        "chokepoint_snapshots_failed_total",
+        "counter",
+        "State snapshots that could not be written (see the log): history since the last one would be lost at a restart.",
+        &s.snapshots_failed,
     );
     one(
         "chokepoint_traces_completed_total",

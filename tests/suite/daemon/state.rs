@@ -268,3 +268,80 @@ fn a_flood_of_names_over_time_stays_inside_the_memory_budget() {
     assert!(bytes > 0 && bytes <= budget, "restored: {bytes} > {budget}");
     assert_eq!(d.get("/graph?window=1h")["spans"], 20_000);
 }
+
+/// Two daemons on one state directory overwrote each other's history (whichever stopped
+/// last won); a symlink at the temporary file's name had a snapshot overwrite a file outside
+/// the directory; failed snapshots were only a log line. Now the second daemon is refused
+/// at start with one clear line, the link is removed rather than followed, and snapshots
+/// are counted.
+#[test]
+fn a_state_directory_is_one_daemons_and_its_snapshots_follow_no_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let outside = dir.path().join("outside.txt");
+    std::fs::write(&outside, "keep me").unwrap();
+    std::os::unix::fs::symlink(&outside, state.join("state.bin.tmp")).unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[state]\ndir = \"{}\"\nsnapshot_interval = \"1s\"\n",
+            state.display()
+        ),
+    )
+    .unwrap();
+    let cfg_s = cfg.to_str().unwrap();
+    let d = Daemon::start(&["--config", cfg_s]);
+    d.wait_for("a snapshot written", |d| {
+        d.metric("chokepoint_snapshots_written_total") >= 1
+    });
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "keep me");
+    assert!(state.join("state.bin").is_file());
+    // A second daemon on the same directory.
+    let mut second = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .args(["serve", "--config", cfg_s])
+        .args([
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--api-listen",
+            "127.0.0.1:0",
+            "--api-grpc-listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = second.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = second.kill();
+            panic!("a second daemon on the same state directory kept running");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success());
+    assert!(
+        err.contains("another chokepoint uses this state directory"),
+        "{err}"
+    );
+    assert_eq!(d.metric("chokepoint_snapshots_failed_total"), 0);
+    // A state "directory" that is a file: its cause said once, not three times.
+    let out = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .args(["serve", "--state-dir", outside.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(err.matches("os error").count(), 1, "{err}");
+}
