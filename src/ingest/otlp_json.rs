@@ -413,7 +413,7 @@ pub fn decode_id(s: &str, want: usize) -> Result<Vec<u8>, SpanError> {
     if s.is_empty() {
         return Ok(Vec::new());
     }
-    let is_hex = s.len() % 2 == 0 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let is_hex = s.len().is_multiple_of(2) && s.bytes().all(|b| b.is_ascii_hexdigit());
     if is_hex && (s.len() == want * 2 || !looks_base64_of(s, want)) {
         return decode_hex(s).ok_or_else(|| SpanError::BadId(s.to_owned()));
     }
@@ -437,7 +437,7 @@ pub fn decode_hex(s: &str) -> Option<Vec<u8>> {
         }
     }
     let b = s.as_bytes();
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return None;
     }
     b.chunks_exact(2)
