@@ -5,7 +5,10 @@
 //! - the TLS handshake and the request head must arrive within `header_read_timeout`;
 //! - a connection on which nothing moves either way for `idle_timeout` is closed (HTTP/2
 //!   clients stay: the gRPC server pings them, which is traffic);
-//! - past `max_connections` a new connection is closed at once and counted.
+//! - past `max_connections` a new connection is closed at once and counted, and so is one
+//!   from an address that holds three quarters of them already: one peer's flood (even of
+//!   connections it drops and makes again) leaves a quarter for everyone else, the
+//!   kubelet's probes and the exporters that open a connection per request.
 
 use std::future::Future;
 use std::io;
@@ -170,10 +173,53 @@ impl AsyncWrite for Conn {
     }
 }
 
+/// A connection's place while it is open: one of the listener's `max_connections`, and one
+/// of its peer's share of them.
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    _peer: PeerSlot,
+}
+
+type Peers = Arc<std::sync::Mutex<rustc_hash::FxHashMap<std::net::IpAddr, usize>>>;
+
+/// One connection of one peer address, given back when dropped.
+struct PeerSlot {
+    peers: Peers,
+    ip: std::net::IpAddr,
+}
+
+impl PeerSlot {
+    /// A place for `ip`, unless it holds `most` already.
+    fn take(peers: &Peers, ip: std::net::IpAddr, most: usize) -> Option<PeerSlot> {
+        let mut m = peers.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(ip).or_default();
+        if *n >= most {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            peers: peers.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut m = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// A connection as tonic takes it, holding its place under `max_connections` while open.
 pub struct GrpcConn {
     io: IdleIo<Conn>,
-    _slot: OwnedSemaphorePermit,
+    _slot: Slot,
 }
 
 impl tonic::transport::server::Connected for GrpcConn {
@@ -221,14 +267,16 @@ async fn accept_loop<F, Fut>(
     mut stop: watch::Receiver<bool>,
     serve: F,
 ) where
-    F: Fn(IdleIo<Conn>, OwnedSemaphorePermit, watch::Receiver<bool>) -> Fut + Send + Sync + 'static,
+    F: Fn(IdleIo<Conn>, Slot, watch::Receiver<bool>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let peers = Peers::default();
+    let per_peer = (limits.max_connections - limits.max_connections / 4).max(1);
     let serve = Arc::new(serve);
     let mut tasks = tokio::task::JoinSet::new();
     loop {
-        let (tcp, _) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) => {
@@ -241,10 +289,19 @@ async fn accept_loop<F, Fut>(
             _ = stopped(&mut stop) => break,
         };
         while tasks.try_join_next().is_some() {}
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
             stats.refused.fetch_add(1, Ordering::Relaxed);
             drop(tcp);
             continue;
+        };
+        let Some(peer) = PeerSlot::take(&peers, peer.ip(), per_peer) else {
+            stats.refused.fetch_add(1, Ordering::Relaxed);
+            drop(tcp);
+            continue;
+        };
+        let slot = Slot {
+            _permit: permit,
+            _peer: peer,
         };
         let _ = tcp.set_nodelay(true);
         let (tls, stats, serve, stop) = (tls.clone(), stats.clone(), serve.clone(), stop.clone());

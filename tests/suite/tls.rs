@@ -187,6 +187,45 @@ fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
 /// Issue 10: 400 half-open connections were held for 30 s. Silent clients, a dribbled
 /// request head and an idle keep-alive connection are now closed, on the HTTP and gRPC
 /// ports, and counted; past max_connections, new connections are closed at once.
+/// The connection cap was the listener's alone: one address reconnecting as fast as it was
+/// cut took every slot, and `/readyz` (kubelet's probes share the port) failed 12 polls in
+/// 20. An address may now hold three quarters of the slots; the rest stay for others.
+#[test]
+fn one_peer_cannot_take_every_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "[api]\nmax_connections = 4\n");
+    let d = Daemon::start(&["--config", &cfg]);
+    let api = d.api.trim_start_matches("http://").to_owned();
+    let held: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(&api).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let ask = |s: &mut TcpStream| {
+        let _ =
+            s.write_all(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    // A fourth from the same address is closed unanswered...
+    let mut fourth = TcpStream::connect(&api).unwrap();
+    assert_eq!(ask(&mut fourth), "");
+    // ...while another address still gets in.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let other = rt.block_on(async {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        sock.connect(api.parse().unwrap())
+            .await
+            .unwrap()
+            .into_std()
+            .unwrap()
+    });
+    other.set_nonblocking(false).unwrap();
+    let mut other = other;
+    assert!(ask(&mut other).contains("ready"));
+    drop(held);
+}
+
 /// A silent client on a plaintext gRPC port was held for the whole idle timeout (two
 /// minutes), not cut at `header_read_timeout` as on the HTTP ports: 1,024 of them kept every
 /// exporter out. Both gRPC listeners now cut it there.
