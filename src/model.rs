@@ -151,11 +151,12 @@ impl Interner {
         } else {
             s
         };
-        // Control characters (escapes, CR, NUL) are shown as U+FFFD: names reach terminals
-        // and Markdown, where an ESC sequence retitled the terminal.
         if let Some(&sym) = self.map.get(s) {
             return sym;
         }
+        // Control characters (escapes, CR, NUL) are shown as U+FFFD: names reach terminals
+        // and Markdown, where an ESC sequence retitled the terminal. (A name with none was
+        // looked up above; a cleaned one may be known under its clean form.)
         let cleaned;
         let s = if s.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2)
             && s.chars().any(char::is_control)
@@ -164,13 +165,13 @@ impl Interner {
                 .chars()
                 .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
                 .collect::<String>();
+            if let Some(&sym) = self.map.get(cleaned.as_str()) {
+                return sym;
+            }
             cleaned.as_str()
         } else {
             s
         };
-        if let Some(&sym) = self.map.get(s) {
-            return sym;
-        }
         let cost = Self::name_cost(s);
         if self.names.len() >= max || self.cost.saturating_add(cost) > max_bytes {
             self.overflowed += 1;

@@ -77,7 +77,6 @@ impl Local {
         let mut next = Local::new(max_names);
         next.retired = std::mem::take(&mut self.retired);
         next.retired.push(self.space);
-        next.norm.time_limits = self.norm.time_limits;
         *self = next;
     }
 }

@@ -3,18 +3,24 @@
 
 use super::*;
 
-#[test]
-fn state_survives_kill_9_and_sigterm_drains_everything() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("c.toml");
+/// A configuration in `dir` that snapshots `state` every second.
+fn snapshot_every_second(dir: &std::path::Path, state: &std::path::Path) -> std::path::PathBuf {
+    let cfg = dir.join("c.toml");
     std::fs::write(
         &cfg,
         format!(
             "[state]\ndir = \"{}\"\nsnapshot_interval = \"1s\"\n",
-            dir.path().join("state").display()
+            state.display()
         ),
     )
     .unwrap();
+    cfg
+}
+
+#[test]
+fn state_survives_kill_9_and_sigterm_drains_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = snapshot_every_second(dir.path(), &dir.path().join("state"));
     let cfg_s = cfg.to_str().unwrap();
     let spans_in_graph = |d: &Daemon| d.get("/graph?window=1h")["spans"].as_u64().unwrap();
     // Run 1: data in, wait for a snapshot that has it, then kill -9.
@@ -70,15 +76,7 @@ fn state_survives_kill_9_and_sigterm_drains_everything() {
 fn a_bad_snapshot_is_moved_aside_and_the_daemon_starts_empty() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let cfg = dir.path().join("c.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[state]\ndir = \"{}\"\nsnapshot_interval = \"1s\"\n",
-            state.display()
-        ),
-    )
-    .unwrap();
+    let cfg = snapshot_every_second(dir.path(), &state);
     let cfg_s = cfg.to_str().unwrap();
     // A good snapshot to damage.
     let mut d = Daemon::start(&["--config", cfg_s]);
@@ -282,15 +280,7 @@ fn a_state_directory_is_one_daemons_and_its_snapshots_follow_no_link() {
     let outside = dir.path().join("outside.txt");
     std::fs::write(&outside, "keep me").unwrap();
     std::os::unix::fs::symlink(&outside, state.join("state.bin.tmp")).unwrap();
-    let cfg = dir.path().join("c.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[state]\ndir = \"{}\"\nsnapshot_interval = \"1s\"\n",
-            state.display()
-        ),
-    )
-    .unwrap();
+    let cfg = snapshot_every_second(dir.path(), &state);
     let cfg_s = cfg.to_str().unwrap();
     let d = Daemon::start(&["--config", cfg_s]);
     d.wait_for("a snapshot written", |d| {
