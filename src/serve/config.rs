@@ -35,6 +35,9 @@ bearer_token_file = ""
 header_read_timeout = "10s"
 idle_timeout = "2m"
 max_connections = 1024
+# An export must arrive whole within request_timeout, body included (HTTP answers 408, gRPC
+# DEADLINE_EXCEEDED): a client dribbling a body a byte at a time is cut off.
+request_timeout = "60s"
 
 [receivers.tls]
 # TLS for both OTLP receivers: PEM certificate chain and private key (both empty: plain
@@ -179,6 +182,7 @@ pub struct RawReceivers {
     pub header_read_timeout: Option<String>,
     pub idle_timeout: Option<String>,
     pub max_connections: Option<usize>,
+    pub request_timeout: Option<String>,
     #[serde(default)]
     pub tls: RawTls,
 }
@@ -272,6 +276,8 @@ pub struct Config {
     /// TLS and connection limits: the receivers' and the API's.
     pub receivers_tls: Option<TlsFiles>,
     pub receivers_limits: Limits,
+    /// How long one export may take, body included, on both OTLP receivers.
+    pub receivers_request_timeout: Duration,
     pub api_tls: Option<TlsFiles>,
     pub api_limits: Limits,
     pub export: ExportConfig,
@@ -581,6 +587,19 @@ impl Config {
                 &r.idle_timeout,
                 r.max_connections,
             )?,
+            receivers_request_timeout: {
+                let t = dur(
+                    "receivers.request_timeout",
+                    r.request_timeout.as_deref().unwrap_or("60s"),
+                )?;
+                if t < Duration::from_secs(1) {
+                    return Err(ConfigError::Invalid {
+                        key: "receivers.request_timeout",
+                        message: "must be at least 1s".into(),
+                    });
+                }
+                t
+            },
             api_tls: tls_files("api.tls", &raw.api.tls)?,
             api_limits: limits(
                 &[

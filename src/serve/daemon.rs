@@ -354,9 +354,6 @@ struct Receivers {
 /// few (one per export in flight).
 const GRPC_STREAMS: u32 = 32;
 
-/// A gRPC export must finish within this, body included, as an OTLP/HTTP one must.
-const REQUEST_DEADLINE: Duration = crate::serve::receive::http::REQUEST_DEADLINE;
-
 fn spawn_receivers(
     cfg: &Config,
     grpc_l: TcpListener,
@@ -373,7 +370,11 @@ fn spawn_receivers(
     let sub = Submitter::new(batches, stats.clone(), cfg.max_request_bytes, limits);
     let (stop, stop_rx) = watch::channel(false);
     let grpc = tokio::spawn({
-        let svc = crate::serve::receive::grpc::service(sub.clone(), guards.ingest_token.clone());
+        let svc = crate::serve::receive::grpc::service(
+            sub.clone(),
+            guards.ingest_token.clone(),
+            cfg.receivers_request_timeout,
+        );
         let grpc_stats = stats.clone();
         let s = stopped(stop_rx.clone());
         let incoming = grpc_incoming(
@@ -389,10 +390,9 @@ fn spawn_receivers(
             tonic::transport::Server::builder()
                 .initial_stream_window_size(Some(4 << 20))
                 .initial_connection_window_size(Some(16 << 20))
-                // Streams per connection, and a deadline per export as OTLP/HTTP's: one
-                // connection held 20,000 open streams, and unfinished messages for ever.
+                // Streams per connection (one connection held 20,000 open streams); the
+                // service itself cuts an export not whole within `request_timeout`.
                 .max_concurrent_streams(Some(GRPC_STREAMS))
-                .timeout(REQUEST_DEADLINE)
                 .http2_keepalive_interval(Some(Duration::from_secs(30)))
                 .http2_keepalive_timeout(Some(Duration::from_secs(10)))
                 .layer(tower::util::MapResponseLayer::new(move |r| {
@@ -409,7 +409,11 @@ fn spawn_receivers(
         guards.http_tls.clone(),
         cfg.receivers_limits,
         stats.receivers_conns.clone(),
-        crate::serve::receive::http::router(sub, guards.ingest_token.clone()),
+        crate::serve::receive::http::router(
+            sub,
+            guards.ingest_token.clone(),
+            cfg.receivers_request_timeout,
+        ),
         stop_rx,
     )));
     Receivers { grpc, http, stop }

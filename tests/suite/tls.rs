@@ -324,3 +324,109 @@ fn slow_and_silent_clients_are_timed_out_and_connections_capped() {
             })
     });
 }
+
+/// The hostile round's #11: one gRPC connection held 20,000 open streams, and an export whose
+/// message never finished was held for ever (only the idle timeout cut HTTP, and gRPC's pings
+/// kept even that away). Both gRPC ports now offer 32 streams per connection, and an export
+/// must be whole within `receivers.request_timeout` on both OTLP receivers.
+#[test]
+fn grpc_streams_are_capped_and_an_unfinished_export_is_cut_at_the_request_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "[receivers]\nrequest_timeout = \"2s\"\n");
+    let d = Daemon::start(&["--config", &cfg]);
+    // The server's first SETTINGS frame names its stream limit (SETTINGS_MAX_CONCURRENT_STREAMS).
+    for addr in [
+        d.grpc.clone(),
+        d.api_grpc.trim_start_matches("http://").into(),
+    ] {
+        assert_eq!(max_concurrent_streams(&addr), Some(32), "{addr}");
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let started = Instant::now();
+    let status = rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(&d.grpc).await.unwrap();
+        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        let mut client = client.ready().await.unwrap();
+        let req = http::Request::post(format!(
+            "http://{}/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            d.grpc
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+        let (answer, mut body) = client.send_request(req, false).unwrap();
+        // A message announcing 1,000 bytes, ten of them sent, and then nothing.
+        let mut part = vec![0u8, 0, 0, 0x03, 0xe8];
+        part.extend_from_slice(&[0x0a; 10]);
+        body.send_data(part.into(), false).unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(20), answer)
+            .await
+            .expect("no answer: the unfinished export was held past the request timeout")
+            .unwrap();
+        let (head, mut rest) = answer.into_parts();
+        match head.headers.get("grpc-status") {
+            Some(s) => s.to_str().unwrap().to_owned(),
+            None => {
+                let trailers = rest.trailers().await.unwrap().unwrap_or_default();
+                trailers["grpc-status"].to_str().unwrap().to_owned()
+            }
+        }
+    });
+    assert_eq!(status, "4", "gRPC DEADLINE_EXCEEDED");
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    // OTLP/HTTP: a body that stops short is answered 408 at the same limit.
+    let mut http = TcpStream::connect(&d.http).unwrap();
+    http.write_all(
+        b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n\
+          Content-Length: 1000\r\n\r\n0123456789",
+    )
+    .unwrap();
+    http.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut answer = [0u8; 64];
+    let n = http.read(&mut answer).unwrap_or(0);
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    // Neither cut touched the next exporter.
+    let reqs = shop(Scenario::Healthy, 20);
+    let n: u64 = reqs
+        .iter()
+        .map(|r| chokepoint::ingest::batch::span_count(&r.resource_spans))
+        .sum();
+    let _guard = rt.enter();
+    let endpoint = format!("http://{}", d.grpc);
+    export_with_sdk(&reqs, || {
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint.clone())
+            .build()
+            .unwrap()
+    });
+    d.wait_for("the exporter's spans", |d| {
+        d.metric("chokepoint_spans_analysed_total") >= n
+    });
+}
+
+/// SETTINGS_MAX_CONCURRENT_STREAMS from a server's first SETTINGS frame, read off the wire.
+fn max_concurrent_streams(addr: &str) -> Option<u32> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+    s.write_all(&[0, 0, 0, 0x04, 0, 0, 0, 0, 0]).unwrap(); // an empty SETTINGS
+    loop {
+        let mut head = [0u8; 9];
+        s.read_exact(&mut head).ok()?;
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let mut payload = vec![0u8; len];
+        s.read_exact(&mut payload).ok()?;
+        // SETTINGS, not an acknowledgement.
+        if head[3] == 0x04 && head[4] & 1 == 0 {
+            return payload.chunks_exact(6).find_map(|p| {
+                (u16::from_be_bytes([p[0], p[1]]) == 0x3)
+                    .then(|| u32::from_be_bytes([p[2], p[3], p[4], p[5]]))
+            });
+        }
+    }
+}

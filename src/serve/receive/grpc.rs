@@ -27,6 +27,8 @@ use std::sync::atomic::Ordering;
 #[derive(Clone)]
 pub struct TraceServer {
     sub: Arc<Submitter>,
+    /// `receivers.request_timeout`: an export must be whole within it, body included.
+    deadline: std::time::Duration,
 }
 
 impl NamedService for TraceServer {
@@ -57,6 +59,7 @@ where
             });
         }
         let sub = self.sub.clone();
+        let deadline = self.deadline;
         Box::pin(async move {
             let mut accept = EnabledCompressionEncodings::default();
             accept.enable(CompressionEncoding::Gzip);
@@ -66,7 +69,16 @@ where
             let mut grpc = Grpc::new(RawCodec)
                 .apply_compression_config(accept, EnabledCompressionEncodings::default())
                 .apply_max_message_size_config(Some(max), None);
-            Ok(grpc.unary(Export(sub), req).await)
+            // tonic's own timeout answers CANCELLED, as if the client had given up.
+            match tokio::time::timeout(deadline, grpc.unary(Export(sub.clone()), req)).await {
+                Ok(answer) => Ok(answer),
+                Err(_) => {
+                    let cut = &sub.stats.receivers_conns.timed_out;
+                    cut.fetch_add(1, Ordering::Relaxed);
+                    let message = format!("export not received within {deadline:?}");
+                    Ok(Status::deadline_exceeded(message).into_http())
+                }
+            }
         })
     }
 }
@@ -127,8 +139,12 @@ impl UnaryService<Bytes> for Export {
 pub fn service(
     sub: Submitter,
     token: Option<crate::serve::auth::Token>,
+    deadline: std::time::Duration,
 ) -> InterceptedService<TraceServer, crate::serve::auth::Bearer> {
-    let server = TraceServer { sub: Arc::new(sub) };
+    let server = TraceServer {
+        sub: Arc::new(sub),
+        deadline,
+    };
     InterceptedService::new(server, crate::serve::auth::Bearer(token))
 }
 

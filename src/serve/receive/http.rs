@@ -42,7 +42,11 @@ impl Encoding {
     }
 }
 
-pub fn router(sub: Submitter, token: Option<crate::serve::auth::Token>) -> Router {
+pub fn router(
+    sub: Submitter,
+    token: Option<crate::serve::auth::Token>,
+    deadline: std::time::Duration,
+) -> Router {
     // Compressed bodies can't be larger than their content; the decompressed size is
     // checked separately.
     let limit = sub.max_request_bytes;
@@ -50,7 +54,7 @@ pub fn router(sub: Submitter, token: Option<crate::serve::auth::Token>) -> Route
         .route("/v1/traces", post(export))
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
-            sub.stats.clone(),
+            (sub.stats.clone(), deadline),
             within_deadline,
         ))
         // The token is checked before the body is read or anything counted.
@@ -61,16 +65,17 @@ pub fn router(sub: Submitter, token: Option<crate::serve::auth::Token>) -> Route
         .with_state(sub)
 }
 
-/// How long a request may take, its body included: a client dribbling a body a byte at a
-/// time (which the idle timeout alone would let live) is cut off.
-pub const REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
-
+/// A request must be whole within `receivers.request_timeout`, its body included: a client
+/// dribbling a body a byte at a time (which the idle timeout alone would let live) is cut off.
 async fn within_deadline(
-    State(stats): State<std::sync::Arc<crate::serve::stats::Stats>>,
+    State((stats, deadline)): State<(
+        std::sync::Arc<crate::serve::stats::Stats>,
+        std::time::Duration,
+    )>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    match tokio::time::timeout(REQUEST_DEADLINE, next.run(req)).await {
+    match tokio::time::timeout(deadline, next.run(req)).await {
         Ok(r) => r,
         Err(_) => {
             stats
@@ -79,10 +84,7 @@ async fn within_deadline(
                 .fetch_add(1, Ordering::Relaxed);
             (
                 StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "request not received within {}s",
-                    REQUEST_DEADLINE.as_secs()
-                ),
+                format!("request not received within {deadline:?}"),
             )
                 .into_response()
         }
