@@ -168,10 +168,27 @@ impl Assembler {
         self.spans_held += 1;
         if entry.last_touch != now {
             entry.last_touch = now;
+            let back = self.touched.back().map_or(0, |&(t, _)| t);
             self.touched.push_back((now, id));
+            if now < back {
+                self.clock_went_back(now);
+            }
         }
         if self.touched.len() > 2 * self.cfg.max_spans.max(16) {
             self.compact();
+        }
+    }
+
+    /// The caller's clock went back (replay's, set wrong by a span years ahead): each trace
+    /// held is restamped as touched `now`, in the order it was, so it gets a whole idle time
+    /// on the new clock instead of blocking the queue, ahead of it, until the end of input.
+    fn clock_went_back(&mut self, now: u64) {
+        self.compact();
+        for (t, id) in self.touched.iter_mut() {
+            *t = now;
+            if let Some(p) = self.pending.get_mut(id) {
+                p.last_touch = now;
+            }
         }
     }
 

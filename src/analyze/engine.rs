@@ -97,17 +97,28 @@ impl Analyzer {
 
 /// Moves replay's clock `watermark` to `end_ns`. One span with an absurd end time must not
 /// complete every pending trace: a jump of more than an hour counts only once a hundred spans
-/// in a row agree.
-fn advance(watermark: &mut u64, jumps: &mut u32, end_ns: u64) -> u64 {
-    if *watermark == 0 || end_ns <= watermark.saturating_add(Engine::MAX_JUMP_NS) {
+/// in a row agree. The clock goes back the same way, so that a first span years ahead does
+/// not pin it there (every trace after it would complete as soon as it was seen).
+/// `run` counts the spans in a row that disagree: above zero ahead of the clock, below it
+/// behind.
+fn advance(watermark: &mut u64, run: &mut i32, end_ns: u64) -> u64 {
+    const AGREE: i32 = 100;
+    let ahead = end_ns > watermark.saturating_add(Engine::MAX_JUMP_NS);
+    let behind = end_ns.saturating_add(Engine::MAX_JUMP_NS) < *watermark;
+    if *watermark == 0 || !(ahead || behind) {
         *watermark = (*watermark).max(end_ns);
-        *jumps = 0;
-    } else {
-        *jumps += 1;
-        if *jumps >= 100 {
-            *watermark = end_ns;
-            *jumps = 0;
-        }
+        *run = 0;
+        return *watermark;
+    }
+    *run = match (ahead, *run) {
+        (true, r) if r > 0 => r + 1,
+        (true, _) => 1,
+        (false, r) if r < 0 => r - 1,
+        (false, _) => -1,
+    };
+    if run.abs() >= AGREE {
+        *watermark = end_ns;
+        *run = 0;
     }
     *watermark
 }
@@ -120,8 +131,9 @@ pub struct Engine {
     analyzer: Analyzer,
     /// Latest span end seen: replay's clock.
     watermark: u64,
-    /// Spans in a row that would have moved the watermark more than [`Engine::MAX_JUMP_NS`].
-    jumps: u32,
+    /// Spans in a row more than [`Engine::MAX_JUMP_NS`] ahead of the watermark (above zero) or
+    /// behind it (below zero); see [`advance`].
+    jumps: i32,
     report: BatchReport,
 }
 
@@ -364,5 +376,28 @@ mod tests {
             (2, 0),
             "trace 1 stayed whole"
         );
+    }
+
+    /// The hostile round: a first span years ahead pinned replay's clock there, so no trace
+    /// after it went idle: all were held until the end, and past the in-flight limit evicted.
+    #[test]
+    fn a_first_span_years_ahead_does_not_pin_the_clock() {
+        let mut e = Engine::new(EngineConfig::default());
+        e.normalizer.time_limits.max_duration_ns = u64::MAX;
+        let t0 = 1_700_000_000_000_000_000u64;
+        let years = 10 * 365 * 86_400 * 1_000_000_000u64;
+        let mut r = BatchReport::default();
+        e.ingest(&batch(200, 1, None, t0 + years, t0 + years + 1_000), &mut r);
+        // 150 two-span traces a second apart, each span in its own batch.
+        for t in 1..=150u8 {
+            let at = t0 + u64::from(t) * 1_000_000_000;
+            e.ingest(&batch(t, 1, None, at, at + 1_000), &mut r);
+            e.ingest(&batch(t, 2, Some(1), at + 10, at + 500), &mut r);
+        }
+        let (held, _) = e.in_flight();
+        assert!(held <= 110, "{held} traces still held");
+        e.finish();
+        let g = e.graph();
+        assert_eq!((g.traces, g.fragmented_traces), (151, 0));
     }
 }

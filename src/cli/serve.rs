@@ -20,8 +20,11 @@ fn load_config(path: Option<&PathBuf>, o: &Overrides) -> Result<Config> {
             .with_context(|| format!("cannot read config {}", p.display()))?,
         None => String::new(),
     };
-    let where_ = path.map_or("built-in defaults".to_owned(), |p| p.display().to_string());
-    Config::from_toml(&text, o).with_context(|| format!("invalid configuration in {where_}"))
+    // With no file, the fault is in a flag or the environment, and the error names its key.
+    Config::from_toml(&text, o).with_context(|| match path {
+        Some(p) => format!("invalid configuration in {}", p.display()),
+        None => "invalid configuration".to_owned(),
+    })
 }
 
 pub fn validate(a: ValidateArgs) -> Result<ExitCode> {

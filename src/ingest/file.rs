@@ -208,10 +208,17 @@ fn sniff(path: &Path, r: &mut dyn BufRead) -> Result<Format, FileError> {
             return Ok(Format::Empty);
         }
         // A serialized ExportTraceServiceRequest starts with 0x0a (field 1, length-delimited),
-        // which is also '\n': it is protobuf unless JSON follows the whitespace.
+        // which is also '\n': it is protobuf unless JSON follows the whitespace. A first
+        // ResourceSpans of 91 or 123 bytes puts a '[' or '{' there too, so the head must
+        // also read as text: JSON holds no raw control characters, protobuf's tags and
+        // lengths soon do.
         if buf[0] == 0x0a {
             let next = buf.iter().find(|b| !b.is_ascii_whitespace());
-            if !matches!(next, Some(b'{' | b'[') | None) {
+            let text = buf
+                .iter()
+                .take(256)
+                .all(|&b| b >= 0x20 || matches!(b, b'\t' | b'\n' | b'\r'));
+            if !matches!(next, Some(b'{' | b'[') | None) || !text {
                 return Ok(Format::OtlpProto);
             }
         }
@@ -630,6 +637,42 @@ mod tests {
         for bytes in [&b""[..], b"  \n\n"] {
             let (s, _) = read(bytes);
             assert!(s.problems[0].message.contains("empty"), "{:?}", s.problems);
+        }
+    }
+
+    /// The hostile round: protobuf whose first `ResourceSpans` is 91 or 123 bytes long starts
+    /// `0a 5b` or `0a 7b`, "\n[" or "\n{", and was read as JSON (and refused).
+    #[test]
+    fn protobuf_whose_first_length_is_a_bracket_is_still_protobuf() {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+        use prost::Message;
+        for want in [91usize, 123] {
+            let rs = (0..200)
+                .map(|k| ResourceSpans {
+                    scope_spans: vec![ScopeSpans {
+                        spans: vec![Span {
+                            trace_id: vec![1; 16],
+                            span_id: vec![2; 8],
+                            name: "x".repeat(k),
+                            kind: 2,
+                            start_time_unix_nano: 1_700_000_000_000_000_000,
+                            end_time_unix_nano: 1_700_000_000_100_000_000,
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                })
+                .find(|rs| rs.encoded_len() == want)
+                .unwrap();
+            let bytes = ExportTraceServiceRequest {
+                resource_spans: vec![rs],
+            }
+            .encode_to_vec();
+            assert_eq!(bytes[1], want as u8);
+            let (s, batches) = read(&bytes);
+            assert_eq!((batches, s.problems.len()), (1, 0), "{:?}", s.problems);
         }
     }
 }

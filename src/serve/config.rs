@@ -768,7 +768,7 @@ mod tests {
             ..Default::default()
         };
         assert!(Config::from_toml("", &bad).is_err());
-        assert_eq!(known_keys().len(), 44);
+        assert_eq!(known_keys().len(), 45);
     }
 
     #[test]
