@@ -60,10 +60,11 @@ pub fn router(state: ApiState) -> Router {
     let open = Router::new()
         .route("/", get(crate::api::dashboard::index))
         .route("/ui/{file}", get(crate::api::dashboard::asset))
-        .route("/ui-config", get(ui_config))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz));
+    // `/ui-config` holds `api.trace_url`, which may name an internal host.
     let data = Router::new()
+        .route("/ui-config", get(ui_config))
         .route("/findings", get(findings))
         .route("/findings/history", get(finding_history))
         .route("/capacity", get(capacity))

@@ -99,6 +99,14 @@ fn tokens_keep_strangers_out_and_the_api_checks_host() {
         200
     );
     assert_eq!(api_get("/healthz", None, None).status(), 200);
+    // The hostile round: /ui-config was open, and showed `api.trace_url` (an internal
+    // tracing host) to anyone. It is data now; the page shell stays open to ask for the token.
+    assert_eq!(api_get("/ui-config", None, None).status(), 401);
+    assert_eq!(
+        api_get("/ui-config", Some("Bearer api-s3cret"), None).status(),
+        200
+    );
+    assert_eq!(api_get("/", None, None).status(), 200);
     // DNS rebinding: a foreign Host is refused; configured names and IPs answer.
     let bad = api_get("/healthz", None, Some("evil.example"));
     assert_eq!(bad.status(), 421);
