@@ -18,7 +18,9 @@ use rustc_hash::FxHashMap;
 pub struct TraceId(pub [u8; 16]);
 
 /// A 64-bit span id.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, serde::Serialize, serde::Deserialize,
+)]
 pub struct SpanId(pub [u8; 8]);
 
 macro_rules! hex_id {
@@ -276,7 +278,19 @@ pub fn stable_combine(h: u64, x: u64) -> u64 {
 /// Zipkin without `kind`), and the graph then falls back on service boundaries.
 #[derive(strum::IntoStaticStr, strum::EnumString)]
 #[strum(serialize_all = "lowercase")]
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default, PartialOrd, Ord)]
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Debug,
+    Default,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub enum SpanKind {
     #[default]
     Unspecified,
@@ -372,7 +386,7 @@ impl NodeKey {
 
 /// The far side of a client, producer or consumer span that is not (or not necessarily)
 /// instrumented: a database, a broker or an external HTTP peer.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Peer {
     pub node: NodeKey,
     /// The address this span talked to (`host:port`); distinct addresses are the peer's
@@ -388,7 +402,7 @@ pub struct Peer {
 }
 
 /// A span link: messaging and batch consumers use links instead of parents.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Link {
     pub trace_id: TraceId,
     pub span_id: SpanId,
@@ -396,7 +410,7 @@ pub struct Link {
 
 /// One normalized span. Times are Unix nanoseconds; `end_ns >= start_ns` is guaranteed by
 /// normalization.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Span {
     pub trace_id: TraceId,
     pub span_id: SpanId,

@@ -17,6 +17,8 @@ use crate::model::Span;
 use crate::report::finding::Context;
 use crate::report::findings::compute;
 
+pub mod spill;
+
 /// Told how loading goes, for progress display. Both methods default to nothing.
 pub trait LoadObserver {
     /// Raw bytes read so far over all files of this load.
@@ -38,6 +40,9 @@ pub struct LoadSummary {
     pub spans_seen: u64,
     pub spans_accepted: u64,
     pub spans_rejected: u64,
+    /// Spans set aside on disk to assemble traces whole (`Completion::AtEnd` past the
+    /// in-flight limits), and what that lost if the disk failed.
+    pub spilled: crate::analyze::engine::SpillStats,
 }
 
 impl LoadSummary {
@@ -62,6 +67,16 @@ pub fn load_files(
     engine.finish();
     for i in engine.take_issue_details() {
         out.problem(i);
+    }
+    out.spilled = std::mem::take(&mut engine.spill_stats);
+    if let Some(e) = &out.spilled.error {
+        let what = match out.spilled.spans_lost {
+            0 => {
+                "traces past the in-flight limits were completed early, and may be split".to_owned()
+            }
+            n => format!("{n} spans lost; the rest were analysed"),
+        };
+        out.problem(format!("{e} ({what})"));
     }
     out
 }
@@ -104,6 +119,7 @@ const GROUP_BATCHES: usize = 1024;
 /// order, so the outcome is the same as reading inline.
 fn load(engine: &mut Engine, paths: &[PathBuf], obs: &mut dyn LoadObserver) -> LoadSummary {
     let mut out = LoadSummary::default();
+    engine.spill_with(spill::on_disk());
     let limits = LocalLimits {
         time: engine.time_limits(),
         max_names: engine.interner().capacity_limit(),

@@ -82,6 +82,33 @@ impl Assembler {
             + self.touched.capacity() * std::mem::size_of::<(u64, TraceId)>()
     }
 
+    pub fn config(&self) -> AssemblerConfig {
+        self.cfg
+    }
+
+    /// Every span held, taken out without completing its trace (replay moving them to disk),
+    /// trace by trace in the order they were first touched.
+    pub fn take_held(&mut self) -> Vec<Span> {
+        let mut out = Vec::with_capacity(self.spans_held);
+        while let Some((t, id)) = self.touched.pop_front() {
+            if self.pending.get(&id).is_some_and(|p| p.last_touch == t) {
+                if let Some(p) = self.pending.remove(&id) {
+                    out.extend(p.spans);
+                }
+            }
+        }
+        // Anything left (should be nothing) in a deterministic order.
+        let mut rest: Vec<TraceId> = self.pending.keys().copied().collect();
+        rest.sort_unstable();
+        for id in rest {
+            if let Some(p) = self.pending.remove(&id) {
+                out.extend(p.spans);
+            }
+        }
+        self.spans_held = 0;
+        out
+    }
+
     pub fn traces_in_flight(&self) -> usize {
         self.pending.len()
     }

@@ -17,9 +17,25 @@ use crate::ingest::Normalizer;
 use crate::model::problem::BatchReport;
 use crate::model::{Interner, Span};
 
+/// When replay takes a trace to be complete. The daemon completes traces on its own clock
+/// (`trace_idle` after their last span arrived), whatever this says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Completion {
+    /// At the end of the input: every span of a trace meets the others whatever order the
+    /// files are in (concatenated per process, reversed, shuffled). Past the in-flight limits
+    /// the spans go to temporary files, split by trace id, and each part is assembled at the
+    /// end, so memory stays bounded (see [`SpanSpill`]).
+    #[default]
+    AtEnd,
+    /// Once span time has moved `trace_idle` past a trace's last span: less held, but spans
+    /// of a trace far apart in the file are split into fragments.
+    Idle,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct EngineConfig {
     pub assembler: AssemblerConfig,
+    pub completion: Completion,
     /// Width of a time window; `u64::MAX` for one window over all input.
     pub window_ns: u64,
     pub max_windows: usize,
@@ -33,6 +49,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             assembler: AssemblerConfig::default(),
+            completion: Completion::default(),
             window_ns: u64::MAX,
             max_windows: 1440,
             max_nodes: 10_000,
@@ -135,6 +152,48 @@ pub struct Engine {
     /// behind it (below zero); see [`advance`].
     jumps: i32,
     report: BatchReport,
+    completion: Completion,
+    /// Opens where spans go once more are held than the in-flight limits allow (replay sets
+    /// one; without it, the oldest trace is completed early, as in `Idle`).
+    spill_opener: Option<SpillOpener>,
+    spilled: Option<Box<dyn SpanSpill>>,
+    pub spill_stats: SpillStats,
+}
+
+/// Where `Completion::AtEnd` sets spans aside past the in-flight limits, to hand them back at
+/// the end in parts, every span of a trace in the same part, so that each part assembles into
+/// whole traces on its own. The engine does no IO: replay gives it one on disk
+/// (`replay::spill`).
+pub trait SpanSpill: Send {
+    /// Sets a span aside; an error says why it is lost.
+    fn put(&mut self, span: &Span) -> Result<(), String>;
+    /// Closes the spill and hands back its parts, each of at most `max_spans` spans where
+    /// trace ids allow.
+    fn into_parts(self: Box<Self>, max_spans: usize) -> Box<dyn Iterator<Item = SpilledPart>>;
+}
+
+/// Opens a [`SpanSpill`] when first needed; an error says why there is none.
+pub type SpillOpener = Box<dyn FnMut() -> Result<Box<dyn SpanSpill>, String> + Send>;
+
+/// One part handed back: its spans, and those of it that could not be read back.
+pub struct SpilledPart {
+    pub spans: Vec<Span>,
+    pub lost: usize,
+    pub error: Option<String>,
+}
+
+/// What replay set aside to assemble traces whole.
+#[derive(Debug, Default, Clone)]
+pub struct SpillStats {
+    /// Spans set aside (each read back once).
+    pub spans: u64,
+    /// Parts assembled one at a time at the end.
+    pub parts: u64,
+    /// Spans lost because the spill could not be written or read (disk full); the rest
+    /// were analysed. With no spill possible at all, traces past the limits are completed
+    /// early instead (counted as such).
+    pub spans_lost: u64,
+    pub error: Option<String>,
 }
 
 impl Engine {
@@ -158,6 +217,10 @@ impl Engine {
             watermark: 0,
             jumps: 0,
             report: BatchReport::default(),
+            completion: cfg.completion,
+            spill_opener: None,
+            spilled: None,
+            spill_stats: SpillStats::default(),
         }
     }
 
@@ -181,12 +244,94 @@ impl Engine {
     /// [`Engine::ingest`] for spans normalized elsewhere, already in this engine's symbols;
     /// `report` is their normalization's.
     pub fn ingest_spans(&mut self, spans: Vec<Span>, report: &BatchReport) {
+        self.report.merge(report.clone());
+        if self.completion == Completion::AtEnd {
+            self.hold(spans);
+            return;
+        }
         self.push(spans, None);
         let analyzer = &mut self.analyzer;
         let names = &self.normalizer.interner;
         self.assembler
             .expire(self.watermark, &mut |t| analyzer.complete(t, names));
-        self.report.merge(report.clone());
+    }
+
+    /// Where `Completion::AtEnd` sets spans aside past the in-flight limits.
+    pub fn spill_with(&mut self, opener: SpillOpener) {
+        self.spill_opener = Some(opener);
+    }
+
+    /// Holds spans to the end of input: in the assembler while within its limits, and from
+    /// the first batch that would pass them, in the spill (everything held moved there too).
+    fn hold(&mut self, spans: Vec<Span>) {
+        let cfg = self.assembler.config();
+        let full = self.assembler.spans_in_flight() + spans.len() > cfg.max_spans
+            || self.assembler.traces_in_flight() + spans.len().min(cfg.max_traces) > cfg.max_traces;
+        if full && self.spilled.is_none() {
+            if let Some(mut open) = self.spill_opener.take() {
+                match open() {
+                    Ok(s) => {
+                        self.spilled = Some(s);
+                        let held = self.assembler.take_held();
+                        self.spill_out(held);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot spill: traces past the in-flight limits are completed early");
+                        self.spill_stats.error = Some(format!("cannot spill to disk: {e}"));
+                    }
+                }
+            }
+        }
+        if self.spilled.is_some() {
+            self.spill_out(spans);
+            return;
+        }
+        // Within the limits, or with nowhere to spill (the assembler then completes the
+        // oldest trace early, as in `Idle`).
+        let analyzer = &mut self.analyzer;
+        let names = &self.normalizer.interner;
+        self.assembler
+            .push_batch(spans, 0, &mut |t| analyzer.complete(t, names));
+    }
+
+    fn spill_out(&mut self, spans: Vec<Span>) {
+        let Some(s) = &mut self.spilled else {
+            return;
+        };
+        for span in &spans {
+            match s.put(span) {
+                Ok(()) => self.spill_stats.spans += 1,
+                Err(e) => {
+                    self.spill_stats.spans_lost += 1;
+                    self.spill_stats
+                        .error
+                        .get_or_insert_with(|| format!("writing the spill: {e}"));
+                }
+            }
+        }
+    }
+
+    /// Assembles each spilled part on its own, one at a time.
+    fn finish_spill(&mut self) {
+        let Some(spill) = self.spilled.take() else {
+            return;
+        };
+        for part in spill.into_parts(self.assembler.config().max_spans) {
+            self.spill_stats.parts += 1;
+            if let Some(e) = part.error {
+                self.spill_lost(part.lost as u64, e);
+            }
+            let analyzer = &mut self.analyzer;
+            let names = &self.normalizer.interner;
+            let done = &mut |t| analyzer.complete(t, names);
+            self.assembler.push_batch(part.spans, 0, done);
+            self.assembler.flush(done);
+        }
+    }
+
+    fn spill_lost(&mut self, spans: u64, why: String) {
+        self.spill_stats.spans_lost += spans;
+        self.spill_stats.error.get_or_insert(why);
     }
 
     /// Assembles spans normalized elsewhere (with this engine's symbols) on the caller's
@@ -220,6 +365,7 @@ impl Engine {
         let analyzer = &mut self.analyzer;
         let names = &self.normalizer.interner;
         self.assembler.flush(&mut |t| analyzer.complete(t, names));
+        self.finish_spill();
     }
 
     /// Hands over the windows so far and starts empty ones, keeping names and node ids: a
@@ -361,7 +507,10 @@ mod tests {
 
     #[test]
     fn one_absurd_end_time_does_not_split_every_pending_trace() {
-        let mut e = Engine::new(EngineConfig::default());
+        let mut e = Engine::new(EngineConfig {
+            completion: Completion::Idle,
+            ..Default::default()
+        });
         // The door would reject this span (too long); here the clock must hold on its own.
         e.normalizer.time_limits.max_duration_ns = u64::MAX;
         let t0 = 1_700_000_000_000_000_000u64;
@@ -382,7 +531,10 @@ mod tests {
     /// after it went idle: all were held until the end, and past the in-flight limit evicted.
     #[test]
     fn a_first_span_years_ahead_does_not_pin_the_clock() {
-        let mut e = Engine::new(EngineConfig::default());
+        let mut e = Engine::new(EngineConfig {
+            completion: Completion::Idle,
+            ..Default::default()
+        });
         e.normalizer.time_limits.max_duration_ns = u64::MAX;
         let t0 = 1_700_000_000_000_000_000u64;
         let years = 10 * 365 * 86_400 * 1_000_000_000u64;

@@ -1057,12 +1057,18 @@ impl FindingsDoc {
                     p99_ms: b.p99_ms,
                 })
                 .collect(),
-            capacity: report
-                .capacity
-                .iter()
-                .filter(|c| c.node != NodeTable::OVERFLOW)
-                .map(|c| capacity_dto(c, ctx))
-                .collect(),
+            capacity: {
+                // By type and name, as the graph's nodes: node ids follow the order traces
+                // completed in, which must not show.
+                let mut v: Vec<CapacityDto> = report
+                    .capacity
+                    .iter()
+                    .filter(|c| c.node != NodeTable::OVERFLOW)
+                    .map(|c| capacity_dto(c, ctx))
+                    .collect();
+                v.sort_by(|a, b| (&a.node_type, &a.node).cmp(&(&b.node_type, &b.node)));
+                v
+            },
             first_to_saturate: report.first_to_saturate.map(|(n, f)| {
                 let name = ctx.name(n);
                 FirstToSaturateDto {

@@ -172,17 +172,34 @@ pub struct GraphArgs {
     pub engine: EngineArgs,
 }
 
+/// When a trace read from files is complete.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompletionArg {
+    /// At the end of the input, whatever order the spans are in (concatenated per-process
+    /// files, reversed, shuffled give the same findings). Past the in-flight limits, spans
+    /// are spilled to temporary files ($TMPDIR) split by trace id, and each part is
+    /// assembled at the end: memory stays bounded, and the disk holds about 100 bytes a span.
+    End,
+    /// When no span of it came for --trace-idle of span time: holds less and spills nothing,
+    /// but a file not in time order splits traces into fragments.
+    Idle,
+}
+
 /// Assembly limits shared by the commands that read traces.
 #[derive(Parser, Debug)]
 pub struct EngineArgs {
-    /// A trace is complete when no span arrived for this long, in span time (e.g. 10s, 500ms).
+    /// When a trace is complete: at the end of the input (any order), or after --trace-idle.
+    #[arg(long, value_enum, default_value_t = CompletionArg::End)]
+    pub completion: CompletionArg,
+    /// With --completion idle: a trace is complete when no span arrived for this long, in span
+    /// time (e.g. 10s, 500ms).
     #[arg(long, default_value = "10s", value_parser = parse_duration_ns)]
     pub trace_idle: u64,
-    /// Traces held in assembly at once; past it the least recently touched is completed early
-    /// (and counted).
+    /// Traces held in assembly at once; past it spans are spilled to disk (--completion end)
+    /// or the least recently touched trace is completed early (idle; counted).
     #[arg(long, default_value_t = 100_000)]
     pub max_traces_in_flight: usize,
-    /// Spans held in assembly at once, over all traces.
+    /// Spans held in assembly at once, over all traces (as for traces).
     #[arg(long, default_value_t = 2_000_000)]
     pub max_spans_in_flight: usize,
     /// Spans kept for one trace; later ones are dropped (and counted).
@@ -192,7 +209,13 @@ pub struct EngineArgs {
 
 impl EngineArgs {
     pub fn config(&self) -> EngineConfig {
-        let mut cfg = EngineConfig::default();
+        let mut cfg = EngineConfig {
+            completion: match self.completion {
+                CompletionArg::End => chokepoint::analyze::engine::Completion::AtEnd,
+                CompletionArg::Idle => chokepoint::analyze::engine::Completion::Idle,
+            },
+            ..Default::default()
+        };
         cfg.assembler.trace_idle_ns = self.trace_idle;
         cfg.assembler.max_traces = self.max_traces_in_flight;
         cfg.assembler.max_spans = self.max_spans_in_flight;

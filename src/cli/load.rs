@@ -31,6 +31,12 @@ pub fn report_load(load: &LoadSummary) -> bool {
         eprintln!("error: no spans in the input");
         return true;
     }
+    if load.spilled.spans > 0 {
+        eprintln!(
+            "note: {} spans held on disk to assemble traces whole, in {} parts (--max-spans-in-flight)",
+            load.spilled.spans, load.spilled.parts
+        );
+    }
     if load.spans_rejected > 0 {
         eprintln!(
             "note: {} of {} spans rejected; the rest were analysed",

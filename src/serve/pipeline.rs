@@ -96,7 +96,11 @@ impl PathStore {
 
 /// The live engine's settings from the daemon's.
 pub fn engine_config(cfg: &Config) -> EngineConfig {
-    let mut e = EngineConfig::default();
+    // Live traces complete on the daemon's clock; nothing is held to an end of input.
+    let mut e = EngineConfig {
+        completion: crate::analyze::engine::Completion::Idle,
+        ..Default::default()
+    };
     e.assembler.trace_idle_ns = cfg.trace_idle.as_nanos() as u64;
     e.assembler.max_traces = cfg.max_traces_in_flight;
     // Spans in assembly draw from the memory budget's share for them (see `ledger`).

@@ -8,6 +8,7 @@ mod findings;
 mod golden;
 mod harm;
 mod nodes;
+mod order;
 mod properties;
 mod proto;
 mod realdata;

@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use super::decode::increases;
 use super::*;
-use crate::analyze::engine::{Engine, EngineConfig};
+use crate::analyze::engine::{Completion, Engine, EngineConfig};
 use crate::analyze::graph::GraphAgg;
 use crate::analyze::identity;
 use crate::analyze::node::NodeTable;
@@ -82,10 +82,13 @@ fn run(scenario: Scenario, traces: usize, shards: usize) -> (Engine, Vec<Store>)
         rate_per_s: 20.0,
         ..Default::default()
     };
-    let mut whole = Engine::new(EngineConfig::default());
-    let mut parts: Vec<Engine> = (0..shards)
-        .map(|_| Engine::new(EngineConfig::default()))
-        .collect();
+    // Scraped while fed, as a live daemon is: traces complete when idle, not at the end.
+    let live = || EngineConfig {
+        completion: Completion::Idle,
+        ..Default::default()
+    };
+    let mut whole = Engine::new(live());
+    let mut parts: Vec<Engine> = (0..shards).map(|_| Engine::new(live())).collect();
     let mut stores: Vec<Store> = (0..shards).map(|_| Store::default()).collect();
     let mut next_scrape: Option<f64> = None;
     let scrape = |parts: &mut Vec<Engine>, stores: &mut Vec<Store>, t: f64| {
