@@ -24,6 +24,8 @@ pub trait LoadObserver {
     /// Raw bytes read so far over all files of this load.
     fn bytes(&mut self, _done: u64) {}
     fn file_done(&mut self, _path: &Path, _summary: &FileSummary) {}
+    /// The input is read again from the start (it was out of time order).
+    fn reading_again(&mut self) {}
 }
 
 impl LoadObserver for () {}
@@ -43,6 +45,9 @@ pub struct LoadSummary {
     /// Spans set aside on disk to assemble traces whole (`Completion::AtEnd` past the
     /// in-flight limits), and what that lost if the disk failed.
     pub spilled: crate::analyze::engine::SpillStats,
+    /// Read a second time, holding every trace to the end: a trace's spans were too far
+    /// apart in the input for completing idle traces (`Completion::Auto`).
+    pub read_twice: bool,
 }
 
 impl LoadSummary {
@@ -57,13 +62,48 @@ impl LoadSummary {
 }
 
 /// Reads `paths` in order into `engine`, then completes all in-flight traces. `on_file` is
-/// called after each file (for progress display).
+/// called after each file (for progress display). An engine with `Completion::Auto` that
+/// meets a span of a trace it already completed (input out of time order) starts over and
+/// reads them again holding every trace to the end, when it had read nothing before.
 pub fn load_files(
     engine: &mut Engine,
     paths: &[PathBuf],
     obs: &mut dyn LoadObserver,
 ) -> LoadSummary {
-    let mut out = load(engine, paths, obs);
+    let fresh = engine.is_fresh();
+    let out = load_files_once(engine, paths, obs, fresh);
+    if fresh && engine.split_a_trace() {
+        let mut out = read_again(engine, |e, obs| load_files_once(e, paths, obs, false), obs);
+        out.read_twice = true;
+        return out;
+    }
+    out
+}
+
+/// Starts `engine` over holding every trace to the end, and reads with `read` again.
+fn read_again<T>(
+    engine: &mut Engine,
+    read: impl FnOnce(&mut Engine, &mut dyn LoadObserver) -> T,
+    obs: &mut dyn LoadObserver,
+) -> T {
+    tracing::debug!("input out of time order: reading it again, every trace held to the end");
+    obs.reading_again();
+    engine.start_over_holding();
+    read(engine, obs)
+}
+
+/// [`load_files`] without starting over; with `stop_on_split`, reading stops at the first
+/// sign of a split trace (the caller then starts over).
+fn load_files_once(
+    engine: &mut Engine,
+    paths: &[PathBuf],
+    obs: &mut dyn LoadObserver,
+    stop_on_split: bool,
+) -> LoadSummary {
+    let mut out = load(engine, paths, obs, stop_on_split);
+    if stop_on_split && engine.split_a_trace() {
+        return out;
+    }
     engine.finish();
     for i in engine.take_issue_details() {
         out.problem(i);
@@ -84,7 +124,7 @@ pub fn load_files(
 /// Like [`load_files`], but leaves traces still in flight in the assembler (more input may
 /// follow); structural problems are reported when [`load_files`] or `Engine::finish` runs.
 pub fn load_files_keep_open(engine: &mut Engine, paths: &[PathBuf]) -> LoadSummary {
-    let mut out = load(engine, paths, &mut ());
+    let mut out = load(engine, paths, &mut (), false);
     for i in engine.take_issue_details() {
         out.problem(i);
     }
@@ -117,7 +157,12 @@ const GROUP_BATCHES: usize = 1024;
 /// Reading, decompressing, decoding and normalizing run on a thread of their own, ahead of
 /// assembly and analysis on this one (as the live receivers do); batches arrive in file
 /// order, so the outcome is the same as reading inline.
-fn load(engine: &mut Engine, paths: &[PathBuf], obs: &mut dyn LoadObserver) -> LoadSummary {
+fn load(
+    engine: &mut Engine,
+    paths: &[PathBuf],
+    obs: &mut dyn LoadObserver,
+    stop_on_split: bool,
+) -> LoadSummary {
     let mut out = LoadSummary::default();
     engine.spill_with(spill::on_disk());
     let limits = LocalLimits {
@@ -198,6 +243,11 @@ fn load(engine: &mut Engine, paths: &[PathBuf], obs: &mut dyn LoadObserver) -> L
                 } => {
                     spaces.renumber(names, &mut spans, engine.interner_mut());
                     engine.ingest_spans(spans, &report);
+                    if stop_on_split && engine.split_a_trace() {
+                        // Dropping the channel ends the reading thread (at the end of its
+                        // file); all this is read again.
+                        break 'reading;
+                    }
                     for p in &report.details {
                         note(
                             &mut batch_problems,
@@ -276,13 +326,29 @@ pub fn analyze(
     baseline: &[PathBuf],
     obs: &mut dyn LoadObserver,
 ) -> Analysis {
-    let (baseline, baseline_load) = if baseline.is_empty() {
-        (None, None)
-    } else {
-        let load = load_files(&mut engine, baseline, obs);
-        (Some(engine.take_windows().merged()), Some(load))
+    let fresh = engine.is_fresh();
+    let once = |e: &mut Engine, obs: &mut dyn LoadObserver, stop| {
+        let (baseline, baseline_load) = if baseline.is_empty() {
+            (None, None)
+        } else {
+            let load = load_files_once(e, baseline, obs, stop);
+            if stop && e.split_a_trace() {
+                return (None, None, load);
+            }
+            (Some(e.take_windows().merged()), Some(load))
+        };
+        (
+            baseline,
+            baseline_load,
+            load_files_once(e, files, obs, stop),
+        )
     };
-    let load = load_files(&mut engine, files, obs);
+    let (mut baseline, mut baseline_load, mut load) = once(&mut engine, obs, fresh);
+    if fresh && engine.split_a_trace() {
+        (baseline, baseline_load, load) =
+            read_again(&mut engine, |e, obs| once(e, obs, false), obs);
+        load.read_twice = true;
+    }
     let current = engine.windows().merged();
     let mut all: Vec<&GraphAgg> = vec![&current];
     all.extend(baseline.as_ref());

@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::model::{Span, TraceId};
 
@@ -60,7 +60,20 @@ pub struct Assembler {
     /// since (or completed); stale entries are skipped when they reach the front.
     touched: VecDeque<(u64, TraceId)>,
     spans_held: usize,
+    /// Traces completed so far, by a hash of their id, when asked to remember them
+    /// ([`Assembler::remember_completed`]).
+    completed: Option<Completed>,
     pub stats: AssemblerStats,
+}
+
+/// What [`Assembler::remember_completed`] keeps: a span of a trace already completed says
+/// the input is not in an order that completing idle traces can take.
+struct Completed {
+    ids: FxHashSet<u64>,
+    max: usize,
+    /// A span arrived for a trace already completed (or one that might have been: a hash
+    /// shared, or more traces completed than `max`, after which none is remembered).
+    reopened: bool,
 }
 
 impl Assembler {
@@ -70,8 +83,25 @@ impl Assembler {
             pending: FxHashMap::default(),
             touched: VecDeque::new(),
             spans_held: 0,
+            completed: None,
             stats: AssemblerStats::default(),
         }
+    }
+
+    /// Remembers every trace completed (up to `max`, about 20 bytes each), so that
+    /// [`Assembler::reopened`] can say whether a span came for one of them.
+    pub fn remember_completed(&mut self, max: usize) {
+        self.completed = Some(Completed {
+            ids: FxHashSet::default(),
+            max,
+            reopened: false,
+        });
+    }
+
+    /// Whether a span arrived for a trace already completed, which was then split (or
+    /// possibly so: past the number of traces remembered, this says yes).
+    pub fn reopened(&self) -> bool {
+        self.completed.as_ref().is_some_and(|c| c.reopened)
     }
 
     /// Estimated bytes held (for the memory budget): the spans with their vectors' slack, each
@@ -164,6 +194,9 @@ impl Assembler {
         self.stats.spans_in += 1;
         let id = span.trace_id;
         if !self.pending.contains_key(&id) {
+            if let Some(c) = &mut self.completed {
+                c.reopened |= c.ids.contains(&id_hash(&id));
+            }
             while self.pending.len() >= self.cfg.max_traces.max(1)
                 || self.spans_held >= self.cfg.max_spans.max(1)
             {
@@ -250,6 +283,13 @@ impl Assembler {
 
     fn finish(&mut self, id: TraceId, done: &mut impl FnMut(Vec<Span>)) {
         if let Some(p) = self.pending.remove(&id) {
+            if let Some(c) = &mut self.completed {
+                if c.ids.len() < c.max {
+                    c.ids.insert(id_hash(&id));
+                } else {
+                    c.reopened = true;
+                }
+            }
             self.spans_held -= p.spans.len();
             self.stats.traces_completed += 1;
             done(p.spans);
@@ -290,6 +330,13 @@ impl Assembler {
         self.touched
             .retain(|(t, id)| pending.get(id).is_some_and(|p| p.last_touch == *t));
     }
+}
+
+/// Eight bytes standing for a trace id (ids are random or hashed, so their halves mix well).
+fn id_hash(id: &TraceId) -> u64 {
+    let (a, b) = id.0.split_at(8);
+    let half = |h: &[u8]| h.iter().fold(0u64, |acc, &x| acc << 8 | u64::from(x));
+    half(a) ^ half(b).rotate_left(29)
 }
 
 #[cfg(test)]
@@ -347,6 +394,29 @@ mod tests {
         }
         assert!(grew <= 12, "{grew} reallocations for 200 spans");
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_span_of_a_completed_trace_is_noticed_and_so_is_forgetting() {
+        let mut a = Assembler::new(AssemblerConfig {
+            trace_idle_ns: 10,
+            ..Default::default()
+        });
+        a.remember_completed(2);
+        let mut out = Vec::new();
+        a.push(span(1, 1, 0), 0, &mut collect(&mut out));
+        a.expire(20, &mut collect(&mut out));
+        a.push(span(2, 1, 20), 20, &mut collect(&mut out));
+        assert!(!a.reopened(), "a new trace is not a reopened one");
+        a.push(span(1, 2, 21), 21, &mut collect(&mut out));
+        assert!(a.reopened(), "trace 1 was completed at 20");
+        // Past what it may remember, it cannot tell, and says so.
+        let mut b = Assembler::new(AssemblerConfig::default());
+        b.remember_completed(1);
+        b.push(span(1, 1, 0), 0, &mut collect(&mut out));
+        b.push(span(2, 1, 0), 0, &mut collect(&mut out));
+        b.flush(&mut collect(&mut out));
+        assert!(b.reopened());
     }
 
     #[test]

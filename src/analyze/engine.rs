@@ -21,16 +21,24 @@ use crate::model::{Interner, Span};
 /// (`trace_idle` after their last span arrived), whatever this says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Completion {
-    /// At the end of the input: every span of a trace meets the others whatever order the
-    /// files are in (concatenated per process, reversed, shuffled). Past the in-flight limits
-    /// the spans go to temporary files, split by trace id, and each part is assembled at the
-    /// end, so memory stays bounded (see [`SpanSpill`]).
+    /// As `Idle`, remembering the traces completed: a span arriving for one of them says the
+    /// input is out of order (files concatenated per process, shuffled), and
+    /// [`Engine::split_a_trace`] tells replay to read it again with `AtEnd`. Input in time
+    /// order, the usual case, is read once and analysed as it is read.
     #[default]
+    Auto,
+    /// At the end of the input: every span of a trace meets the others whatever order the
+    /// files are in. Past the in-flight limits the spans go to a [`SpanSpill`] (temporary
+    /// files, split by trace id), each part assembled at the end, so memory stays bounded.
     AtEnd,
     /// Once span time has moved `trace_idle` past a trace's last span: less held, but spans
     /// of a trace far apart in the file are split into fragments.
     Idle,
 }
+
+/// Traces `Completion::Auto` remembers (about 20 bytes each); input with more is taken as out
+/// of order, to be safe.
+const REMEMBER_TRACES: usize = 2_000_000;
 
 #[derive(Debug, Clone, Copy)]
 pub struct EngineConfig {
@@ -153,6 +161,8 @@ pub struct Engine {
     jumps: i32,
     report: BatchReport,
     completion: Completion,
+    /// What it was made with, to start over ([`Engine::start_over_holding`]).
+    cfg: EngineConfig,
     /// Opens where spans go once more are held than the in-flight limits allow (replay sets
     /// one; without it, the oldest trace is completed early, as in `Idle`).
     spill_opener: Option<SpillOpener>,
@@ -200,13 +210,17 @@ impl Engine {
     const MAX_JUMP_NS: u64 = 3_600_000_000_000;
 
     pub fn new(cfg: EngineConfig) -> Self {
+        let mut assembler = Assembler::new(cfg.assembler);
+        if cfg.completion == Completion::Auto {
+            assembler.remember_completed(REMEMBER_TRACES);
+        }
         Engine {
             normalizer: Normalizer::new({
                 let mut names = Interner::with_capacity_limit(cfg.max_names);
                 names.set_max_bytes(cfg.max_name_bytes);
                 names
             }),
-            assembler: Assembler::new(cfg.assembler),
+            assembler,
             analyzer: Analyzer {
                 nodes: NodeTable::new(cfg.max_nodes),
                 windows: Windows::new(cfg.window_ns, cfg.max_windows),
@@ -218,6 +232,7 @@ impl Engine {
             jumps: 0,
             report: BatchReport::default(),
             completion: cfg.completion,
+            cfg,
             spill_opener: None,
             spilled: None,
             spill_stats: SpillStats::default(),
@@ -254,6 +269,29 @@ impl Engine {
         let names = &self.normalizer.interner;
         self.assembler
             .expire(self.watermark, &mut |t| analyzer.complete(t, names));
+    }
+
+    /// With `Completion::Auto`: a span arrived for a trace already completed, so the input
+    /// was not in time order and the traces it split are in the aggregates as fragments.
+    pub fn split_a_trace(&self) -> bool {
+        self.completion == Completion::Auto && self.assembler.reopened()
+    }
+
+    /// Whether nothing has been read yet.
+    pub fn is_fresh(&self) -> bool {
+        self.assembler.stats.spans_in == 0 && self.report.seen == 0
+    }
+
+    /// Starts again, empty, with `Completion::AtEnd` and the same settings (critical path,
+    /// time limits, trace observer): what replay does when [`Engine::split_a_trace`].
+    pub fn start_over_holding(&mut self) {
+        let mut cfg = self.cfg;
+        cfg.completion = Completion::AtEnd;
+        let mut e = Engine::new(cfg);
+        e.analyzer.critical_path = self.analyzer.critical_path;
+        e.analyzer.on_trace = self.analyzer.on_trace.take();
+        e.normalizer.time_limits = self.normalizer.time_limits;
+        *self = e;
     }
 
     /// Where `Completion::AtEnd` sets spans aside past the in-flight limits.

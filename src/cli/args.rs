@@ -175,6 +175,10 @@ pub struct GraphArgs {
 /// When a trace read from files is complete.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CompletionArg {
+    /// As idle while the input is in time order (read once, analysed as it is read); at the
+    /// first span of a trace already completed (files concatenated per process, shuffled),
+    /// the input is read again as with end. Same findings as end, in any order.
+    Auto,
     /// At the end of the input, whatever order the spans are in (concatenated per-process
     /// files, reversed, shuffled give the same findings). Past the in-flight limits, spans
     /// are spilled to temporary files ($TMPDIR) split by trace id, and each part is
@@ -188,15 +192,17 @@ pub enum CompletionArg {
 /// Assembly limits shared by the commands that read traces.
 #[derive(Parser, Debug)]
 pub struct EngineArgs {
-    /// When a trace is complete: at the end of the input (any order), or after --trace-idle.
-    #[arg(long, value_enum, default_value_t = CompletionArg::End)]
+    /// When a trace is complete: after --trace-idle, or at the end of the input if the input
+    /// turns out not to be in time order (auto); at the end always (end); after --trace-idle
+    /// always (idle).
+    #[arg(long, value_enum, default_value_t = CompletionArg::Auto)]
     pub completion: CompletionArg,
-    /// With --completion idle: a trace is complete when no span arrived for this long, in span
+    /// With --completion auto or idle: a trace is complete when no span arrived for this long, in span
     /// time (e.g. 10s, 500ms).
     #[arg(long, default_value = "10s", value_parser = parse_duration_ns)]
     pub trace_idle: u64,
-    /// Traces held in assembly at once; past it spans are spilled to disk (--completion end)
-    /// or the least recently touched trace is completed early (idle; counted).
+    /// Traces held in assembly at once; past it, holding to the end, spans are spilled to disk,
+    /// and otherwise the least recently touched trace is completed early (counted).
     #[arg(long, default_value_t = 100_000)]
     pub max_traces_in_flight: usize,
     /// Spans held in assembly at once, over all traces (as for traces).
@@ -211,6 +217,7 @@ impl EngineArgs {
     pub fn config(&self) -> EngineConfig {
         let mut cfg = EngineConfig {
             completion: match self.completion {
+                CompletionArg::Auto => chokepoint::analyze::engine::Completion::Auto,
                 CompletionArg::End => chokepoint::analyze::engine::Completion::AtEnd,
                 CompletionArg::Idle => chokepoint::analyze::engine::Completion::Idle,
             },

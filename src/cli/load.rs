@@ -31,6 +31,11 @@ pub fn report_load(load: &LoadSummary) -> bool {
         eprintln!("error: no spans in the input");
         return true;
     }
+    if load.read_twice {
+        eprintln!(
+            "note: the input is not in time order (spans of a trace far apart): read twice, every trace held to the end (--completion end reads once)"
+        );
+    }
     if load.spilled.spans > 0 {
         eprintln!(
             "note: {} spans held on disk to assemble traces whole, in {} parts (--max-spans-in-flight)",
@@ -114,6 +119,15 @@ impl LoadObserver for Progress {
         {
             self.last_draw = Some(now);
             self.draw(self.offset + done);
+        }
+    }
+
+    fn reading_again(&mut self) {
+        // The bar starts again, saying why.
+        self.offset = 0;
+        self.last = 0;
+        if self.enabled {
+            eprintln!("\rinput not in time order: reading it again, every trace held to the end");
         }
     }
 }

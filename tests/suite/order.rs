@@ -131,8 +131,11 @@ fn three_orders(dir: &Path, reqs: &[ExportTraceServiceRequest]) -> [PathBuf; 3] 
     out.try_into().unwrap()
 }
 
-/// (kind, node, severity, score) of every finding, and the traces split into fragments.
-fn findings(file: &Path, cfg: EngineConfig) -> (Vec<(String, String, String, String)>, u64) {
+type Findings = Vec<(String, String, String, String)>;
+
+/// (kind, node, severity, score) of every finding, the traces split into fragments, and
+/// whether the file was read twice (not in time order).
+fn findings(file: &Path, cfg: EngineConfig) -> (Findings, u64, bool) {
     let a = analyze(Engine::new(cfg), &[file.to_owned()], &[], &mut ());
     assert!(a.load.failed.is_empty(), "{:?}", a.load.failed);
     let whole = a.whole();
@@ -149,34 +152,45 @@ fn findings(file: &Path, cfg: EngineConfig) -> (Vec<(String, String, String, Str
             )
         })
         .collect();
-    (list, whole.fragmented_traces)
+    (list, whole.fragmented_traces, a.load.read_twice)
 }
 
 fn assert_order_independent(reqs: &[ExportTraceServiceRequest], expect: (&str, &str)) {
     let dir = tempfile::tempdir().unwrap();
     let [in_time, reversed, shuffled] = three_orders(dir.path(), reqs);
-    let (want, fragments) = findings(&in_time, EngineConfig::default());
+    let (want, fragments, twice) = findings(&in_time, EngineConfig::default());
     assert_eq!(fragments, 0);
+    assert!(!twice, "a file in time order is read once");
     assert!(
         want.iter().any(|f| (f.0.as_str(), f.1.as_str()) == expect),
         "{expect:?} not found: {want:?}"
     );
     for file in [&reversed, &shuffled] {
-        let (got, fragments) = findings(file, EngineConfig::default());
+        let (got, fragments, twice) = findings(file, EngineConfig::default());
         assert_eq!(got, want, "{}", file.display());
         assert_eq!(fragments, 0, "{}", file.display());
+        // Shuffled by request, each trace's spans stay together: read once.
+        assert_eq!(twice, file == &reversed, "{}: read twice", file.display());
+        // Held to the end from the start: the same, read once.
+        let end = EngineConfig {
+            completion: Completion::AtEnd,
+            ..Default::default()
+        };
+        let (got, _, twice) = findings(file, end);
+        assert_eq!(got, want, "{} --completion end", file.display());
+        assert!(!twice);
     }
     // Past the in-flight limits the spans go to disk, and still meet their traces.
     let mut small = EngineConfig::default();
     small.assembler.max_spans = 1_000;
-    assert_eq!(findings(&shuffled, small).0, want, "spilled");
+    assert_eq!(findings(&reversed, small).0, want, "spilled");
     // The old way (complete after an idle time of span time) splits the traces of the
     // concatenated per-process files: what the default guards against.
     let idle = EngineConfig {
         completion: Completion::Idle,
         ..Default::default()
     };
-    let (_, fragments) = findings(&reversed, idle);
+    let (_, fragments, _) = findings(&reversed, idle);
     assert!(fragments > 0, "no trace split by the per-process order");
 }
 
@@ -222,13 +236,13 @@ fn replay_says_what_it_spilled_and_survives_a_temporary_directory_it_cannot_writ
     };
     let reqs: Vec<_> = generate(&cfg).collect();
     let dir = tempfile::tempdir().unwrap();
-    let [_, _, shuffled] = three_orders(dir.path(), &reqs);
+    let [_, reversed, _] = three_orders(dir.path(), &reqs);
     let tmp = dir.path().join("tmp");
     std::fs::create_dir(&tmp).unwrap();
     let replay = |tmpdir: &Path| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_chokepoint"))
             .args(["replay", "--format", "json", "--max-spans-in-flight", "500"])
-            .arg(&shuffled)
+            .arg(&reversed)
             .env("TMPDIR", tmpdir)
             .output()
             .expect("run chokepoint");
@@ -243,12 +257,13 @@ fn replay_says_what_it_spilled_and_survives_a_temporary_directory_it_cannot_writ
     let (spof, stderr) = replay(&tmp);
     assert!(spof, "{stderr}");
     assert!(stderr.contains("spans held on disk"), "{stderr}");
+    assert!(stderr.contains("not in time order"), "{stderr}");
     assert_eq!(
         std::fs::read_dir(&tmp).unwrap().count(),
         0,
         "spill left behind"
     );
-    let (spof, stderr) = replay(&dir.path().join("no-such-dir"));
-    assert!(spof, "{stderr}");
+    // Nowhere to spill: it still finishes, with findings, and says what it could not do.
+    let (_, stderr) = replay(&dir.path().join("no-such-dir"));
     assert!(stderr.contains("cannot spill to disk"), "{stderr}");
 }
