@@ -117,24 +117,10 @@ impl Assembler {
     }
 
     /// Every span held, taken out without completing its trace (replay moving them to disk),
-    /// trace by trace in the order they were first touched.
+    /// trace by trace in the order they were last touched.
     pub fn take_held(&mut self) -> Vec<Span> {
         let mut out = Vec::with_capacity(self.spans_held);
-        while let Some((t, id)) = self.touched.pop_front() {
-            if self.pending.get(&id).is_some_and(|p| p.last_touch == t) {
-                if let Some(p) = self.pending.remove(&id) {
-                    out.extend(p.spans);
-                }
-            }
-        }
-        // Anything left (should be nothing) in a deterministic order.
-        let mut rest: Vec<TraceId> = self.pending.keys().copied().collect();
-        rest.sort_unstable();
-        for id in rest {
-            if let Some(p) = self.pending.remove(&id) {
-                out.extend(p.spans);
-            }
-        }
+        self.drain(|_, _, p| out.extend(p.spans));
         self.spans_held = 0;
         out
     }
@@ -268,32 +254,47 @@ impl Assembler {
 
     /// Completes everything (end of input, shutdown).
     pub fn flush(&mut self, done: &mut impl FnMut(Vec<Span>)) {
+        self.drain(|a, id, p| a.complete(id, p, done));
+    }
+
+    /// Removes every trace held, in the order they were last touched (then any left, by id),
+    /// handing each to `each`.
+    fn drain(&mut self, mut each: impl FnMut(&mut Self, TraceId, Pending)) {
         while let Some((t, id)) = self.touched.pop_front() {
             if self.pending.get(&id).is_some_and(|p| p.last_touch == t) {
-                self.finish(id, done);
+                if let Some(p) = self.pending.remove(&id) {
+                    each(self, id, p);
+                }
             }
         }
         // Anything left (should be nothing) in a deterministic order.
         let mut rest: Vec<TraceId> = self.pending.keys().copied().collect();
         rest.sort_unstable();
         for id in rest {
-            self.finish(id, done);
+            if let Some(p) = self.pending.remove(&id) {
+                each(self, id, p);
+            }
         }
     }
 
     fn finish(&mut self, id: TraceId, done: &mut impl FnMut(Vec<Span>)) {
         if let Some(p) = self.pending.remove(&id) {
-            if let Some(c) = &mut self.completed {
-                if c.ids.len() < c.max {
-                    c.ids.insert(id_hash(&id));
-                } else {
-                    c.reopened = true;
-                }
-            }
-            self.spans_held -= p.spans.len();
-            self.stats.traces_completed += 1;
-            done(p.spans);
+            self.complete(id, p, done);
         }
+    }
+
+    /// Hands over a trace taken out of `pending`.
+    fn complete(&mut self, id: TraceId, p: Pending, done: &mut impl FnMut(Vec<Span>)) {
+        if let Some(c) = &mut self.completed {
+            if c.ids.len() < c.max {
+                c.ids.insert(id_hash(&id));
+            } else {
+                c.reopened = true;
+            }
+        }
+        self.spans_held -= p.spans.len();
+        self.stats.traces_completed += 1;
+        done(p.spans);
     }
 
     fn complete_oldest(&mut self, done: &mut impl FnMut(Vec<Span>)) -> bool {

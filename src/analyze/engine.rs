@@ -160,7 +160,6 @@ pub struct Engine {
     /// behind it (below zero); see [`advance`].
     jumps: i32,
     report: BatchReport,
-    completion: Completion,
     /// What it was made with, to start over ([`Engine::start_over_holding`]).
     cfg: EngineConfig,
     /// Opens where spans go once more are held than the in-flight limits allow (replay sets
@@ -231,7 +230,6 @@ impl Engine {
             watermark: 0,
             jumps: 0,
             report: BatchReport::default(),
-            completion: cfg.completion,
             cfg,
             spill_opener: None,
             spilled: None,
@@ -260,7 +258,7 @@ impl Engine {
     /// `report` is their normalization's.
     pub fn ingest_spans(&mut self, spans: Vec<Span>, report: &BatchReport) {
         self.report.merge(report.clone());
-        if self.completion == Completion::AtEnd {
+        if self.cfg.completion == Completion::AtEnd {
             self.hold(spans);
             return;
         }
@@ -274,7 +272,7 @@ impl Engine {
     /// With `Completion::Auto`: a span arrived for a trace already completed, so the input
     /// was not in time order and the traces it split are in the aggregates as fragments.
     pub fn split_a_trace(&self) -> bool {
-        self.completion == Completion::Auto && self.assembler.reopened()
+        self.cfg.completion == Completion::Auto && self.assembler.reopened()
     }
 
     /// Whether nothing has been read yet.
